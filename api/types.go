@@ -1,0 +1,249 @@
+// Package api holds the wire types of the OpenSlicer REST API, the NDJSON exec
+// frame, and the closed set of error classes with their HTTP status mapping.
+//
+// The JSON field names follow Slicer's published REST API and Go SDK byte for
+// byte, so that programs written against that SDK work against this daemon.
+// This package imports only the standard library.
+package api
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Node status values as shown by list endpoints.
+const (
+	StatusRunning = "Running"
+	StatusPaused  = "Paused"
+	StatusStopped = "Stopped"
+)
+
+// Info is the body of GET /info.
+type Info struct {
+	Version   string `json:"version,omitempty"`
+	GitCommit string `json:"git_commit,omitempty"`
+	Platform  string `json:"platform,omitempty"`
+	Arch      string `json:"arch,omitempty"`
+}
+
+// HostGroup is one element of GET /hostgroup.
+type HostGroup struct {
+	Name     string `json:"name,omitempty"`
+	Count    int    `json:"count,omitempty"`
+	RamBytes int64  `json:"ram_bytes,omitempty"`
+	CPUs     int    `json:"cpus,omitempty"`
+	Arch     string `json:"arch,omitempty"`
+	GPUCount int    `json:"gpu_count"`
+}
+
+// Node is one element of GET /nodes and GET /hostgroup/{g}/nodes.
+type Node struct {
+	Hostname      string    `json:"hostname"`
+	HostGroup     string    `json:"hostgroup,omitempty"`
+	IP            string    `json:"ip"`
+	RamBytes      int64     `json:"ram_bytes,omitempty"`
+	CPUs          int       `json:"cpus,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	LastAgentCall time.Time `json:"last_agent_call,omitzero"`
+	Arch          string    `json:"arch,omitempty"`
+	Tags          []string  `json:"tags,omitempty"`
+	Status        string    `json:"status,omitempty"`
+	Persistent    bool      `json:"persistent,omitempty"`
+}
+
+// CreateNodeRequest is the body of POST /hostgroup/{g}/nodes.
+type CreateNodeRequest struct {
+	RamBytes   int64                    `json:"ram_bytes,omitempty"`
+	CPUs       int                      `json:"cpus,omitempty"`
+	GPUCount   int                      `json:"gpu_count,omitempty"`
+	Persistent bool                     `json:"persistent,omitempty"`
+	DiskImage  string                   `json:"disk_image,omitempty"`
+	ImportUser string                   `json:"import_user,omitempty"`
+	GitHubUser string                   `json:"github_user,omitempty"`
+	SSHKeys    []string                 `json:"ssh_keys,omitempty"`
+	Userdata   string                   `json:"userdata,omitempty"`
+	IP         string                   `json:"ip,omitempty"`
+	Tags       []string                 `json:"tags,omitempty"`
+	Secrets    []string                 `json:"secrets,omitempty"`
+	Network    *CreateNodeNetworkPolicy `json:"network,omitempty"`
+	// Hostname is listed by the combined openapi schema; names are allocated
+	// by the daemon, so a non-empty value is rejected.
+	Hostname string `json:"hostname,omitempty"`
+}
+
+// CreateNodeNetworkPolicy overrides an isolated group's egress lists for one
+// VM. A nil list inherits the group's list; a non-nil empty list clears it.
+type CreateNodeNetworkPolicy struct {
+	Allow []string `json:"allow"`
+	Drop  []string `json:"drop"`
+}
+
+// MarshalJSON omits nil lists and keeps empty ones as [].
+func (p CreateNodeNetworkPolicy) MarshalJSON() ([]byte, error) {
+	m := map[string][]string{}
+	if p.Allow != nil {
+		m["allow"] = p.Allow
+	}
+	if p.Drop != nil {
+		m["drop"] = p.Drop
+	}
+	return json.Marshal(m)
+}
+
+// CreateNodeResponse is the body of a successful create or relaunch.
+type CreateNodeResponse struct {
+	Hostname   string    `json:"hostname"`
+	HostGroup  string    `json:"hostgroup,omitempty"`
+	IP         string    `json:"ip"`
+	CreatedAt  time.Time `json:"created_at"`
+	Arch       string    `json:"arch,omitempty"`
+	Persistent bool      `json:"persistent"`
+}
+
+// DeleteResponse is the body of DELETE /hostgroup/{g}/nodes/{h}.
+// DiskRemoved is a string, "true" or "false", as in Slicer's API.
+type DeleteResponse struct {
+	Message     string `json:"message"`
+	DiskRemoved string `json:"disk_removed"`
+	Error       string `json:"error"`
+}
+
+// VMDescription is the body of GET /vm/{h}.
+type VMDescription struct {
+	Node
+	Storage              string                   `json:"storage,omitempty"`
+	Image                string                   `json:"image,omitempty"`
+	CommitID             string                   `json:"commit_id,omitempty"`
+	ParentCommitID       string                   `json:"parent_commit_id,omitempty"`
+	Network              VMNetworkDescription     `json:"network"`
+	OpenAgentConnections int64                    `json:"open_agent_connections"`
+	BgExecs              []ExecBackgroundSummary  `json:"bg_execs,omitzero"`
+}
+
+// VMNetworkDescription describes the effective egress policy of a VM.
+type VMNetworkDescription struct {
+	Mode      string                   `json:"mode,omitempty"`
+	Source    string                   `json:"policy_source,omitempty"`
+	HostGroup VMNetworkPolicy          `json:"host_group"`
+	Override  *CreateNodeNetworkPolicy `json:"override,omitempty"`
+	Effective VMNetworkPolicy          `json:"effective"`
+}
+
+// VMNetworkPolicy is a pair of egress lists.
+type VMNetworkPolicy struct {
+	Allow []string `json:"allow"`
+	Drop  []string `json:"drop"`
+}
+
+// ExecBackgroundSummary is one background exec in a VMDescription.
+type ExecBackgroundSummary struct {
+	ExecID    string     `json:"exec_id"`
+	Command   string     `json:"command,omitempty"`
+	PID       int        `json:"pid,omitempty"`
+	State     string     `json:"state,omitempty"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+	ExitCode  *int       `json:"exit_code,omitempty"`
+}
+
+// VMTags is the body of GET and PATCH /vm/{h}/tags.
+type VMTags struct {
+	Hostname string   `json:"hostname"`
+	Tags     []string `json:"tags"`
+}
+
+// VMTagUpdate is the body of PATCH /vm/{h}/tags.
+type VMTagUpdate struct {
+	Add     []string  `json:"add,omitempty"`
+	Remove  []string  `json:"remove,omitempty"`
+	Replace *[]string `json:"replace,omitempty"`
+	Name    *string   `json:"name,omitempty"`
+}
+
+// ShutdownRequest is the optional JSON body of POST /vm/{h}/shutdown; the
+// action may also come as a query parameter.
+type ShutdownRequest struct {
+	Action string `json:"action,omitempty"`
+}
+
+// LogsResponse is the body of GET /vm/{h}/logs.
+type LogsResponse struct {
+	Hostname string `json:"hostname"`
+	Lines    int    `json:"lines"`
+	Content  string `json:"content"`
+}
+
+// AgentHealthResponse is the body of GET /vm/{h}/health. Durations are
+// encoded as integer nanoseconds, as Go's time.Duration does.
+type AgentHealthResponse struct {
+	Hostname         string        `json:"hostname,omitempty"`
+	AgentUptime      time.Duration `json:"agent_uptime,omitempty"`
+	AgentVersion     string        `json:"agent_version,omitempty"`
+	SystemUptime     time.Duration `json:"system_uptime,omitempty"`
+	UserdataRan      bool          `json:"userdata_ran,omitempty"`
+	UserdataExitCode *int          `json:"userdata_exit_code,omitempty"`
+	IP               string        `json:"ip,omitempty"`
+}
+
+// NodeStat is one element of GET /nodes/stats and GET /node/{h}/stats.
+type NodeStat struct {
+	Hostname  string    `json:"hostname"`
+	IP        string    `json:"ip"`
+	CreatedAt time.Time `json:"created_at"`
+	Snapshot  *Snapshot `json:"snapshot"`
+	Error     string    `json:"error"`
+}
+
+// Snapshot is a guest's resource usage at one instant.
+type Snapshot struct {
+	Hostname             string    `json:"hostname"`
+	Arch                 string    `json:"arch"`
+	Timestamp            time.Time `json:"timestamp"`
+	Uptime               string    `json:"uptime"`
+	TotalCPUS            int       `json:"totalCpus"`
+	TotalMemory          uint64    `json:"totalMemory"`
+	MemoryUsed           uint64    `json:"memoryUsed"`
+	MemoryAvailable      uint64    `json:"memoryAvailable"`
+	MemoryUsedPercent    float64   `json:"memoryUsedPercent"`
+	LoadAvg1             float64   `json:"loadAvg1"`
+	LoadAvg5             float64   `json:"loadAvg5"`
+	LoadAvg15            float64   `json:"loadAvg15"`
+	DiskReadTotal        float64   `json:"diskReadTotal"`
+	DiskWriteTotal       float64   `json:"diskWriteTotal"`
+	NetworkReadTotal     float64   `json:"networkReadTotal"`
+	NetworkWriteTotal    float64   `json:"networkWriteTotal"`
+	DiskIOInflight       int64     `json:"diskIOInflight"`
+	OpenConnections      int64     `json:"openConnections"`
+	OpenFiles            int64     `json:"openFiles"`
+	Entropy              int64     `json:"entropy"`
+	DiskSpaceTotal       uint64    `json:"diskSpaceTotal"`
+	DiskSpaceUsed        uint64    `json:"diskSpaceUsed"`
+	DiskSpaceFree        uint64    `json:"diskSpaceFree"`
+	DiskSpaceUsedPercent float64   `json:"diskSpaceUsedPercent"`
+}
+
+// Secret is the metadata of a stored secret (never its value).
+type Secret struct {
+	Name        string     `json:"name"`
+	Size        int64      `json:"size"`
+	Permissions string     `json:"permissions"`
+	UID         uint32     `json:"uid,omitempty"`
+	GID         uint32     `json:"gid,omitempty"`
+	ModifiedAt  *time.Time `json:"modified_at,omitempty"`
+}
+
+// CreateSecretRequest is the body of POST /secrets; Data is base64.
+type CreateSecretRequest struct {
+	Name        string `json:"name"`
+	Data        string `json:"data"`
+	Permissions string `json:"permissions,omitempty"`
+	UID         uint32 `json:"uid,omitempty"`
+	GID         uint32 `json:"gid,omitempty"`
+}
+
+// UpdateSecretRequest is the body of PATCH /secrets/{name}.
+type UpdateSecretRequest struct {
+	Data        *string `json:"data,omitempty"`
+	Permissions *string `json:"permissions,omitempty"`
+	UID         *uint32 `json:"uid,omitempty"`
+	GID         *uint32 `json:"gid,omitempty"`
+}

@@ -1,0 +1,231 @@
+// Command slicer-bench measures, in one run on this machine:
+//
+//	(a) raw QEMU boot of the min image's kernel and initramfs until the guest
+//	    init prints its first line: the floor any daemon pays;
+//	(b) POST /hostgroup/{g}/nodes?wait=agent until the response, through a
+//	    real daemon and the public client;
+//	(c) exec of `true` on a ready VM;
+//
+// and prints the median and p95 of each, and the ratio b/a (how much the
+// daemon adds on top of the floor). `make bench` runs it.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/client"
+	"github.com/openslicer/openslicer/internal/daemon"
+	"github.com/openslicer/openslicer/internal/hypervisor"
+	"github.com/openslicer/openslicer/internal/hypervisor/qemu"
+	"github.com/openslicer/openslicer/internal/image"
+	"github.com/openslicer/openslicer/internal/vm"
+)
+
+func main() {
+	boots := flag.Int("boots", 10, "samples of (a) and (b)")
+	execs := flag.Int("execs", 30, "samples of (c)")
+	imageDir := flag.String("image-dir", "/var/lib/slicer/images", "image cache")
+	agentBin := flag.String("agent", "bin/slicer-agent", "slicer-agent binary")
+	flag.Parse()
+	if err := run(*boots, *execs, *imageDir, *agentBin); err != nil {
+		fmt.Fprintln(os.Stderr, "slicer-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(boots, execs int, imageDir, agentBin string) error {
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tmp, err := os.MkdirTemp("", "slicer-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	img, err := (&image.Builder{Dir: imageDir, AgentBinary: agentBin, Log: log, Progress: os.Stderr}).Min(ctx)
+	if err != nil {
+		return err
+	}
+	raw, err := measureRawBoot(ctx, img, filepath.Join(tmp, "raw"), boots)
+	if err != nil {
+		return fmt.Errorf("raw boot: %w", err)
+	}
+	creates, execTimes, err := measureDaemon(ctx, tmp, imageDir, agentBin, log, boots, execs)
+	if err != nil {
+		return err
+	}
+
+	accel := "TCG (no KVM)"
+	if _, err := os.Stat("/dev/kvm"); err == nil {
+		accel = "KVM"
+	}
+	fmt.Printf("machine: %s/%s, %d CPUs, %s, QEMU microvm, 1 vCPU guest... see docs/benchmarks.md\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), accel)
+	fmt.Printf("%-44s %6s %10s %10s\n", "measure", "n", "median", "p95")
+	row := func(name string, d []time.Duration) {
+		fmt.Printf("%-44s %6d %10s %10s\n", name, len(d), ms(median(d)), ms(p95(d)))
+	}
+	row("(a) raw qemu boot to first init line", raw)
+	row("(b) create ?wait=agent until response", creates)
+	row("(c) exec `true` on a ready VM", execTimes)
+	fmt.Printf("ratio b/a (median): %.2f\n", float64(median(creates))/float64(median(raw)))
+	return nil
+}
+
+// measureRawBoot boots the image with the same QEMU arguments the daemon
+// uses, without the daemon, and times the guest init's first console line.
+func measureRawBoot(ctx context.Context, img *image.Image, dir string, n int) ([]time.Duration, error) {
+	var out []time.Duration
+	for i := range n {
+		run := filepath.Join(dir, fmt.Sprint(i))
+		if err := os.MkdirAll(run, 0o700); err != nil {
+			return nil, err
+		}
+		disk := filepath.Join(run, "disk.img")
+		if err := image.Clone(ctx, img.RootFS, disk, 0); err != nil {
+			return nil, err
+		}
+		spec := hypervisor.Spec{
+			ID: run, Name: "bench", VCPUs: 1, MemoryBytes: 256 << 20,
+			Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: vm.KernelCmdline("bench"),
+			Disks: []hypervisor.Disk{{Path: disk, Format: "raw"}}, RunDir: run,
+			ConsoleLog: filepath.Join(run, "console.txt"),
+		}
+		d, err := bootOnce(ctx, spec)
+		os.RemoveAll(run)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// initMarker is the first line the agent prints as PID 1.
+const initMarker = "slicer-agent: init"
+
+func bootOnce(ctx context.Context, spec hypervisor.Spec) (time.Duration, error) {
+	args, err := qemu.Args(spec, qemu.DetectAccel())
+	if err != nil {
+		return 0, err
+	}
+	args = foreground(args)
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	deadline := start.Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		data, _ := os.ReadFile(spec.ConsoleLog)
+		if strings.Contains(string(data), initMarker) {
+			return time.Since(start), nil
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("no %q on the console within 2m", initMarker)
+}
+
+// foreground drops -daemonize and -pidfile so the bench owns the process.
+func foreground(args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		switch args[i] {
+		case "-daemonize":
+			continue
+		case "-pidfile":
+			i++
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return out
+}
+
+// measureDaemon starts a daemon in this process and times creates and
+// execs through the public client over its unix socket.
+func measureDaemon(ctx context.Context, tmp, imageDir, agentBin string, log *slog.Logger, boots, execs int) (creates, execTimes []time.Duration, err error) {
+	data := filepath.Join(tmp, "data")
+	sock := filepath.Join(data, "api.sock")
+	cfg := filepath.Join(tmp, "bench.yaml")
+	yaml := fmt.Sprintf("config:\n  host_groups:\n  - name: bench\n    count: 0\n    vcpu: 1\n    ram_mb: 256\n    storage_size: 1G\n  image: min\n  hypervisor: qemu\n  graceful_shutdown: false\n  api:\n    bind_address: %q\n", sock)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		return nil, nil, err
+	}
+	dctx, stop := context.WithCancel(ctx)
+	ready := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- daemon.Run(dctx, daemon.Options{
+			ConfigPath: cfg, DataDir: data, ImageDir: imageDir, AgentBinary: agentBin,
+			Out: io.Discard, Log: log, Ready: func(addr string) { ready <- addr },
+		})
+	}()
+	defer func() {
+		stop()
+		if derr := <-errc; derr != nil && err == nil {
+			err = derr
+		}
+	}()
+	select {
+	case <-ready:
+	case err := <-errc:
+		return nil, nil, fmt.Errorf("daemon: %w", err)
+	}
+	c := client.New(sock, "")
+
+	var host string
+	for i := range boots {
+		start := time.Now()
+		node, err := c.CreateNode(ctx, "bench", api.CreateNodeRequest{}, client.CreateOptions{Wait: "agent", Timeout: 2 * time.Minute})
+		if err != nil {
+			return nil, nil, fmt.Errorf("create: %w", err)
+		}
+		creates = append(creates, time.Since(start))
+		if i == boots-1 {
+			host = node.Hostname
+			break
+		}
+		if _, err := c.DeleteNode(ctx, "bench", node.Hostname); err != nil {
+			return nil, nil, err
+		}
+	}
+	for range execs {
+		start := time.Now()
+		res, err := c.ExecBuffered(ctx, host, &api.ExecRequest{Command: "true", UID: new(uint32)})
+		if err != nil || res.ExitCode != 0 {
+			return nil, nil, fmt.Errorf("exec true: %+v %v", res, err)
+		}
+		execTimes = append(execTimes, time.Since(start))
+	}
+	_, err = c.DeleteNode(ctx, "bench", host)
+	return creates, execTimes, err
+}
+
+func median(d []time.Duration) time.Duration { return quantile(d, 0.5) }
+func p95(d []time.Duration) time.Duration    { return quantile(d, 0.95) }
+
+// quantile returns the nearest-rank quantile q of d.
+func quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(q*float64(len(s))+0.999999) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }

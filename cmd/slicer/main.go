@@ -1,0 +1,24 @@
+// Command slicer is the OpenSlicer daemon (`slicer up`) and the CLI that
+// drives it over the REST API (every other subcommand).
+package main
+
+import (
+	"os"
+
+	"github.com/openslicer/openslicer/internal/cli"
+	"github.com/openslicer/openslicer/internal/daemon"
+)
+
+// Set by -ldflags -X at build time.
+var (
+	version = "dev"
+	commit  = ""
+)
+
+func main() {
+	io := cli.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}
+	root := cli.NewRoot(io)
+	root.Version = version
+	root.AddCommand(daemon.Commands(version, commit, io.Out, io.Err)...)
+	os.Exit(cli.Main(root, io))
+}

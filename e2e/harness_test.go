@@ -1,0 +1,198 @@
+// Package e2e holds end-to-end tests: they build the slicer and
+// slicer-agent binaries, start real daemons, and boot real VMs under QEMU
+// (TCG where there is no KVM) through the public client. They run only with
+// SLICER_E2E=1 (`make test`); plain `go test ./...` skips them.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openslicer/openslicer/client"
+)
+
+// Shared by every test of one run: binaries built once, and the min image
+// cache, built by the first daemon and reused by the rest.
+var (
+	binDir   string
+	imageDir string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if os.Getenv("SLICER_E2E") != "1" {
+		return m.Run() // every test skips through testenv.RequireE2E
+	}
+	tmp, err := os.MkdirTemp("", "slicer-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	binDir, imageDir = filepath.Join(tmp, "bin"), filepath.Join(tmp, "images")
+	if err := build(binDir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+func build(dir string) error {
+	for _, b := range []struct{ out, pkg string }{
+		{"slicer", "../cmd/slicer"}, {"slicer-agent", "../cmd/slicer-agent"},
+	} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	return nil
+}
+
+// daemon is one running `slicer up`.
+type daemon struct {
+	t       *testing.T
+	dataDir string
+	socket  string
+	token   string
+	cmd     *exec.Cmd
+	log     *os.File
+	client  *client.Client
+}
+
+// groupYAML is a host group with a small footprint for tests.
+const groupYAML = `  - name: %s
+    count: 0
+    vcpu: 2
+    ram_mb: 512
+    storage: image
+    storage_size: 1G
+`
+
+// startDaemon starts a daemon with one host group per name, listening on a
+// unix socket in its own data dir with auth on. It is stopped at cleanup.
+func startDaemon(t *testing.T, groups ...string) *daemon {
+	t.Helper()
+	dir := t.TempDir()
+	d := &daemon{t: t, dataDir: dir, socket: filepath.Join(dir, "api.sock")}
+	var b strings.Builder
+	b.WriteString("config:\n  host_groups:\n")
+	for _, g := range groups {
+		fmt.Fprintf(&b, groupYAML, g)
+	}
+	fmt.Fprintf(&b, "  image: min\n  hypervisor: qemu\n  graceful_shutdown: false\n  api:\n    bind_address: %q\n    auth:\n      enabled: true\n", d.socket)
+	cfg := filepath.Join(dir, "slicer.yaml")
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.start(cfg)
+	t.Cleanup(d.stop)
+	return d
+}
+
+func (d *daemon) start(cfg string) {
+	t := d.t
+	t.Helper()
+	logf, err := os.OpenFile(filepath.Join(d.dataDir, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.log = logf
+	d.cmd = exec.Command(filepath.Join(binDir, "slicer"), "up", cfg, "--data-dir", d.dataDir, "--image-dir", imageDir, "--debug")
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The first daemon of a run builds the image: allow minutes.
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		if tok, err := os.ReadFile(filepath.Join(d.dataDir, "auth", "token")); err == nil && len(tok) > 0 {
+			d.token = strings.TrimSpace(string(tok))
+			d.client = client.New(d.socket, d.token)
+			if _, err := d.client.Info(context.Background()); err == nil {
+				return
+			}
+		}
+		if d.cmd.ProcessState != nil || time.Now().After(deadline) || syscall.Kill(d.cmd.Process.Pid, 0) != nil {
+			d.dumpLog()
+			t.Fatalf("daemon did not come up")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits for the daemon to exit.
+func (d *daemon) stop() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			d.t.Errorf("daemon exited with %v", err)
+			d.dumpLog()
+		}
+	case <-time.After(2 * time.Minute):
+		d.cmd.Process.Kill()
+		<-done
+		d.t.Errorf("daemon did not stop within 2m of SIGTERM")
+		d.dumpLog()
+	}
+	d.log.Close()
+	d.cmd = nil
+	if d.t.Failed() {
+		d.dumpLog()
+	}
+}
+
+func (d *daemon) dumpLog() {
+	data, _ := os.ReadFile(filepath.Join(d.dataDir, "daemon.log"))
+	d.t.Logf("daemon log:\n%s", data)
+}
+
+// assertNothingLeft checks that no qemu process, disk, VM socket or run
+// directory of this daemon remains.
+func (d *daemon) assertNothingLeft(t *testing.T) {
+	t.Helper()
+	if procs := qemuProcesses(d.dataDir); len(procs) > 0 {
+		t.Errorf("qemu processes left: %v", procs)
+	}
+	for _, dir := range []string{"disks", "run"} {
+		entries, _ := os.ReadDir(filepath.Join(d.dataDir, dir))
+		for _, e := range entries {
+			t.Errorf("left in %s: %s", dir, e.Name())
+		}
+	}
+}
+
+// qemuProcesses lists the pids of qemu processes whose command line
+// mentions dir.
+func qemuProcesses(dir string) []string {
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		s := string(cmdline)
+		if strings.Contains(s, "qemu-system") && strings.Contains(s, dir) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}

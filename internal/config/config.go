@@ -1,0 +1,163 @@
+// Package config owns the daemon's YAML configuration: its types, strict
+// loading (unknown keys are errors, reported with file, line and field),
+// defaults applied in one place, validation that reports every problem at
+// once, and rendering the starter config printed by `slicer new`.
+//
+// It has no side effects: it parses and checks, nothing more.
+package config
+
+import (
+	"fmt"
+	"strings"
+)
+
+// File is the whole YAML document: everything lives under `config:`.
+type File struct {
+	Config Config `yaml:"config"`
+}
+
+// Config is the daemon configuration.
+type Config struct {
+	HostGroups       []HostGroup `yaml:"host_groups"`
+	Image            string      `yaml:"image,omitempty"`
+	KernelImage      string      `yaml:"kernel_image,omitempty"`
+	KernelFile       string      `yaml:"kernel_file,omitempty"`
+	Hypervisor       string      `yaml:"hypervisor,omitempty"`
+	GracefulShutdown *bool       `yaml:"graceful_shutdown,omitempty"`
+	GitHubUser       string      `yaml:"github_user,omitempty"`
+	SSHKeys          []string    `yaml:"ssh_keys,omitempty"`
+	InsecureRegistry bool        `yaml:"insecure_registry,omitempty"`
+	API              API         `yaml:"api"`
+
+	// Source records where the configuration was read from, so validation
+	// can cite file and line. Nil for a config built in code.
+	Source *Source `yaml:"-"`
+}
+
+// API is the REST listener.
+type API struct {
+	Port        int    `yaml:"port,omitempty"`
+	BindAddress string `yaml:"bind_address,omitempty"`
+	Auth        Auth   `yaml:"auth,omitempty"`
+}
+
+// Auth controls bearer-token authentication. Enabled is nil when the file
+// does not say: on for TCP, off for a unix socket.
+type Auth struct {
+	Enabled *bool  `yaml:"enabled,omitempty"`
+	Token   string `yaml:"token,omitempty"`
+}
+
+// HostGroup is a named pool of VMs sharing one hardware profile.
+type HostGroup struct {
+	Name         string   `yaml:"name"`
+	Count        *int     `yaml:"count,omitempty"`
+	VCPU         int      `yaml:"vcpu,omitempty"`
+	RamGB        int64    `yaml:"ram_gb,omitempty"`
+	RamMB        int64    `yaml:"ram_mb,omitempty"`
+	RamBytes     int64    `yaml:"ram_bytes,omitempty"`
+	Storage      string   `yaml:"storage,omitempty"`
+	StorageSize  string   `yaml:"storage_size,omitempty"`
+	Persistent   bool     `yaml:"persistent,omitempty"`
+	Userdata     string   `yaml:"userdata,omitempty"`
+	UserdataFile string   `yaml:"userdata_file,omitempty"`
+	DNSServers   []string `yaml:"dns_servers,omitempty"`
+	GPUCount     int      `yaml:"gpu_count,omitempty"`
+	Network      *Network `yaml:"network,omitempty"`
+}
+
+// Network is a host group's network. Mode is "bridge" or "isolated".
+type Network struct {
+	Mode      string   `yaml:"mode,omitempty"`
+	Bridge    string   `yaml:"bridge,omitempty"`
+	TapPrefix string   `yaml:"tap_prefix,omitempty"`
+	Gateway   string   `yaml:"gateway,omitempty"`
+	Addresses []string `yaml:"addresses,omitempty"`
+	Range     string   `yaml:"range,omitempty"`
+	Allow     []string `yaml:"allow,omitempty"`
+	Drop      []string `yaml:"drop,omitempty"`
+}
+
+// Source is the file a Config was parsed from and the line of every field
+// path in it (e.g. "config.host_groups[0].storage_size").
+type Source struct {
+	File  string
+	Lines map[string]int
+}
+
+// Line is the line of path, or of its nearest ancestor present in the file
+// (a missing field is reported where its parent is); 0 when unknown.
+func (s *Source) Line(path string) int {
+	if s == nil {
+		return 0
+	}
+	for path != "" {
+		if l, ok := s.Lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+// Graceful reports whether VMs get a guest shutdown before being stopped
+// when the daemon exits (default true).
+func (c Config) Graceful() bool {
+	return c.GracefulShutdown == nil || *c.GracefulShutdown
+}
+
+// IsUnixSocket reports whether BindAddress names a unix socket rather than
+// an IP address: a path starting with "/", "./" or "../", or ending in ".sock".
+func (a API) IsUnixSocket() bool {
+	return IsSocketPath(a.BindAddress)
+}
+
+// IsSocketPath reports whether a bind address names a unix socket.
+func IsSocketPath(s string) bool {
+	return strings.HasPrefix(s, "/") || strings.HasPrefix(s, "./") ||
+		strings.HasPrefix(s, "../") || strings.HasSuffix(s, ".sock")
+}
+
+// AuthEnabled reports whether bearer-token auth is on: as configured, or by
+// default on for TCP and off for a unix socket.
+func (a API) AuthEnabled() bool {
+	if a.Auth.Enabled != nil {
+		return *a.Auth.Enabled
+	}
+	return !a.IsUnixSocket()
+}
+
+// RAMBytes is the group's memory from whichever of ram_bytes, ram_mb or
+// ram_gb is set; 0 when none is.
+func (g HostGroup) RAMBytes() int64 {
+	switch {
+	case g.RamBytes != 0:
+		return g.RamBytes
+	case g.RamMB != 0:
+		return g.RamMB << 20
+	default:
+		return g.RamGB << 30
+	}
+}
+
+// StorageBytes is storage_size in bytes.
+func (g HostGroup) StorageBytes() (int64, error) {
+	return ParseSize(g.StorageSize)
+}
+
+// VMCount is the number of VMs created at start-up: count, or 1 when unset.
+func (g HostGroup) VMCount() int {
+	if g.Count == nil {
+		return 1
+	}
+	return *g.Count
+}
+
+// Hostname is the name of the group's n-th VM: "<name>-<n>".
+func (g HostGroup) Hostname(n int) string {
+	return fmt.Sprintf("%s-%d", g.Name, n)
+}

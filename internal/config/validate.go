@@ -1,0 +1,219 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Hypervisors are the backends a config may name.
+var Hypervisors = []string{"qemu", "firecracker", "cloud-hypervisor"}
+
+// Smallest sizes accepted for a VM.
+const (
+	minStorageBytes = 64 << 20
+	minRAMBytes     = 64 << 20
+)
+
+// ValidateOptions carries what validation needs from the host.
+type ValidateOptions struct {
+	// BaseDir resolves relative userdata_file and kernel_file paths; empty
+	// means the working directory.
+	BaseDir string
+	// CanRun reports why this host cannot run a hypervisor (nil when it
+	// can). A nil CanRun skips the check.
+	CanRun func(hypervisor string) error
+}
+
+// Validate checks cfg, which should have had ApplyDefaults applied, and
+// reports every problem at once as joined FieldErrors citing file and line
+// where the config came from a file.
+func Validate(cfg *Config, opts ValidateOptions) error {
+	p := &problems{src: cfg.Source}
+	checkConfig(p, cfg, opts)
+	checkImage(p, cfg)
+	return p.err()
+}
+
+// checkConfig is every check but image support, which Render skips so it
+// can write configs for OCI images.
+func checkConfig(p *problems, cfg *Config, opts ValidateOptions) {
+	if len(cfg.HostGroups) == 0 {
+		p.add("config.host_groups", "at least one host group is required")
+	}
+	firstByName := map[string]int{}
+	for i, g := range cfg.HostGroups {
+		path := fmt.Sprintf("config.host_groups[%d]", i)
+		if first, ok := firstByName[g.Name]; ok && g.Name != "" {
+			p.add(path+".name", "%q is already the name of host_groups[%d]", g.Name, first)
+		} else {
+			firstByName[g.Name] = i
+		}
+		checkGroup(p, path, g, opts)
+	}
+	checkNetworksApart(p, cfg.HostGroups)
+	checkHypervisor(p, cfg.Hypervisor, opts.CanRun)
+	checkAPI(p, cfg.API)
+	if cfg.KernelFile != "" {
+		checkFile(p, "config.kernel_file", Resolve(opts.BaseDir, cfg.KernelFile))
+	}
+}
+
+// Resolve is path relative to baseDir, unless path is absolute or baseDir
+// is empty.
+func Resolve(baseDir, path string) string {
+	if baseDir == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(baseDir, path)
+}
+
+// labelRE is a DNS label: lowercase letters, digits and inner hyphens.
+var labelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+
+func checkGroup(p *problems, path string, g HostGroup, opts ValidateOptions) {
+	checkName(p, path+".name", g)
+	checkRAM(p, path, g)
+	if g.VCPU < 1 {
+		p.add(path+".vcpu", "must be at least 1, got %d", g.VCPU)
+	}
+	if g.Count != nil && *g.Count < 0 {
+		p.add(path+".count", "must be 0 or more, got %d", *g.Count)
+	}
+	checkStorage(p, path, g)
+	if g.Userdata != "" && g.UserdataFile != "" {
+		p.add(path+".userdata_file", "set userdata or userdata_file, not both")
+	}
+	if g.UserdataFile != "" {
+		checkFile(p, path+".userdata_file", Resolve(opts.BaseDir, g.UserdataFile))
+	}
+	for i, s := range g.DNSServers {
+		if _, err := netip.ParseAddr(s); err != nil {
+			p.add(fmt.Sprintf("%s.dns_servers[%d]", path, i), "%q is not an IP address", s)
+		}
+	}
+	if g.GPUCount < 0 {
+		p.add(path+".gpu_count", "must be 0 or more, got %d", g.GPUCount)
+	} else if g.GPUCount > 0 {
+		p.add(path+".gpu_count", "GPU passthrough is not supported yet")
+	}
+	if g.Network != nil {
+		checkNetwork(p, path+".network", g)
+	}
+}
+
+// hostnameDigits is how many digits of N a "<name>-N" hostname must leave
+// room for: four (VM 9999), or more when count asks for more VMs.
+func hostnameDigits(g HostGroup) int {
+	return max(4, len(strconv.Itoa(g.VMCount())))
+}
+
+func checkName(p *problems, path string, g HostGroup) {
+	switch {
+	case g.Name == "":
+		p.add(path, "a host group name is required")
+	case !labelRE.MatchString(g.Name):
+		p.add(path, "%q is not a valid name: use lowercase letters, digits and '-', starting and ending with a letter or digit", g.Name)
+	case len(g.Name)+1+hostnameDigits(g) > 63:
+		p.add(path, "%q is too long: VM hostnames %s-N must fit in 63 characters with room for %d digits of N",
+			g.Name, g.Name, hostnameDigits(g))
+	}
+}
+
+func checkRAM(p *problems, path string, g HostGroup) {
+	var set []string
+	for _, f := range []struct {
+		key string
+		v   int64
+	}{{"ram_gb", g.RamGB}, {"ram_mb", g.RamMB}, {"ram_bytes", g.RamBytes}} {
+		if f.v < 0 {
+			p.add(path+"."+f.key, "must be positive, got %d", f.v)
+			return
+		}
+		if f.v != 0 {
+			set = append(set, f.key)
+		}
+	}
+	switch {
+	case len(set) == 0:
+		p.add(path, "one of ram_gb, ram_mb or ram_bytes is required")
+	case len(set) > 1:
+		p.add(path+"."+set[1], "set only one of ram_gb, ram_mb and ram_bytes (found %s)", strings.Join(set, " and "))
+	case g.RAMBytes() < minRAMBytes:
+		p.add(path+"."+set[0], "%d bytes of RAM is below the minimum of %s", g.RAMBytes(), FormatSize(minRAMBytes))
+	case g.RamBytes%(1<<20) != 0:
+		p.add(path+".ram_bytes", "must be a whole number of MiB (multiple of 1048576), got %d", g.RamBytes)
+	}
+}
+
+func checkStorage(p *problems, path string, g HostGroup) {
+	switch g.Storage {
+	case "image":
+	case "devmapper", "zfs":
+		p.add(path+".storage", "%s storage is not supported yet; use storage: image", g.Storage)
+		return
+	default:
+		p.add(path+".storage", "%q is not a storage type (want image; devmapper and zfs are not supported yet)", g.Storage)
+		return
+	}
+	if g.StorageSize == "" {
+		p.add(path+".storage_size", "required for storage: image (e.g. 25G)")
+		return
+	}
+	n, err := g.StorageBytes()
+	if err != nil {
+		p.add(path+".storage_size", "%v", err)
+	} else if n < minStorageBytes {
+		p.add(path+".storage_size", "%q is below the minimum of %s", g.StorageSize, FormatSize(minStorageBytes))
+	}
+}
+
+func checkImage(p *problems, cfg *Config) {
+	if cfg.Image != "" && cfg.Image != DefaultImage {
+		p.add("config.image", "OCI images are not supported yet (%q); use image: min (slicer new --min)", cfg.Image)
+	}
+	if cfg.KernelImage != "" {
+		p.add("config.kernel_image", "kernel images from OCI are not supported yet (%q); use kernel_file", cfg.KernelImage)
+	}
+}
+
+func checkHypervisor(p *problems, h string, canRun func(string) error) {
+	switch {
+	case h == "":
+		p.add("config.hypervisor", "required (one of %s)", strings.Join(Hypervisors, ", "))
+	case !slices.Contains(Hypervisors, h):
+		p.add("config.hypervisor", "%q is not a hypervisor (want one of %s)", h, strings.Join(Hypervisors, ", "))
+	case canRun != nil:
+		if err := canRun(h); err != nil {
+			p.add("config.hypervisor", "%s cannot run here: %v", h, err)
+		}
+	}
+}
+
+func checkAPI(p *problems, a API) {
+	if a.Port < 1 || a.Port > 65535 {
+		p.add("config.api.port", "%d is not a TCP port (want 1 to 65535)", a.Port)
+	}
+	if a.IsUnixSocket() {
+		return
+	}
+	if _, err := netip.ParseAddr(a.BindAddress); err != nil {
+		p.add("config.api.bind_address", "%q is neither an IP address nor a socket path (want e.g. 127.0.0.1 or ./slicer.sock)", a.BindAddress)
+	}
+}
+
+// checkFile reports a path that is not an existing regular file.
+func checkFile(p *problems, field, path string) {
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		p.add(field, "%v", err)
+	case !fi.Mode().IsRegular():
+		p.add(field, "%s is not a regular file", path)
+	}
+}

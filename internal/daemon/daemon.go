@@ -1,0 +1,204 @@
+// Package daemon wires the daemon together for `slicer up`: it loads and
+// validates the config, resolves paths, prepares images, opens the store,
+// re-attaches or reclaims VMs left by an earlier run, and serves the API
+// until its context ends or a client asks it to stop.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/config"
+	"github.com/openslicer/openslicer/internal/image"
+	"github.com/openslicer/openslicer/internal/server"
+	"github.com/openslicer/openslicer/internal/store"
+	"github.com/openslicer/openslicer/internal/vm"
+)
+
+// Options are the flags of `slicer up`.
+type Options struct {
+	// ConfigPath is the YAML config; empty runs the embedded default.
+	ConfigPath string
+	// DataDir holds every file the daemon writes; empty means the
+	// documented default locations.
+	DataDir string
+	// ImageDir overrides Paths.Images (to share a built image cache).
+	ImageDir string
+	// AgentBinary is the slicer-agent to put in images; empty looks next to
+	// the running executable, then in PATH.
+	AgentBinary string
+	Version     string
+	GitCommit   string
+	Out         io.Writer // banner and image-build progress
+	Log         *slog.Logger
+	// Ready, when set, is called with the listener address once serving.
+	Ready func(addr string)
+}
+
+// Run runs the daemon until ctx ends or POST /daemon/shutdown.
+func Run(ctx context.Context, opt Options) error {
+	cwd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	paths := ResolvePaths(opt.DataDir, cwd)
+	if opt.ImageDir != "" {
+		paths.Images = opt.ImageDir
+	}
+	cfg, err := loadConfig(opt.ConfigPath, opt.Out)
+	if err != nil {
+		return err
+	}
+	backend, err := newBackend(cfg.Hypervisor, opt.Log)
+	if err != nil {
+		return err
+	}
+	for _, dir := range []string{paths.DataDir, filepath.Dir(paths.State), paths.Disks, paths.Run, paths.Logs, paths.Images} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+
+	agentBin, err := findAgent(opt.AgentBinary)
+	if err != nil {
+		return err
+	}
+	images := &imageSource{b: &image.Builder{Dir: paths.Images, AgentBinary: agentBin, Log: opt.Log, Progress: opt.Out}}
+	if _, err := images.Resolve(ctx, cfg.Image); err != nil {
+		return fmt.Errorf("prepare image %q: %w", cfg.Image, err)
+	}
+
+	st, err := store.Open(paths.State)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	mgr := vm.New(vm.Options{
+		Config: cfg, Backend: backend, Store: st, Images: images, Clone: image.Clone,
+		DisksDir: paths.Disks, RunDir: paths.Run, LogDir: paths.Logs, Log: opt.Log,
+	})
+	if err := mgr.Recover(ctx); err != nil {
+		opt.Log.Error("recover vms", "err", err)
+	}
+	return serve(ctx, opt, cfg, paths, mgr)
+}
+
+// serve runs the API until ctx ends or a shutdown is requested, then stops
+// the VMs.
+func serve(ctx context.Context, opt Options, cfg *config.Config, paths Paths, mgr *vm.Manager) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	token := ""
+	if cfg.API.AuthEnabled() {
+		var err error
+		if token, err = server.LoadOrCreateToken(paths.Token); err != nil {
+			return err
+		}
+	}
+	bind := cfg.API.BindAddress
+	if cfg.API.IsUnixSocket() {
+		bind = paths.socketPath(bind)
+	}
+	l, err := server.Listen(bind, cfg.API.Port, cfg.API.IsUnixSocket())
+	if err != nil {
+		mgr.Close(context.Background())
+		return err
+	}
+	srv := server.New(server.Options{
+		Manager: mgr, Log: opt.Log, Token: token, Shutdown: stop,
+		Info: api.Info{Version: opt.Version, GitCommit: opt.GitCommit, Platform: runtime.GOOS, Arch: runtime.GOARCH},
+	})
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+
+	fmt.Fprintf(opt.Out, "API listening on %s (auth %s)\n", l.Addr(), authDesc(token, paths.Token))
+	if opt.Ready != nil {
+		opt.Ready(l.Addr().String())
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			opt.Log.Error("api server", "err", err)
+		}
+	}
+	opt.Log.Info("daemon stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hs.Shutdown(sctx)
+	if cfg.API.IsUnixSocket() {
+		os.Remove(bind)
+	}
+	return mgr.Close(context.Background())
+}
+
+func authDesc(token, path string) string {
+	if token == "" {
+		return "disabled"
+	}
+	return "token in " + path
+}
+
+// loadConfig loads, defaults and validates the config; an empty path is
+// the embedded default.
+func loadConfig(path string, out io.Writer) (*config.Config, error) {
+	var cfg *config.Config
+	if path == "" {
+		cfg = config.Default(defaultHypervisor())
+		fmt.Fprintf(out, "No config file given: running the embedded default:\n%s\n", config.DefaultYAML(defaultHypervisor()))
+	} else {
+		var err error
+		if cfg, err = config.Load(path); err != nil {
+			return nil, err
+		}
+	}
+	config.ApplyDefaults(cfg, defaultHypervisor())
+	if err := config.Validate(cfg, config.ValidateOptions{CanRun: canRun, BaseDir: filepath.Dir(path)}); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// findAgent locates the slicer-agent binary.
+func findAgent(given string) (string, error) {
+	if given != "" {
+		if _, err := os.Stat(given); err != nil {
+			return "", fmt.Errorf("agent binary: %w", err)
+		}
+		return filepath.Abs(given)
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "slicer-agent")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := execLookPath("slicer-agent"); err == nil {
+		return filepath.Abs(p)
+	}
+	return "", errors.New("slicer-agent binary not found next to slicer or in PATH: build it with `make build` or pass --agent PATH")
+}
+
+// imageSource resolves config image names; "min" is the built-in image.
+type imageSource struct{ b *image.Builder }
+
+func (s *imageSource) Resolve(ctx context.Context, name string) (vm.BootImage, error) {
+	if name != "min" {
+		return vm.BootImage{}, fmt.Errorf("image %q: only the built-in \"min\" image is supported yet: %w", name, api.ErrNotImplemented)
+	}
+	img, err := s.b.Min(ctx)
+	if err != nil {
+		return vm.BootImage{}, err
+	}
+	return vm.BootImage{Kernel: img.Kernel, Initrd: img.Initrd, RootFS: img.RootFS}, nil
+}

@@ -1,0 +1,55 @@
+package daemon
+
+import (
+	"path/filepath"
+)
+
+// Paths are every location the daemon writes to.
+type Paths struct {
+	DataDir string // working files: disks, the .slicer state directory, relative sockets
+	State   string // bbolt state file
+	Disks   string // <hostname>.img root disks
+	Run     string // one directory per VM: sockets and pidfile
+	Logs    string // <hostname>.txt serial consoles
+	Images  string // built images cache
+	Token   string // API bearer token
+}
+
+// ResolvePaths returns the daemon's paths. With dataDir empty they are
+// Slicer's documented defaults: disks and state in the working directory
+// cwd, the token under /var/lib/slicer, logs in /var/log/slicer and sockets
+// in /run/slicer. With dataDir set, everything lives under it.
+func ResolvePaths(dataDir, cwd string) Paths {
+	if dataDir == "" {
+		return Paths{
+			DataDir: cwd,
+			State:   filepath.Join(cwd, ".slicer", "state.db"),
+			Disks:   cwd,
+			Run:     "/run/slicer",
+			Logs:    "/var/log/slicer",
+			Images:  "/var/lib/slicer/images",
+			Token:   "/var/lib/slicer/auth/token",
+		}
+	}
+	if !filepath.IsAbs(dataDir) {
+		dataDir = filepath.Join(cwd, dataDir)
+	}
+	return Paths{
+		DataDir: dataDir,
+		State:   filepath.Join(dataDir, ".slicer", "state.db"),
+		Disks:   filepath.Join(dataDir, "disks"),
+		Run:     filepath.Join(dataDir, "run"),
+		Logs:    filepath.Join(dataDir, "logs"),
+		Images:  filepath.Join(dataDir, "images"),
+		Token:   filepath.Join(dataDir, "auth", "token"),
+	}
+}
+
+// socketPath resolves a relative unix-socket bind address against the data
+// directory.
+func (p Paths) socketPath(bind string) string {
+	if filepath.IsAbs(bind) {
+		return bind
+	}
+	return filepath.Join(p.DataDir, bind)
+}

@@ -1,0 +1,34 @@
+package daemon
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestResolvePathsDefaults(t *testing.T) {
+	got := ResolvePaths("", "/srv/work")
+	want := Paths{
+		DataDir: "/srv/work", State: "/srv/work/.slicer/state.db", Disks: "/srv/work",
+		Run: "/run/slicer", Logs: "/var/log/slicer", Images: "/var/lib/slicer/images",
+		Token: "/var/lib/slicer/auth/token",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("ResolvePaths(\"\") mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestResolvePathsDataDirHoldsEverything(t *testing.T) {
+	for _, dir := range []string{"/data/a", "rel"} {
+		p := ResolvePaths(dir, "/cwd")
+		for _, path := range []string{p.State, p.Disks, p.Run, p.Logs, p.Images, p.Token, p.socketPath("./api.sock")} {
+			if !strings.HasPrefix(path, p.DataDir+"/") {
+				t.Errorf("ResolvePaths(%q): %s is outside the data dir %s", dir, path, p.DataDir)
+			}
+		}
+	}
+	if got := ResolvePaths("rel", "/cwd").DataDir; got != "/cwd/rel" {
+		t.Errorf("relative data dir resolved to %s, want /cwd/rel", got)
+	}
+}

@@ -1,0 +1,145 @@
+// Package hypervisortest provides Fake, an in-memory hypervisor.Backend for
+// tests of the layers above the backends. A fake machine has no guest: its
+// agent channel is handed to a function the test supplies (typically the
+// real agent server running in-process).
+package hypervisortest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/hypervisor"
+)
+
+// Fake is an in-memory backend.
+type Fake struct {
+	// StartErr, when set, makes Start fail.
+	StartErr error
+	// Agent serves the guest side of each agent connection; nil leaves
+	// connections unanswered, like a guest that never boots.
+	Agent func(conn net.Conn)
+
+	mu       sync.Mutex
+	machines map[string]*Machine
+	nextPID  int
+}
+
+// Name implements hypervisor.Backend.
+func (f *Fake) Name() string { return "fake" }
+
+// Check implements hypervisor.Backend.
+func (f *Fake) Check() error { return nil }
+
+// Start implements hypervisor.Backend.
+func (f *Fake) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Machine, error) {
+	if f.StartErr != nil {
+		return nil, f.StartErr
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.machines == nil {
+		f.machines = map[string]*Machine{}
+	}
+	f.nextPID++
+	m := &Machine{fake: f, Spec: spec, pid: 1000 + f.nextPID, done: make(chan struct{})}
+	f.machines[spec.RunDir] = m
+	return m, nil
+}
+
+// Attach implements hypervisor.Backend: it finds a machine by run dir.
+func (f *Fake) Attach(ctx context.Context, h hypervisor.Handle) (hypervisor.Machine, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m, ok := f.machines[h.RunDir]
+	if !ok || m.exited() {
+		return nil, fmt.Errorf("machine in %s: %w", h.RunDir, api.ErrNotFound)
+	}
+	return m, nil
+}
+
+// Running returns the machines that have not exited.
+func (f *Fake) Running() []*Machine {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*Machine
+	for _, m := range f.machines {
+		if !m.exited() {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Machine is a fake running VM.
+type Machine struct {
+	fake   *Fake
+	Spec   hypervisor.Spec
+	pid    int
+	mu     sync.Mutex
+	paused bool
+	done   chan struct{}
+	once   sync.Once
+}
+
+// Handle implements hypervisor.Machine.
+func (m *Machine) Handle() hypervisor.Handle {
+	return hypervisor.Handle{Backend: "fake", PID: m.pid, RunDir: m.Spec.RunDir}
+}
+
+// DialAgent implements hypervisor.Machine.
+func (m *Machine) DialAgent(ctx context.Context) (net.Conn, error) {
+	if m.exited() {
+		return nil, errors.New("machine exited")
+	}
+	host, guest := net.Pipe()
+	if m.fake.Agent != nil {
+		go m.fake.Agent(guest)
+	} else {
+		go func() { <-m.done; guest.Close() }()
+	}
+	return host, nil
+}
+
+// Done implements hypervisor.Machine.
+func (m *Machine) Done() <-chan struct{} { return m.done }
+
+// Exit makes the machine exit as if the guest powered off.
+func (m *Machine) Exit() { m.once.Do(func() { close(m.done) }) }
+
+// Kill implements hypervisor.Machine.
+func (m *Machine) Kill(ctx context.Context) error {
+	m.Exit()
+	return nil
+}
+
+// Shutdown implements hypervisor.Machine.
+func (m *Machine) Shutdown(ctx context.Context) error {
+	m.Exit()
+	return nil
+}
+
+// Pause implements hypervisor.Machine.
+func (m *Machine) Pause(ctx context.Context) error { return m.setPaused(true) }
+
+// Resume implements hypervisor.Machine.
+func (m *Machine) Resume(ctx context.Context) error { return m.setPaused(false) }
+
+func (m *Machine) setPaused(p bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.paused = p
+	return nil
+}
+
+func (m *Machine) exited() bool {
+	select {
+	case <-m.done:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,124 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/vm"
+)
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeText(w, http.StatusOK, "OK")
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, fmt.Errorf("no route for %s %s: %w", r.Method, r.URL.Path, api.ErrNotFound))
+}
+
+func (s *Server) getInfo(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.info)
+}
+
+func (s *Server) daemonShutdown(w http.ResponseWriter, r *http.Request) {
+	writeText(w, http.StatusAccepted, "shutting down")
+	s.shutdown()
+}
+
+func (s *Server) listHostGroups(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.vms.HostGroups())
+}
+
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
+	s.list(w, r, "")
+}
+
+func (s *Server) listGroupNodes(w http.ResponseWriter, r *http.Request) {
+	s.list(w, r, r.PathValue("group"))
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, group string) {
+	q := r.URL.Query()
+	nodes, err := s.vms.List(vm.Filter{Group: group, Tag: q.Get("tag"), TagPrefix: q.Get("tag_prefix")})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nodes)
+}
+
+func (s *Server) createNode(w http.ResponseWriter, r *http.Request) {
+	var req api.CreateNodeRequest
+	if err := decodeBody(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	opt := vm.CreateOptions{Wait: q.Get("wait")}
+	if t := q.Get("timeout"); t != "" {
+		d, err := time.ParseDuration(t)
+		if err != nil {
+			s.writeError(w, r, fmt.Errorf("%w: timeout %q is not a duration (e.g. 2m0s)", api.ErrInvalid, t))
+			return
+		}
+		opt.Timeout = d
+	}
+	resp, err := s.vms.Create(r.Context(), r.PathValue("group"), req, opt)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, resp)
+}
+
+func (s *Server) deleteNode(w http.ResponseWriter, r *http.Request) {
+	removed, err := s.vms.Delete(r.Context(), r.PathValue("group"), r.PathValue("hostname"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.DeleteResponse{Message: "VM deleted", DiskRemoved: strconv.FormatBool(removed)})
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	h, err := s.vms.Health(r.Context(), r.PathValue("hostname"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, h)
+}
+
+func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
+	lines := -1
+	if v := r.URL.Query().Get("lines"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			s.writeError(w, r, fmt.Errorf("%w: lines %q is not a non-negative integer", api.ErrInvalid, v))
+			return
+		}
+		lines = n
+	}
+	resp, err := s.vms.Logs(r.PathValue("hostname"), lines)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// decodeBody decodes an optional JSON body into v, rejecting unknown
+// fields so that a misspelt field is an error, not silently ignored.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: request body: %v", api.ErrInvalid, err)
+	}
+	return nil
+}

@@ -1,0 +1,23 @@
+package server
+
+import "net/http"
+
+// routes is the whole API surface, one line per endpoint. Paths follow
+// Slicer's REST API (spec §2); everything is served at "/".
+func (s *Server) routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", s.healthz) // no auth; GET also answers HEAD
+	mux.HandleFunc("GET /info", s.getInfo)
+	mux.HandleFunc("POST /daemon/shutdown", s.daemonShutdown)
+
+	mux.HandleFunc("GET /hostgroup", s.listHostGroups)
+	mux.HandleFunc("GET /hostgroup/{group}/nodes", s.listGroupNodes)
+	mux.HandleFunc("POST /hostgroup/{group}/nodes", s.createNode)
+	mux.HandleFunc("DELETE /hostgroup/{group}/nodes/{hostname}", s.deleteNode)
+	mux.HandleFunc("GET /nodes", s.listNodes)
+
+	mux.HandleFunc("POST /vm/{hostname}/exec", s.exec)
+	mux.HandleFunc("GET /vm/{hostname}/health", s.health) // HEAD: readiness, no body
+	mux.HandleFunc("GET /vm/{hostname}/logs", s.logs)
+
+	mux.HandleFunc("/", s.notFound)
+}

@@ -1,0 +1,128 @@
+// Package server is the daemon's HTTP API: one route table (routes.go),
+// bearer-token auth, request decoding, the mapping of error classes to HTTP
+// status (writeError, through api.StatusOf), and NDJSON streaming with a
+// flush per frame. It calls only the vm.Manager.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/vm"
+)
+
+// Server serves the REST API over a vm.Manager.
+type Server struct {
+	vms   *vm.Manager
+	log   *slog.Logger
+	token string // empty: auth disabled
+	info  api.Info
+	// shutdown is called by POST /daemon/shutdown; it must not block.
+	shutdown func()
+}
+
+// Options configure a Server.
+type Options struct {
+	Manager *vm.Manager
+	Log     *slog.Logger
+	// Token enables bearer auth when non-empty.
+	Token    string
+	Info     api.Info
+	Shutdown func()
+}
+
+// New returns a Server.
+func New(opt Options) *Server {
+	shutdown := opt.Shutdown
+	if shutdown == nil {
+		shutdown = func() {}
+	}
+	return &Server{vms: opt.Manager, log: opt.Log, token: opt.Token, info: opt.Info, shutdown: shutdown}
+}
+
+// Handler returns the http.Handler of the API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	s.routes(mux)
+	return s.logRequests(splitQueryInPath(s.auth(mux)))
+}
+
+// splitQueryInPath repairs requests whose query string arrived
+// percent-encoded inside the path, as Slicer's Go SDK sends for
+// GetHostGroupNodes with a tag filter ("/hostgroup/g/nodes%3Ftag=...").
+func splitQueryInPath(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if path, query, ok := strings.Cut(r.URL.Path, "?"); ok && r.URL.RawQuery == "" {
+			r.URL.Path, r.URL.RawPath, r.URL.RawQuery = path, "", query
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// logRequests logs every request at debug level, and failures at info.
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		level := slog.LevelDebug
+		if rec.status >= 400 {
+			level = slog.LevelInfo
+		}
+		s.log.Log(r.Context(), level, "api request", "method", r.Method, "path", r.URL.Path,
+			"status", rec.status, "duration", time.Since(start).Round(time.Microsecond))
+	})
+}
+
+// statusRecorder remembers the status code; it forwards Flush and Unwrap so
+// streaming and full duplex keep working through it.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// writeJSON writes v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// writeError maps err's class to its status and writes {"error": "..."}.
+// This is the only place error classes become status codes.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status := api.StatusOf(err)
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return // the caller hung up; nobody is listening
+	}
+	if status == http.StatusInternalServerError {
+		s.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, status, api.ErrorResponse{Error: err.Error()})
+}
+
+// writeText writes a short text/plain body, as lifecycle endpoints do.
+func writeText(w http.ResponseWriter, status int, text string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write([]byte(text))
+}

@@ -1,0 +1,202 @@
+// Package store keeps the daemon's state in one bbolt file, written before
+// the side effects it records so that a crash at any point can be reconciled
+// on the next start.
+//
+// Bucket layout (schema version 1):
+//
+//	meta/
+//	  version          -> "1"
+//	vms/
+//	  <hostname>       -> JSON VM record
+//	counters/
+//	  <host group>     -> last allocated index, decimal
+//
+// Names are allocated from the per-group counter, which only ever grows, so
+// a name is never handed out twice, across restarts included.
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/openslicer/openslicer/api"
+)
+
+// SchemaVersion is the layout this package reads and writes.
+const SchemaVersion = 1
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketVMs      = []byte("vms")
+	bucketCounters = []byte("counters")
+	keyVersion     = []byte("version")
+)
+
+// VM states as recorded. A record is written in StateCreating before any
+// resource exists, so recovery knows to reclaim whatever was made.
+const (
+	StateCreating = "creating"
+	StateRunning  = "running"
+	StatePaused   = "paused"
+	StateStopped  = "stopped"
+)
+
+// VM is the persistent record of one VM.
+type VM struct {
+	Hostname   string          `json:"hostname"`
+	Group      string          `json:"group"`
+	Index      int             `json:"index"`
+	CPUs       int             `json:"cpus"`
+	RamBytes   int64           `json:"ram_bytes"`
+	Tags       []string        `json:"tags,omitempty"`
+	Persistent bool            `json:"persistent,omitempty"`
+	Protected  bool            `json:"protected,omitempty"`
+	Userdata   string          `json:"userdata,omitempty"`
+	SSHKeys    []string        `json:"ssh_keys,omitempty"`
+	State      string          `json:"state"`
+	CreatedAt  time.Time       `json:"created_at"`
+	Disk       string          `json:"disk"`
+	RunDir     string          `json:"run_dir"`
+	IP         string          `json:"ip,omitempty"`
+	Machine    json.RawMessage `json:"machine,omitempty"`
+}
+
+// Store is an open state file.
+type Store struct {
+	db *bolt.DB
+}
+
+// Open opens (creating if needed) the state file at path.
+func Open(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open state %s: locked by another daemon", path)
+		}
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketVMs, bucketCounters} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		switch v := string(meta.Get(keyVersion)); v {
+		case "":
+			return meta.Put(keyVersion, []byte(strconv.Itoa(SchemaVersion)))
+		case strconv.Itoa(SchemaVersion):
+			return nil
+		default:
+			return fmt.Errorf("state schema version %s is not supported (want %d)", v, SchemaVersion)
+		}
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Allocate allocates the next name in group and writes the record that
+// build returns for it, in one transaction.
+func (s *Store) Allocate(group string, build func(index int, hostname string) VM) (VM, error) {
+	var rec VM
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		counters, vms := tx.Bucket(bucketCounters), tx.Bucket(bucketVMs)
+		n, _ := strconv.Atoi(string(counters.Get([]byte(group))))
+		for {
+			n++
+			name := fmt.Sprintf("%s-%d", group, n)
+			if vms.Get([]byte(name)) == nil {
+				rec = build(n, name)
+				break
+			}
+		}
+		if err := counters.Put([]byte(group), []byte(strconv.Itoa(n))); err != nil {
+			return err
+		}
+		return putVM(vms, rec)
+	})
+	if err != nil {
+		return VM{}, fmt.Errorf("allocate vm in %q: %w", group, err)
+	}
+	return rec, nil
+}
+
+// Put writes rec, replacing any record with the same hostname.
+func (s *Store) Put(rec VM) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return putVM(tx.Bucket(bucketVMs), rec)
+	})
+	if err != nil {
+		return fmt.Errorf("write vm %q: %w", rec.Hostname, err)
+	}
+	return nil
+}
+
+// Get returns the record of hostname, or an error wrapping api.ErrNotFound.
+func (s *Store) Get(hostname string) (VM, error) {
+	var rec VM
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketVMs).Get([]byte(hostname))
+		if v == nil {
+			return fmt.Errorf("vm %q: %w", hostname, api.ErrNotFound)
+		}
+		return json.Unmarshal(v, &rec)
+	})
+	return rec, err
+}
+
+// Delete removes the record of hostname; a missing record is not an error.
+func (s *Store) Delete(hostname string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketVMs).Delete([]byte(hostname))
+	})
+	if err != nil {
+		return fmt.Errorf("delete vm %q: %w", hostname, err)
+	}
+	return nil
+}
+
+// List returns every record, ordered by group then index.
+func (s *Store) List() ([]VM, error) {
+	var out []VM
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketVMs).ForEach(func(_, v []byte) error {
+			var rec VM
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return err
+			}
+			out = append(out, rec)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list vms: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Group != out[j].Group {
+			return out[i].Group < out[j].Group
+		}
+		return out[i].Index < out[j].Index
+	})
+	return out, nil
+}
+
+func putVM(b *bolt.Bucket, rec VM) error {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(rec.Hostname), data)
+}

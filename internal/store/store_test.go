@@ -1,0 +1,123 @@
+package store
+
+import (
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/openslicer/openslicer/api"
+)
+
+func open(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(path)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", path, err)
+	}
+	return s
+}
+
+func alloc(t *testing.T, s *Store, group string) VM {
+	t.Helper()
+	rec, err := s.Allocate(group, func(i int, name string) VM {
+		return VM{Hostname: name, Group: group, Index: i, State: StateCreating}
+	})
+	if err != nil {
+		t.Fatalf("Allocate(%s): %v", group, err)
+	}
+	return rec
+}
+
+func TestAllocateNamesNeverRepeat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := open(t, path)
+	a, b := alloc(t, s, "sbox"), alloc(t, s, "sbox")
+	other := alloc(t, s, "ctrl")
+	if a.Hostname != "sbox-1" || b.Hostname != "sbox-2" || other.Hostname != "ctrl-1" {
+		t.Fatalf("names = %s %s %s, want sbox-1 sbox-2 ctrl-1", a.Hostname, b.Hostname, other.Hostname)
+	}
+	// A deleted name is not reused, across a reopen too.
+	if err := s.Delete(b.Hostname); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, path)
+	defer s.Close()
+	if c := alloc(t, s, "sbox"); c.Hostname != "sbox-3" {
+		t.Fatalf("after restart got %s, want sbox-3", c.Hostname)
+	}
+}
+
+func TestAllocateSkipsExistingRecords(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	defer s.Close()
+	if err := s.Put(VM{Hostname: "g-1", Group: "g", Index: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := alloc(t, s, "g"); got.Hostname != "g-2" {
+		t.Fatalf("got %s, want g-2 (g-1 exists)", got.Hostname)
+	}
+}
+
+func TestConcurrentAllocateDistinct(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	defer s.Close()
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec := alloc(t, s, "g")
+			mu.Lock()
+			defer mu.Unlock()
+			if seen[rec.Hostname] {
+				t.Errorf("name %s allocated twice", rec.Hostname)
+			}
+			seen[rec.Hostname] = true
+		}()
+	}
+	wg.Wait()
+	if len(seen) != 20 {
+		t.Fatalf("got %d names, want 20", len(seen))
+	}
+}
+
+func TestGetPutListDelete(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	defer s.Close()
+	if _, err := s.Get("nope"); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("Get(nope) = %v, want ErrNotFound", err)
+	}
+	rec := alloc(t, s, "b")
+	alloc(t, s, "a")
+	rec.State, rec.Tags = StateRunning, []string{"x=1"}
+	if err := s.Put(rec); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(rec.Hostname)
+	if err != nil || got.State != StateRunning || len(got.Tags) != 1 {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+	list, err := s.List()
+	if err != nil || len(list) != 2 || list[0].Group != "a" {
+		t.Fatalf("List = %+v, %v; want a-1 first", list, err)
+	}
+	if err := s.Delete(rec.Hostname); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := s.List(); len(list) != 1 {
+		t.Fatalf("after delete List has %d records, want 1", len(list))
+	}
+}
+
+func TestOpenLockedByAnother(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := open(t, path)
+	defer s.Close()
+	if _, err := Open(path); err == nil {
+		t.Fatal("second Open of the same file succeeded, want a lock error")
+	}
+}

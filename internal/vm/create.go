@@ -1,0 +1,258 @@
+package vm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/agent"
+	"github.com/openslicer/openslicer/internal/config"
+	"github.com/openslicer/openslicer/internal/hypervisor"
+	"github.com/openslicer/openslicer/internal/store"
+)
+
+// Wait values accepted by Create.
+const (
+	WaitNone     = ""
+	WaitAgent    = "agent"
+	WaitUserdata = "userdata"
+)
+
+// DefaultWaitTimeout bounds a create's wait when the caller gives none.
+const DefaultWaitTimeout = 5 * time.Minute
+
+// CreateOptions are the query parameters of a create.
+type CreateOptions struct {
+	Wait    string
+	Timeout time.Duration
+}
+
+// Create launches a VM in group. Every resource it makes is undone if a
+// later step fails, if the wait times out (ErrTimeout), or if the VM is
+// deleted while it is being created.
+func (m *Manager) Create(ctx context.Context, group string, req api.CreateNodeRequest, opt CreateOptions) (api.CreateNodeResponse, error) {
+	g, ok := m.groups[group]
+	if !ok {
+		return api.CreateNodeResponse{}, fmt.Errorf("host group %q: %w", group, api.ErrNotFound)
+	}
+	cpus, ram, err := checkCreate(g, req, opt)
+	if err != nil {
+		return api.CreateNodeResponse{}, err
+	}
+	ctx, abort := context.WithCancel(ctx)
+	defer abort()
+
+	var undo undoStack
+	in, err := m.allocate(g, req, cpus, ram, abort, &undo)
+	if err != nil {
+		return api.CreateNodeResponse{}, err
+	}
+	defer close(in.created)
+	log := m.log.With("vm", in.rec.Hostname, "group", group)
+
+	if err := m.boot(ctx, log, g, in, &undo); err != nil {
+		return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
+	}
+	if opt.Wait != WaitNone {
+		if err := m.waitAgent(ctx, in, opt.Timeout); err != nil {
+			return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
+		}
+	}
+	undo.release()
+	m.watch(in)
+	log.Info("vm created", "persistent", in.rec.Persistent, "wait", opt.Wait)
+	return in.createResponse(), nil
+}
+
+// checkCreate validates a request against its group and returns the
+// effective size.
+func checkCreate(g config.HostGroup, req api.CreateNodeRequest, opt CreateOptions) (cpus int, ram int64, err error) {
+	cpus, ram = g.VCPU, g.RAMBytes()
+	var errs []error
+	switch {
+	case req.CPUs < 0:
+		errs = append(errs, fmt.Errorf("cpus %d must not be negative", req.CPUs))
+	case req.CPUs > g.VCPU:
+		errs = append(errs, fmt.Errorf("cpus %d exceeds host group %q limit of %d", req.CPUs, g.Name, g.VCPU))
+	case req.CPUs > 0:
+		cpus = req.CPUs
+	}
+	switch {
+	case req.RamBytes < 0:
+		errs = append(errs, fmt.Errorf("ram_bytes %d must not be negative", req.RamBytes))
+	case req.RamBytes > g.RAMBytes():
+		errs = append(errs, fmt.Errorf("ram_bytes %d exceeds host group %q limit of %d", req.RamBytes, g.Name, g.RAMBytes()))
+	case req.RamBytes > 0 && req.RamBytes < 64<<20:
+		errs = append(errs, fmt.Errorf("ram_bytes %d is below the 64 MiB minimum", req.RamBytes))
+	case req.RamBytes > 0:
+		ram = req.RamBytes
+	}
+	if req.GPUCount > g.GPUCount {
+		errs = append(errs, fmt.Errorf("gpu_count %d exceeds host group %q limit of %d", req.GPUCount, g.Name, g.GPUCount))
+	}
+	if req.DiskImage != "" {
+		errs = append(errs, errors.New("disk_image is not accepted: the disk is always <hostname>.img"))
+	}
+	if req.Hostname != "" {
+		errs = append(errs, errors.New("hostname cannot be chosen: names are allocated as <group>-N"))
+	}
+	if opt.Wait != WaitNone && opt.Wait != WaitAgent && opt.Wait != WaitUserdata {
+		errs = append(errs, fmt.Errorf("wait %q: want agent or userdata", opt.Wait))
+	}
+	if opt.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("timeout %s must not be negative", opt.Timeout))
+	}
+	if len(errs) > 0 {
+		return 0, 0, fmt.Errorf("%w: %w", api.ErrInvalid, errors.Join(errs...))
+	}
+	// Not implemented yet: say so instead of silently ignoring the field.
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"userdata", req.Userdata != ""}, {"wait=userdata", opt.Wait == WaitUserdata},
+		{"ssh_keys", len(req.SSHKeys) > 0}, {"import_user", req.ImportUser != "" || req.GitHubUser != ""},
+		{"secrets", len(req.Secrets) > 0}, {"network", req.Network != nil}, {"ip", req.IP != ""},
+	} {
+		if f.set {
+			return 0, 0, fmt.Errorf("%s is not supported by this daemon yet: %w", f.name, api.ErrNotImplemented)
+		}
+	}
+	return cpus, ram, nil
+}
+
+// allocate writes the VM's record (state creating) and enters it in the
+// table, so that lists show it and a delete can abort it.
+func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus int, ram int64, abort context.CancelFunc, undo *undoStack) (*instance, error) {
+	rec, err := m.opt.Store.Allocate(g.Name, func(index int, hostname string) store.VM {
+		return store.VM{
+			Hostname: hostname, Group: g.Name, Index: index, CPUs: cpus, RamBytes: ram,
+			Tags: req.Tags, Persistent: req.Persistent, State: store.StateCreating,
+			CreatedAt: time.Now().UTC().Truncate(time.Second),
+			Disk:      m.diskPath(hostname), RunDir: m.runDir(hostname),
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	undo.push(func(context.Context) error { return m.opt.Store.Delete(rec.Hostname) })
+
+	in := &instance{rec: rec, created: make(chan struct{}), abort: abort}
+	m.mu.Lock()
+	m.vms[rec.Hostname] = in
+	m.mu.Unlock()
+	undo.push(func(context.Context) error {
+		m.mu.Lock()
+		delete(m.vms, rec.Hostname)
+		m.mu.Unlock()
+		return nil
+	})
+	return in, nil
+}
+
+// boot clones the disk and starts the machine.
+func (m *Manager) boot(ctx context.Context, log *slog.Logger, g config.HostGroup, in *instance, undo *undoStack) error {
+	img, err := m.opt.Images.Resolve(ctx, m.opt.Config.Image)
+	if err != nil {
+		return fmt.Errorf("resolve image %q: %w", m.opt.Config.Image, err)
+	}
+	size, err := g.StorageBytes()
+	if err != nil {
+		return err
+	}
+	rec := in.rec
+	if err := m.opt.Clone(ctx, img.RootFS, rec.Disk, size); err != nil {
+		return fmt.Errorf("clone root disk: %w", err)
+	}
+	undo.push(func(context.Context) error { return removeFile(rec.Disk) })
+
+	if err := os.MkdirAll(rec.RunDir, 0o700); err != nil {
+		return err
+	}
+	undo.push(func(context.Context) error { return os.RemoveAll(rec.RunDir) })
+	if err := os.MkdirAll(m.opt.LogDir, 0o755); err != nil {
+		return err
+	}
+	if g.Network != nil {
+		log.Warn("networking is not implemented yet: booting without a NIC", "mode", g.Network.Mode)
+	}
+
+	spec := hypervisor.Spec{
+		ID: rec.RunDir, Name: rec.Hostname, VCPUs: rec.CPUs, MemoryBytes: rec.RamBytes,
+		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: KernelCmdline(rec.Hostname),
+		Disks:  []hypervisor.Disk{{Path: rec.Disk, Format: "raw"}},
+		RunDir: rec.RunDir, ConsoleLog: m.logPath(rec.Hostname),
+	}
+	if m.opt.Config.KernelFile != "" {
+		spec.Kernel = m.opt.Config.KernelFile
+	}
+	machine, err := m.opt.Backend.Start(ctx, spec)
+	if err != nil {
+		return fmt.Errorf("start machine: %w", err)
+	}
+	undo.push(func(ctx context.Context) error { return machine.Kill(ctx) })
+	client := agent.NewClient(machine.DialAgent, m.log.With("vm", rec.Hostname))
+	undo.push(func(context.Context) error { return client.Close() })
+
+	handle, err := json.Marshal(machine.Handle())
+	if err != nil {
+		return err
+	}
+	in.mu.Lock()
+	in.machine, in.agent = machine, client
+	in.rec.Machine, in.rec.State = handle, store.StateRunning
+	rec = in.rec
+	in.mu.Unlock()
+	return m.opt.Store.Put(rec)
+}
+
+// waitAgent blocks until the guest agent answers, the timeout passes
+// (ErrTimeout) or ctx ends.
+func (m *Manager) waitAgent(ctx context.Context, in *instance, timeout time.Duration) error {
+	if timeout == 0 {
+		timeout = DefaultWaitTimeout
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err := in.agent.WaitReady(wctx)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("vm %q: create aborted while waiting for the agent: %w", in.rec.Hostname, ctx.Err())
+	case wctx.Err() != nil:
+		return fmt.Errorf("vm %q: agent not ready within %s: %w", in.rec.Hostname, timeout, api.ErrTimeout)
+	default:
+		return fmt.Errorf("vm %q: wait for agent: %w", in.rec.Hostname, err)
+	}
+}
+
+// fail unwinds a create and returns its error, joined with any undo error.
+func (m *Manager) fail(ctx context.Context, log *slog.Logger, undo *undoStack, err error) error {
+	if uerr := undo.run(ctx); uerr != nil {
+		log.Error("undo create", "err", uerr)
+		return errors.Join(err, fmt.Errorf("undo: %w", uerr))
+	}
+	return err
+}
+
+func (in *instance) createResponse() api.CreateNodeResponse {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return api.CreateNodeResponse{
+		Hostname: in.rec.Hostname, HostGroup: in.rec.Group, IP: in.rec.IP,
+		CreatedAt: in.rec.CreatedAt, Arch: archName(), Persistent: in.rec.Persistent,
+	}
+}
+
+func removeFile(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,203 @@
+package vm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/agent"
+	"github.com/openslicer/openslicer/internal/hypervisor"
+	"github.com/openslicer/openslicer/internal/store"
+)
+
+// Delete stops the VM hostname of group and removes it with its disk. A VM
+// still being created is aborted, and its create unwinds. It reports
+// whether the disk was removed.
+func (m *Manager) Delete(ctx context.Context, group, hostname string) (bool, error) {
+	in, err := m.get(hostname)
+	if err != nil {
+		return false, err
+	}
+	in.mu.Lock()
+	rec := in.rec
+	in.mu.Unlock()
+	if group != "" && rec.Group != group {
+		return false, fmt.Errorf("vm %q is not in host group %q: %w", hostname, group, api.ErrNotFound)
+	}
+	if rec.Protected {
+		return false, fmt.Errorf("vm %q is declared by the config (count) and cannot be deleted: %w", hostname, api.ErrForbidden)
+	}
+	select {
+	case <-in.created:
+	default:
+		in.abort()
+		<-in.created
+	}
+	if _, err := m.get(hostname); err != nil {
+		m.log.Info("vm deleted during create", "vm", hostname)
+		return true, nil // the create unwound everything
+	}
+	if err := m.teardown(ctx, in); err != nil {
+		return false, err
+	}
+	m.log.Info("vm deleted", "vm", hostname)
+	return true, nil
+}
+
+// teardown stops the machine and removes the disk, run directory and
+// record of in. It runs at most once per instance.
+func (m *Manager) teardown(ctx context.Context, in *instance) error {
+	in.mu.Lock()
+	if in.removed {
+		in.mu.Unlock()
+		return nil
+	}
+	in.removed = true
+	rec, machine, client := in.rec, in.machine, in.agent
+	in.mu.Unlock()
+
+	ctx = context.WithoutCancel(ctx)
+	var errs []error
+	if client != nil {
+		client.Close()
+	}
+	if machine != nil {
+		if err := machine.Kill(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("kill machine: %w", err))
+		}
+	}
+	errs = append(errs, removeFile(rec.Disk), os.RemoveAll(rec.RunDir), m.opt.Store.Delete(rec.Hostname))
+	m.mu.Lock()
+	delete(m.vms, rec.Hostname)
+	m.mu.Unlock()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove vm %q: %w", rec.Hostname, err)
+	}
+	return nil
+}
+
+// watch reaps in when its machine exits on its own (poweroff, reboot,
+// panic): an ephemeral VM is removed with its disk; a persistent one is
+// kept, stopped, with its disk.
+func (m *Manager) watch(in *instance) {
+	in.mu.Lock()
+	machine := in.machine
+	in.mu.Unlock()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		<-machine.Done()
+		in.mu.Lock()
+		removed, rec := in.removed, in.rec
+		in.mu.Unlock()
+		if removed {
+			return // deleted or detached by the daemon
+		}
+		log := m.log.With("vm", rec.Hostname)
+		if !rec.Persistent {
+			log.Info("vm exited: removing ephemeral vm")
+			if err := m.teardown(context.Background(), in); err != nil {
+				log.Error("reap vm", "err", err)
+			}
+			return
+		}
+		log.Info("vm exited: persistent vm kept stopped")
+		in.mu.Lock()
+		in.rec.State, in.machine = store.StateStopped, nil
+		rec = in.rec
+		in.mu.Unlock()
+		if err := m.opt.Store.Put(rec); err != nil {
+			log.Error("record stopped vm", "err", err)
+		}
+	}()
+}
+
+// Close is called when the daemon stops: ephemeral VMs are removed with
+// their disks; persistent ones keep running and are re-attached by the next
+// daemon.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	insts := make([]*instance, 0, len(m.vms))
+	for _, in := range m.vms {
+		insts = append(insts, in)
+	}
+	m.mu.Unlock()
+	var errs []error
+	for _, in := range insts {
+		in.abort()
+		<-in.created
+		in.mu.Lock()
+		persistent := in.rec.Persistent
+		in.mu.Unlock()
+		if !persistent {
+			errs = append(errs, m.teardown(ctx, in))
+			continue
+		}
+		in.mu.Lock()
+		in.removed = true // detach: the watcher must not reap it
+		if in.agent != nil {
+			in.agent.Close()
+		}
+		in.mu.Unlock()
+	}
+	m.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Recover reconciles the store with what is running after a daemon start:
+// records of VMs caught mid-create and of ephemeral VMs are reclaimed with
+// their processes, disks and sockets; persistent VMs still running are
+// re-attached, and those that are gone are kept as stopped.
+func (m *Manager) Recover(ctx context.Context) error {
+	recs, err := m.opt.Store.List()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, rec := range recs {
+		in := &instance{rec: rec, created: make(chan struct{}), abort: func() {}}
+		close(in.created)
+		in.machine = m.attach(ctx, rec)
+		_, known := m.groups[rec.Group]
+		if rec.State == store.StateCreating || !rec.Persistent || !known {
+			m.log.Info("reclaiming vm left by an earlier daemon", "vm", rec.Hostname, "state", rec.State)
+			errs = append(errs, m.teardown(ctx, in))
+			continue
+		}
+		m.mu.Lock()
+		m.vms[rec.Hostname] = in
+		m.mu.Unlock()
+		if in.machine == nil {
+			if rec.State != store.StateStopped {
+				in.rec.State = store.StateStopped
+				errs = append(errs, m.opt.Store.Put(in.rec))
+			}
+			continue
+		}
+		in.agent = agent.NewClient(in.machine.DialAgent, m.log.With("vm", rec.Hostname))
+		m.log.Info("re-attached persistent vm", "vm", rec.Hostname)
+		m.watch(in)
+	}
+	return errors.Join(errs...)
+}
+
+// attach re-adopts the machine of rec, or returns nil when it is gone.
+func (m *Manager) attach(ctx context.Context, rec store.VM) hypervisor.Machine {
+	h := hypervisor.Handle{Backend: m.opt.Backend.Name(), RunDir: rec.RunDir}
+	if len(rec.Machine) > 0 {
+		if err := json.Unmarshal(rec.Machine, &h); err != nil {
+			m.log.Warn("bad machine handle in store", "vm", rec.Hostname, "err", err)
+		}
+	}
+	machine, err := m.opt.Backend.Attach(ctx, h)
+	if err != nil {
+		if !errors.Is(err, api.ErrNotFound) {
+			m.log.Warn("re-attach vm", "vm", rec.Hostname, "err", err)
+		}
+		return nil
+	}
+	return machine
+}

@@ -1,0 +1,228 @@
+// Package vm is the core of the daemon: the host groups, the table of VMs
+// and each VM's life from create to delete.
+//
+// A create allocates the name and writes the store record first, then
+// clones the disk and boots the machine, pushing the undo of every step on a
+// stack, so a failure at any point (including a wait timeout or a delete
+// that arrives during boot) unwinds exactly what was done. Every VM has a
+// watcher goroutine on its machine's exit; an ephemeral VM whose machine
+// exits is reaped with its disk. Guest operations go through the VM's agent
+// client, which the server streams back unchanged.
+//
+// Locking: Manager.mu guards the table; each instance's mu guards its state.
+// Slow work (cloning, booting, waiting for the agent) runs with no lock held.
+package vm
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/agent"
+	"github.com/openslicer/openslicer/internal/config"
+	"github.com/openslicer/openslicer/internal/hypervisor"
+	"github.com/openslicer/openslicer/internal/store"
+)
+
+// BootImage is the set of files a VM boots from.
+type BootImage struct {
+	Kernel, Initrd, RootFS string
+}
+
+// Images resolves a config image name to boot files, preparing them if
+// needed.
+type Images interface {
+	Resolve(ctx context.Context, name string) (BootImage, error)
+}
+
+// CloneFunc makes a VM's root disk at dst from the image's src, grown to
+// size bytes.
+type CloneFunc func(ctx context.Context, src, dst string, size int64) error
+
+// Options are the dependencies of a Manager.
+type Options struct {
+	Config  *config.Config
+	Backend hypervisor.Backend
+	Store   *store.Store
+	Images  Images
+	Clone   CloneFunc
+	// DisksDir holds <hostname>.img; RunDir holds one directory per VM for
+	// its sockets and pidfile; LogDir holds <hostname>.txt console logs.
+	DisksDir, RunDir, LogDir string
+	Log                      *slog.Logger
+}
+
+// Manager owns every VM of the daemon.
+type Manager struct {
+	opt    Options
+	log    *slog.Logger
+	groups map[string]config.HostGroup
+
+	mu  sync.Mutex
+	vms map[string]*instance
+	wg  sync.WaitGroup // watcher goroutines
+}
+
+// instance is one VM known to the manager.
+type instance struct {
+	mu      sync.Mutex
+	rec     store.VM
+	machine hypervisor.Machine
+	agent   *agent.Client
+	// created is closed when the create that made this instance returns;
+	// abort cancels that create (a delete during boot).
+	created chan struct{}
+	abort   context.CancelFunc
+	// removed is set once teardown has begun, so it happens only once.
+	removed   bool
+	lastAgent time.Time
+}
+
+// New returns a Manager for the given dependencies.
+func New(opt Options) *Manager {
+	groups := map[string]config.HostGroup{}
+	for _, g := range opt.Config.HostGroups {
+		groups[g.Name] = g
+	}
+	return &Manager{opt: opt, log: opt.Log, groups: groups, vms: map[string]*instance{}}
+}
+
+// HostGroups returns the configured host groups.
+func (m *Manager) HostGroups() []api.HostGroup {
+	out := []api.HostGroup{}
+	for _, g := range m.opt.Config.HostGroups {
+		count := 0
+		if g.Count != nil {
+			count = *g.Count
+		}
+		out = append(out, api.HostGroup{
+			Name: g.Name, Count: count, RamBytes: g.RAMBytes(), CPUs: g.VCPU,
+			Arch: archName(), GPUCount: g.GPUCount,
+		})
+	}
+	return out
+}
+
+// Filter selects VMs in List.
+type Filter struct {
+	Group     string
+	Tag       string
+	TagPrefix string
+}
+
+// List returns the VMs matching f, ordered by group and index. An unknown
+// group is ErrNotFound.
+func (m *Manager) List(f Filter) ([]api.Node, error) {
+	if f.Group != "" {
+		if _, ok := m.groups[f.Group]; !ok {
+			return nil, fmt.Errorf("host group %q: %w", f.Group, api.ErrNotFound)
+		}
+	}
+	if f.Tag != "" && f.TagPrefix != "" {
+		return nil, fmt.Errorf("%w: tag and tag_prefix cannot both be set", api.ErrInvalid)
+	}
+	m.mu.Lock()
+	insts := make([]*instance, 0, len(m.vms))
+	for _, in := range m.vms {
+		insts = append(insts, in)
+	}
+	m.mu.Unlock()
+
+	out := []api.Node{}
+	for _, in := range insts {
+		n := in.node()
+		if (f.Group == "" || n.HostGroup == f.Group) && matchTags(n.Tags, f.Tag, f.TagPrefix) {
+			out = append(out, n)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].HostGroup != out[j].HostGroup {
+			return out[i].HostGroup < out[j].HostGroup
+		}
+		return nodeIndex(out[i].Hostname) < nodeIndex(out[j].Hostname)
+	})
+	return out, nil
+}
+
+func matchTags(tags []string, exact, prefix string) bool {
+	if exact == "" && prefix == "" {
+		return true
+	}
+	for _, t := range tags {
+		if (exact != "" && t == exact) || (prefix != "" && strings.HasPrefix(t, prefix)) {
+			return true
+		}
+	}
+	return false
+}
+
+func nodeIndex(hostname string) int {
+	var n int
+	fmt.Sscanf(hostname[strings.LastIndex(hostname, "-")+1:], "%d", &n)
+	return n
+}
+
+// get returns the instance of hostname or ErrNotFound.
+func (m *Manager) get(hostname string) (*instance, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	in, ok := m.vms[hostname]
+	if !ok {
+		return nil, fmt.Errorf("vm %q: %w", hostname, api.ErrNotFound)
+	}
+	return in, nil
+}
+
+func (in *instance) node() api.Node {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return api.Node{
+		Hostname: in.rec.Hostname, HostGroup: in.rec.Group, IP: in.rec.IP,
+		RamBytes: in.rec.RamBytes, CPUs: in.rec.CPUs, CreatedAt: in.rec.CreatedAt,
+		LastAgentCall: in.lastAgent, Arch: archName(),
+		Tags: append([]string(nil), in.rec.Tags...), Status: displayStatus(in.rec.State),
+		Persistent: in.rec.Persistent,
+	}
+}
+
+func displayStatus(state string) string {
+	switch state {
+	case store.StateRunning:
+		return api.StatusRunning
+	case store.StatePaused:
+		return api.StatusPaused
+	case store.StateStopped:
+		return api.StatusStopped
+	default:
+		return "Creating"
+	}
+}
+
+func archName() string {
+	if runtime.GOARCH == "amd64" {
+		return "x86_64"
+	}
+	if runtime.GOARCH == "arm64" {
+		return "aarch64"
+	}
+	return runtime.GOARCH
+}
+
+func (m *Manager) diskPath(hostname string) string {
+	return filepath.Join(m.opt.DisksDir, hostname+".img")
+}
+
+func (m *Manager) runDir(hostname string) string {
+	return filepath.Join(m.opt.RunDir, hostname)
+}
+
+func (m *Manager) logPath(hostname string) string {
+	return filepath.Join(m.opt.LogDir, hostname+".txt")
+}

@@ -1,0 +1,244 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/config"
+	"github.com/openslicer/openslicer/internal/hypervisor/hypervisortest"
+	"github.com/openslicer/openslicer/internal/store"
+)
+
+type fakeImages struct{ dir string }
+
+func (f fakeImages) Resolve(ctx context.Context, name string) (BootImage, error) {
+	return BootImage{Kernel: "vmlinuz", Initrd: "initrd", RootFS: filepath.Join(f.dir, "rootfs")}, nil
+}
+
+// fakeClone writes a small file in place of a disk.
+func fakeClone(ctx context.Context, src, dst string, size int64) error {
+	return os.WriteFile(dst, []byte("disk"), 0o644)
+}
+
+type env struct {
+	m     *Manager
+	fake  *hypervisortest.Fake
+	store *store.Store
+	dir   string
+}
+
+func newEnv(t *testing.T, fake *hypervisortest.Fake) *env {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Config{HostGroups: []config.HostGroup{{Name: "sbox", VCPU: 2, RamGB: 1}}, Image: "min"}
+	config.ApplyDefaults(cfg, "qemu")
+	e := &env{fake: fake, store: st, dir: dir}
+	e.m = New(Options{
+		Config: cfg, Backend: fake, Store: st, Images: fakeImages{dir}, Clone: fakeClone,
+		DisksDir: filepath.Join(dir, "disks"), RunDir: filepath.Join(dir, "run"), LogDir: filepath.Join(dir, "logs"),
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	os.MkdirAll(e.m.opt.DisksDir, 0o755)
+	t.Cleanup(func() {
+		e.m.Close(context.Background())
+		st.Close()
+	})
+	return e
+}
+
+// assertEmpty checks that no record, disk, run dir or running machine is left.
+func (e *env) assertEmpty(t *testing.T) {
+	t.Helper()
+	if recs, _ := e.store.List(); len(recs) != 0 {
+		t.Errorf("store records left: %+v", recs)
+	}
+	if nodes, _ := e.m.List(Filter{}); len(nodes) != 0 {
+		t.Errorf("vms left in table: %+v", nodes)
+	}
+	for _, d := range []string{"disks", "run"} {
+		entries, _ := os.ReadDir(filepath.Join(e.dir, d))
+		if len(entries) != 0 {
+			t.Errorf("%s left: %v", d, entries)
+		}
+	}
+	if r := e.fake.Running(); len(r) != 0 {
+		t.Errorf("%d machines still running", len(r))
+	}
+}
+
+func TestCreateListDelete(t *testing.T) {
+	e := newEnv(t, &hypervisortest.Fake{})
+	ctx := context.Background()
+	resp, err := e.m.Create(ctx, "sbox", api.CreateNodeRequest{Tags: []string{"a=1"}, CPUs: 1}, CreateOptions{})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if resp.Hostname != "sbox-1" {
+		t.Fatalf("hostname %s, want sbox-1", resp.Hostname)
+	}
+	nodes, err := e.m.List(Filter{Tag: "a=1"})
+	if err != nil || len(nodes) != 1 || nodes[0].CPUs != 1 || nodes[0].RamBytes != 1<<30 || nodes[0].Status != api.StatusRunning {
+		t.Fatalf("List = %+v, %v", nodes, err)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "disks", "sbox-1.img")); err != nil {
+		t.Fatalf("disk not created: %v", err)
+	}
+	removed, err := e.m.Delete(ctx, "sbox", "sbox-1")
+	if err != nil || !removed {
+		t.Fatalf("Delete = %v, %v", removed, err)
+	}
+	e.assertEmpty(t)
+}
+
+func TestCreateRejects(t *testing.T) {
+	e := newEnv(t, &hypervisortest.Fake{})
+	for _, tc := range []struct {
+		name  string
+		group string
+		req   api.CreateNodeRequest
+		opt   CreateOptions
+		want  error
+	}{
+		{"unknown group", "nope", api.CreateNodeRequest{}, CreateOptions{}, api.ErrNotFound},
+		{"cpus above group", "sbox", api.CreateNodeRequest{CPUs: 3}, CreateOptions{}, api.ErrInvalid},
+		{"ram above group", "sbox", api.CreateNodeRequest{RamBytes: 2 << 30}, CreateOptions{}, api.ErrInvalid},
+		{"hostname", "sbox", api.CreateNodeRequest{Hostname: "x"}, CreateOptions{}, api.ErrInvalid},
+		{"disk_image", "sbox", api.CreateNodeRequest{DiskImage: "x.img"}, CreateOptions{}, api.ErrInvalid},
+		{"bad wait", "sbox", api.CreateNodeRequest{}, CreateOptions{Wait: "forever"}, api.ErrInvalid},
+		{"userdata not yet", "sbox", api.CreateNodeRequest{Userdata: "echo"}, CreateOptions{}, api.ErrNotImplemented},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.m.Create(context.Background(), tc.group, tc.req, tc.opt)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Create = %v, want %v", err, tc.want)
+			}
+		})
+	}
+	e.assertEmpty(t)
+}
+
+func TestCreateUnwindsOnStartFailure(t *testing.T) {
+	e := newEnv(t, &hypervisortest.Fake{StartErr: errors.New("boom")})
+	_, err := e.m.Create(context.Background(), "sbox", api.CreateNodeRequest{}, CreateOptions{})
+	if err == nil {
+		t.Fatal("Create succeeded with a failing backend")
+	}
+	e.assertEmpty(t)
+}
+
+func TestWaitTimeoutUnwinds(t *testing.T) {
+	e := newEnv(t, &hypervisortest.Fake{}) // no agent: never ready
+	_, err := e.m.Create(context.Background(), "sbox", api.CreateNodeRequest{}, CreateOptions{Wait: WaitAgent, Timeout: 200 * time.Millisecond})
+	if !errors.Is(err, api.ErrTimeout) {
+		t.Fatalf("Create = %v, want ErrTimeout", err)
+	}
+	e.assertEmpty(t)
+}
+
+func TestDeleteDuringCreate(t *testing.T) {
+	e := newEnv(t, &hypervisortest.Fake{}) // no agent: the create waits until deleted
+	errc := make(chan error, 1)
+	go func() {
+		_, err := e.m.Create(context.Background(), "sbox", api.CreateNodeRequest{}, CreateOptions{Wait: WaitAgent, Timeout: time.Minute})
+		errc <- err
+	}()
+	for {
+		if nodes, _ := e.m.List(Filter{}); len(nodes) == 1 && len(e.fake.Running()) == 1 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := e.m.Delete(context.Background(), "sbox", "sbox-1"); err != nil {
+		t.Fatalf("Delete during create: %v", err)
+	}
+	if err := <-errc; err == nil {
+		t.Fatal("create of a deleted vm succeeded")
+	}
+	e.assertEmpty(t)
+}
+
+func TestReaperRemovesExitedEphemeralVM(t *testing.T) {
+	e := newEnv(t, &hypervisortest.Fake{})
+	if _, err := e.m.Create(context.Background(), "sbox", api.CreateNodeRequest{}, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.fake.Running()[0].Exit() // the guest powers off
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if nodes, _ := e.m.List(Filter{}); len(nodes) == 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.assertEmpty(t)
+}
+
+func TestParallelCreatesGetDistinctNames(t *testing.T) {
+	e := newEnv(t, &hypervisortest.Fake{})
+	var wg sync.WaitGroup
+	names := make(chan string, 20)
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := e.m.Create(context.Background(), "sbox", api.CreateNodeRequest{}, CreateOptions{})
+			if err != nil {
+				t.Errorf("Create: %v", err)
+				return
+			}
+			names <- resp.Hostname
+		}()
+	}
+	wg.Wait()
+	close(names)
+	seen := map[string]bool{}
+	for n := range names {
+		if seen[n] {
+			t.Errorf("name %s given twice", n)
+		}
+		seen[n] = true
+	}
+	for i := 1; i <= 20; i++ {
+		if !seen[fmt.Sprintf("sbox-%d", i)] {
+			t.Errorf("sbox-%d not allocated", i)
+		}
+	}
+}
+
+func TestCloseRemovesEphemeral(t *testing.T) {
+	e := newEnv(t, &hypervisortest.Fake{})
+	for range 3 {
+		if _, err := e.m.Create(context.Background(), "sbox", api.CreateNodeRequest{}, CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.assertEmpty(t)
+}
+
+func TestTailLines(t *testing.T) {
+	data := []byte("a\nb\nc\n")
+	for _, tc := range []struct {
+		n    int
+		want string
+	}{{0, "a\nb\nc\n"}, {1, "c\n"}, {2, "b\nc\n"}, {5, "a\nb\nc\n"}} {
+		if got := string(tailLines(data, tc.n)); got != tc.want {
+			t.Errorf("tailLines(%d) = %q, want %q", tc.n, got, tc.want)
+		}
+	}
+}
