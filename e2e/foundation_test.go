@@ -39,6 +39,10 @@ func execIn(t *testing.T, c *client.Client, host string, req *api.ExecRequest, s
 	defer stream.Close()
 	var stdout, stderr bytes.Buffer
 	code, err := stream.Copy(&stdout, &stderr)
+	var fe *client.FrameError
+	if errors.As(err, &fe) {
+		return stdout.String(), fe.Message, fe.ExitCode // the command could not start
+	}
 	if err != nil {
 		t.Fatalf("Exec(%s %v) stream: %v", req.Command, req.Args, err)
 	}
@@ -76,9 +80,9 @@ func TestCreateExecDelete(t *testing.T) {
 		}
 	})
 	t.Run("missing command", func(t *testing.T) {
-		_, _, code := execIn(t, c, node.Hostname, &api.ExecRequest{Command: "no-such-command"}, nil)
-		if code != 127 {
-			t.Fatalf("missing command exit %d, want 127", code)
+		_, msg, code := execIn(t, c, node.Hostname, &api.ExecRequest{Command: "no-such-command"}, nil)
+		if code != 127 || !strings.Contains(msg, "no-such-command") {
+			t.Fatalf("missing command: exit %d message %q, want 127 naming the command", code, msg)
 		}
 	})
 	t.Run("stdin reaches the process", func(t *testing.T) {

@@ -3,6 +3,7 @@ package image
 import (
 	"bytes"
 	"context"
+	"github.com/openslicer/openslicer/internal/testenv"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -36,9 +37,7 @@ func testAgent(t *testing.T) string {
 // requireBuildTools skips unless this machine can build the min image.
 func requireBuildTools(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("builds a real image (downloads a 26 MB kernel); skipped in -short")
-	}
+	testenv.RequireFullSuite(t) // builds a real image: downloads a 26 MB kernel
 	for _, tool := range []string{"apt-get", "apt-cache", "dpkg-deb"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not found: needs a Debian host", tool)

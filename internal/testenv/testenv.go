@@ -24,12 +24,19 @@ func RequireQEMU(t testing.TB) {
 	}
 }
 
-// RequireE2E skips t unless SLICER_E2E=1: end-to-end tests boot real VMs
-// (minutes under TCG) and build the guest image from Debian packages.
-func RequireE2E(t testing.TB) {
+// RequireFullSuite skips t unless SLICER_E2E=1 (set by `make test`): for
+// slow tests such as building the guest image from Debian packages.
+func RequireFullSuite(t testing.TB) {
 	t.Helper()
 	if os.Getenv("SLICER_E2E") != "1" {
-		t.Skip("end-to-end VM test: set SLICER_E2E=1 (make test does)")
+		t.Skip("slow test (downloads Debian packages or boots VMs): set SLICER_E2E=1 (make test does)")
 	}
+}
+
+// RequireE2E skips t unless the full suite is on and QEMU is installed:
+// end-to-end tests boot real VMs.
+func RequireE2E(t testing.TB) {
+	t.Helper()
+	RequireFullSuite(t)
 	RequireQEMU(t)
 }

@@ -1,0 +1,19 @@
+// Command slicer-agent is the OpenSlicer guest agent. Started by the kernel
+// as PID 1 of the initramfs it is the guest's init (see agent.RunInit);
+// otherwise it takes a subcommand:
+//
+//	slicer-agent version
+//	slicer-agent serve [--device PATH]
+//
+// serve answers the host on the agent channel without doing init's work,
+// for development and tests: PATH is a virtio-serial port device or a unix
+// socket to dial, and defaults to the port named "slicer.agent".
+//
+// Build it static: CGO_ENABLED=0 go build -ldflags='-s -w' ./cmd/slicer-agent
+package main
+
+import "os"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/openslicer/openslicer/internal/agent"
+)
+
+func run(args []string) int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if os.Getpid() == 1 {
+		agent.RunInit(context.Background(), log) // never returns
+	}
+	if len(args) == 0 {
+		usage(os.Stderr)
+		return 2
+	}
+	switch args[0] {
+	case "version":
+		fmt.Println(agent.Version)
+		return 0
+	case "serve":
+		return serve(args[1:], log)
+	case "help", "-h", "--help":
+		usage(os.Stdout)
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "slicer-agent: unknown command %q\n", args[0])
+	usage(os.Stderr)
+	return 2
+}
+
+func serve(args []string, log *slog.Logger) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	device := fs.String("device", "", `agent channel: a virtio-serial port device or a unix socket (default: the port named "`+agent.PortName+`")`)
+	debug := fs.Bool("debug", false, "log at debug level")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "slicer-agent serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *debug {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := agent.NewServer(log).ServeDevice(ctx, *device)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("serve", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  slicer-agent version
+  slicer-agent serve [--device PATH] [--debug]
+
+As PID 1 (the initramfs /init) slicer-agent is the guest's init.
+`)
+}

@@ -1,0 +1,284 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/openslicer/openslicer/api"
+)
+
+const (
+	// readyAttempt bounds one health probe of WaitReady. A probe sent
+	// before the guest agent is up waits in the channel and is answered
+	// as soon as the agent opens its port, so a longer bound costs no
+	// latency; it only decides when a silent session is given up.
+	readyAttempt = 3 * time.Second
+	// retryDelay spaces attempts that fail at once (nothing to dial yet).
+	retryDelay = 50 * time.Millisecond
+	// maxErrorBody is the most of an error response that is read.
+	maxErrorBody = 64 << 10
+)
+
+// Client is the host end of the protocol for one VM. It dials the VM's
+// agent channel when first needed and keeps one yamux session on it,
+// dialling again once that session has ended (the VM restarted, the guest
+// reopened its port, the channel broke). Each request runs on its own
+// yamux stream. A Client is safe for concurrent use.
+type Client struct {
+	dial         func(context.Context) (net.Conn, error)
+	log          *slog.Logger
+	http         *http.Client
+	readyAttempt time.Duration
+
+	mu     sync.Mutex
+	sess   *session
+	closed bool
+}
+
+// session is a yamux client session and the number of streams handed out
+// on it that are not closed yet.
+type session struct {
+	mux    *yamux.Session
+	active int // guarded by Client.mu
+}
+
+// NewClient returns a client that reaches the agent through dial, which
+// opens the VM's agent byte stream (hypervisor.Machine.DialAgent).
+func NewClient(dial func(ctx context.Context) (net.Conn, error), log *slog.Logger) *Client {
+	c := &Client{dial: dial, log: log, readyAttempt: readyAttempt}
+	c.http = &http.Client{Transport: &http.Transport{
+		DialContext: c.openStream,
+		// One request per stream: streams are cheap, and an idle pooled
+		// stream would outlive the session it belongs to.
+		DisableKeepAlives:  true,
+		DisableCompression: true,
+	}}
+	return c
+}
+
+// Close ends the session; later calls fail.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	s := c.sess
+	c.sess, c.closed = nil, true
+	c.mu.Unlock()
+	if s != nil {
+		return s.mux.Close()
+	}
+	return nil
+}
+
+// Health asks the agent for its health.
+func (c *Client) Health(ctx context.Context) (*api.AgentHealthResponse, error) {
+	var h api.AgentHealthResponse
+	if err := c.doJSON(ctx, http.MethodGet, pathHealth, &h); err != nil {
+		return nil, err
+	}
+	return &h, nil
+}
+
+// WaitReady returns once the agent answers health, or with an error when
+// ctx ends first. Each probe is bounded; a probe that times out on a
+// session with nothing else running gives the session up, so that a guest
+// which reopened its side, or a channel that lost bytes, gets a fresh one.
+func (c *Client) WaitReady(ctx context.Context) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, c.readyAttempt)
+		_, err := c.Health(actx)
+		timedOut := actx.Err() != nil
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return fmt.Errorf("wait for agent: %w (last error: %v)", ctx.Err(), err)
+		case timedOut:
+			c.log.Debug("agent health probe timed out", "err", err)
+			c.dropIfIdle()
+			continue
+		}
+		c.log.Debug("agent not ready", "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for agent: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(retryDelay):
+		}
+	}
+}
+
+// Exec starts a command and returns the agent's NDJSON frame stream as it
+// comes, for the caller to pass through or decode; the caller closes it.
+// The stream ends with the exit frame, or is a single error frame when the
+// command could not start; closing it early, or ctx ending, kills the
+// command. stdin, when not nil, is sent as the command's stdin while the
+// frames are read, until it returns EOF; note that a Read of stdin still
+// pending when the command ends is left to return on its own, so the
+// caller should make it return (close it, or set a deadline). Errors
+// before the command starts are *api.Error values that unwrap to the api
+// error class of the agent's status.
+func (c *Client) Exec(ctx context.Context, req *api.ExecRequest, stdin io.Reader) (io.ReadCloser, error) {
+	q := req.Query()
+	q.Del("buffered")
+	q.Del("stdin")
+	body := io.Reader(http.NoBody)
+	if stdin != nil {
+		q.Set("stdin", "true")
+		body = struct{ io.Reader }{stdin} // the transport must not close the caller's reader
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent"+pathExec+"?"+q.Encode(), body)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(hreq)
+	if err != nil {
+		return nil, fmt.Errorf("agent exec: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		return nil, responseError(hreq, resp)
+	}
+	return resp.Body, nil
+}
+
+// ExecBuffered runs a command to the end and returns its collected output.
+// A non-zero exit is a result, not an error.
+func (c *Client) ExecBuffered(ctx context.Context, req *api.ExecRequest) (*api.ExecResult, error) {
+	q := req.Query()
+	q.Del("stdin")
+	q.Set("buffered", "true")
+	var res api.ExecResult
+	if err := c.doJSON(ctx, http.MethodPost, pathExec+"?"+q.Encode(), &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// doJSON makes a body-less request and decodes a 2xx JSON answer into out.
+func (c *Client) doJSON(ctx context.Context, method, target string, out any) error {
+	hreq, err := http.NewRequestWithContext(ctx, method, "http://agent"+target, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(hreq)
+	if err != nil {
+		return fmt.Errorf("agent %s %s: %w", method, hreq.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return responseError(hreq, resp)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("agent %s %s: decode answer: %w", method, hreq.URL.Path, err)
+	}
+	return nil
+}
+
+// responseError turns a non-2xx answer into an *api.Error.
+func responseError(req *http.Request, resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	msg := strings.TrimSpace(string(b))
+	var er api.ErrorResponse
+	if json.Unmarshal(b, &er) == nil && er.Error != "" {
+		msg = er.Error
+	}
+	return &api.Error{Method: req.Method, Path: req.URL.Path, StatusCode: resp.StatusCode, Message: msg}
+}
+
+// openStream is the transport's dialer: a new stream on the current
+// session, which is (re)established first if needed.
+func (c *Client) openStream(ctx context.Context, _, _ string) (net.Conn, error) {
+	var lastErr error
+	for range 2 { // a session found dead is replaced once
+		s, err := c.session(ctx)
+		if err != nil {
+			return nil, err
+		}
+		st, err := s.mux.OpenStream()
+		if err == nil {
+			return &stream{Conn: st, done: func() { c.release(s) }}, nil
+		}
+		lastErr = err
+		c.drop(s) // shut down, or the guest said go away
+	}
+	return nil, fmt.Errorf("open agent stream: %w", lastErr)
+}
+
+// session returns the live session, dialling a new one if there is none,
+// and counts a stream on it.
+func (c *Client) session(ctx context.Context) (*session, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, fmt.Errorf("agent client: %w", net.ErrClosed)
+	}
+	if c.sess != nil && !c.sess.mux.IsClosed() {
+		c.sess.active++
+		return c.sess, nil
+	}
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dial agent: %w", err)
+	}
+	mux, err := yamux.Client(conn, yamuxConfig(c.log, false))
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("start yamux session: %w", err)
+	}
+	c.log.Debug("agent session started")
+	c.sess = &session{mux: mux, active: 1}
+	return c.sess, nil
+}
+
+// release uncounts a stream of s.
+func (c *Client) release(s *session) {
+	c.mu.Lock()
+	s.active--
+	c.mu.Unlock()
+}
+
+// drop uncounts the stream that could not be opened on s, and ends s.
+func (c *Client) drop(s *session) {
+	c.mu.Lock()
+	s.active--
+	if c.sess == s {
+		c.sess = nil
+	}
+	c.mu.Unlock()
+	s.mux.Close()
+}
+
+// dropIfIdle ends the current session if no stream is open on it.
+func (c *Client) dropIfIdle() {
+	c.mu.Lock()
+	s := c.sess
+	if s == nil || s.active > 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.sess = nil
+	c.mu.Unlock()
+	c.log.Debug("giving up a silent agent session")
+	s.mux.Close()
+}
+
+// stream is a yamux stream that tells its session when it is closed.
+type stream struct {
+	net.Conn
+	once sync.Once
+	done func()
+}
+
+func (s *stream) Close() error {
+	s.once.Do(s.done)
+	return s.Conn.Close()
+}

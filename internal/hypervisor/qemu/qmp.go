@@ -1,0 +1,163 @@
+package qemu
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// QMP is a session with a QEMU Machine Protocol socket: JSON objects, one
+// per line in practice, in both directions. After the greeting and
+// qmp_capabilities, each command gets exactly one reply carrying the
+// command's id ("return" or "error"); asynchronous events ("event") may
+// arrive at any time and are skipped.
+//
+// A QMP is safe for concurrent use; commands run one at a time. After an
+// I/O error (including a cancelled context) the session is broken and
+// every later command fails: dial a new one.
+type QMP struct {
+	conn net.Conn
+
+	mu     sync.Mutex
+	dec    *json.Decoder
+	lastID uint64
+	broken error
+}
+
+// QMPError is a command's "error" reply.
+type QMPError struct {
+	Class string `json:"class"`
+	Desc  string `json:"desc"`
+}
+
+func (e *QMPError) Error() string { return "qmp: " + e.Class + ": " + e.Desc }
+
+// DialQMP connects to the QMP socket at path and negotiates capabilities.
+func DialQMP(ctx context.Context, path string) (*QMP, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("dial qmp: %w", err)
+	}
+	q := &QMP{conn: conn, dec: json.NewDecoder(conn)}
+	if err := q.handshake(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("qmp handshake on %s: %w", path, err)
+	}
+	return q, nil
+}
+
+// Close ends the session.
+func (q *QMP) Close() error { return q.conn.Close() }
+
+// Execute runs cmd with args (nil for none; otherwise anything that
+// encodes as a JSON object) and returns the "return" value. A command QEMU
+// refuses returns a *QMPError.
+func (q *QMP) Execute(ctx context.Context, cmd string, args any) (json.RawMessage, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ret, err := q.execute(ctx, cmd, args)
+	if err != nil {
+		return nil, fmt.Errorf("qmp %s: %w", cmd, err)
+	}
+	return ret, nil
+}
+
+func (q *QMP) handshake(ctx context.Context) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	release := q.bound(ctx)
+	var greeting struct {
+		QMP json.RawMessage `json:"QMP"`
+	}
+	err := q.dec.Decode(&greeting)
+	release()
+	if err != nil {
+		return fmt.Errorf("read greeting: %w", q.ioError(ctx, err))
+	}
+	if greeting.QMP == nil {
+		return errors.New("peer sent no QMP greeting")
+	}
+	_, err = q.execute(ctx, "qmp_capabilities", nil)
+	return err
+}
+
+// message is any object QEMU sends after the greeting.
+type message struct {
+	Return json.RawMessage `json:"return"`
+	Error  *QMPError       `json:"error"`
+	Event  string          `json:"event"`
+	ID     json.RawMessage `json:"id"`
+}
+
+func (q *QMP) execute(ctx context.Context, cmd string, args any) (json.RawMessage, error) {
+	if q.broken != nil {
+		return nil, fmt.Errorf("session broken by an earlier error: %w", q.broken)
+	}
+	q.lastID++
+	id := strconv.FormatUint(q.lastID, 10)
+	req, err := json.Marshal(struct {
+		Execute   string `json:"execute"`
+		Arguments any    `json:"arguments,omitempty"`
+		ID        uint64 `json:"id"`
+	}{cmd, args, q.lastID})
+	if err != nil {
+		return nil, fmt.Errorf("encode arguments: %w", err)
+	}
+
+	release := q.bound(ctx)
+	defer release()
+	if _, err := q.conn.Write(append(req, '\n')); err != nil {
+		return nil, q.ioError(ctx, err)
+	}
+	for {
+		var msg message
+		if err := q.dec.Decode(&msg); err != nil {
+			return nil, q.ioError(ctx, err)
+		}
+		switch {
+		case msg.Event != "":
+			continue // asynchronous; nobody here is listening
+		case msg.ID != nil && string(msg.ID) != id:
+			continue // not ours
+		case msg.Error != nil:
+			return nil, msg.Error
+		case msg.Return != nil:
+			return msg.Return, nil
+		}
+		// Neither a reply nor an event: ignore it, as QMP asks clients to
+		// ignore what they do not understand.
+	}
+}
+
+// bound makes I/O on the connection fail when ctx ends, until the
+// returned release is called.
+func (q *QMP) bound(ctx context.Context) (release func()) {
+	deadline, _ := ctx.Deadline() // zero: none
+	q.conn.SetDeadline(deadline)
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		q.conn.SetDeadline(time.Unix(1, 0))
+		close(fired)
+	})
+	return func() {
+		if !stop() {
+			<-fired
+		}
+	}
+}
+
+// ioError marks the session broken and reports ctx's error in place of
+// the timeout it caused.
+func (q *QMP) ioError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	q.broken = err
+	return err
+}
