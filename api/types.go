@@ -111,13 +111,13 @@ type DeleteResponse struct {
 // VMDescription is the body of GET /vm/{h}.
 type VMDescription struct {
 	Node
-	Storage              string                   `json:"storage,omitempty"`
-	Image                string                   `json:"image,omitempty"`
-	CommitID             string                   `json:"commit_id,omitempty"`
-	ParentCommitID       string                   `json:"parent_commit_id,omitempty"`
-	Network              VMNetworkDescription     `json:"network"`
-	OpenAgentConnections int64                    `json:"open_agent_connections"`
-	BgExecs              []ExecBackgroundSummary  `json:"bg_execs,omitzero"`
+	Storage              string                  `json:"storage,omitempty"`
+	Image                string                  `json:"image,omitempty"`
+	CommitID             string                  `json:"commit_id,omitempty"`
+	ParentCommitID       string                  `json:"parent_commit_id,omitempty"`
+	Network              VMNetworkDescription    `json:"network"`
+	OpenAgentConnections int64                   `json:"open_agent_connections"`
+	BgExecs              []ExecBackgroundSummary `json:"bg_execs,omitzero"`
 }
 
 // VMNetworkDescription describes the effective egress policy of a VM.
