@@ -112,8 +112,9 @@ func measureRawBoot(ctx context.Context, img *image.Image, dir string, n int) ([
 	return out, nil
 }
 
-// initMarker is the first line the agent prints as PID 1.
-const initMarker = "slicer-agent: init"
+// initMarker starts the first line the agent prints as PID 1 (its first
+// init step, logged once kernel filesystems are mounted).
+const initMarker = "msg=init "
 
 func bootOnce(ctx context.Context, spec hypervisor.Spec) (time.Duration, error) {
 	args, err := qemu.Args(spec, qemu.DetectAccel())

@@ -26,7 +26,7 @@ func TestZZManualVM(t *testing.T) {
 	q := exec.Command("qemu-system-x86_64", "-M", "microvm,acpi=on", "-accel", "tcg,thread=multi", "-cpu", "max", "-m", "256", "-smp", "1",
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-kernel", "/tmp/k/x/boot/vmlinuz-6.1.0-56-cloud-amd64", "-initrd", filepath.Join(w, "initrd.cpio"),
-		"-append", "console=ttyS0 reboot=t panic=-1 quiet mitigations=off tsc=reliable no_timer_check i8042.noaux i8042.nokbd i8042.nopnp i8042.dumbkbd pci=off random.trust_cpu=on 8250.nr_uarts=1 cryptomgr.notests audit=0 nowatchdog noreplace-smp slicer.hostname=testvm",
+		"-append", "console=ttyS0 reboot=t panic=-1 quiet mitigations=off tsc=reliable no_timer_check i8042.noaux i8042.nokbd i8042.nopnp i8042.dumbkbd pci=off random.trust_cpu=on 8250.nr_uarts=1 cryptomgr.notests audit=0 nowatchdog noreplace-smp tsc_early_khz=2000 slicer.hostname=testvm",
 		"-chardev", "file,id=con0,path="+con, "-serial", "chardev:con0",
 		"-drive", "id=disk0,file="+filepath.Join(w, "rootfs.img")+",format=raw,if=none", "-device", "virtio-blk-device,drive=disk0",
 		"-device", "virtio-serial-device",

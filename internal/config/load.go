@@ -30,6 +30,36 @@ func Load(path string) (*Config, error) {
 // wrong type are errors. Every problem is reported, each naming name, line
 // and field path. It neither applies defaults nor validates values.
 func Parse(name string, data []byte) (*Config, error) {
+	cfg, err := parse(name, data)
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// LoadAndValidate loads path, applies defaults and validates, reporting the
+// problems of both steps at once: a misspelt key does not hide a bad value
+// elsewhere in the file.
+func LoadAndValidate(path, hypervisor string, opts ValidateOptions) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, perr := parse(path, data)
+	if cfg == nil {
+		return nil, perr
+	}
+	ApplyDefaults(cfg, hypervisor)
+	if err := errors.Join(perr, Validate(cfg, opts)); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// parse decodes data. When the document is readable as a mapping it returns
+// the config decoded from every key it understood, together with the
+// problems found; cfg is nil only when nothing could be decoded.
+func parse(name string, data []byte) (*Config, error) {
 	src := &Source{File: name, Lines: map[string]int{}}
 	p := &problems{src: src}
 	root, err := parseDocument(data)
@@ -50,12 +80,12 @@ func Parse(name string, data []byte) (*Config, error) {
 			p.addAt(root.Line, "config", "missing; every setting lives under a top-level config: key")
 		}
 	}
-	if err := p.err(); err != nil {
-		return nil, err
-	}
 	cfg := f.Config
 	cfg.Source = src
-	return &cfg, nil
+	if root == nil || root.Kind != yaml.MappingNode {
+		return nil, p.err()
+	}
+	return &cfg, p.err()
 }
 
 // parseDocument returns the root node of the only YAML document in data, or

@@ -152,19 +152,15 @@ func authDesc(token, path string) string {
 // loadConfig loads, defaults and validates the config; an empty path is
 // the embedded default.
 func loadConfig(path string, out io.Writer) (*config.Config, error) {
-	var cfg *config.Config
-	if path == "" {
-		cfg = config.Default(defaultHypervisor())
-		fmt.Fprintf(out, "No config file given: running the embedded default:\n%s\n", config.DefaultYAML(defaultHypervisor()))
-	} else {
-		var err error
-		if cfg, err = config.Load(path); err != nil {
-			return nil, err
-		}
+	opts := config.ValidateOptions{CanRun: canRun, BaseDir: filepath.Dir(path)}
+	if path != "" {
+		return config.LoadAndValidate(path, defaultHypervisor(), opts)
 	}
+	cfg := config.Default(defaultHypervisor())
+	fmt.Fprintf(out, "No config file given: running the embedded default:\n%s\n", config.DefaultYAML(defaultHypervisor()))
 	config.ApplyDefaults(cfg, defaultHypervisor())
-	if err := config.Validate(cfg, config.ValidateOptions{CanRun: canRun, BaseDir: filepath.Dir(path)}); err != nil {
-		return nil, err
+	if err := config.Validate(cfg, opts); err != nil {
+		return nil, fmt.Errorf("embedded default config (a bug): %w", err)
 	}
 	return cfg, nil
 }
