@@ -102,6 +102,29 @@ func TestCreateExecDelete(t *testing.T) {
 			t.Errorf("uid=0 cwd=/tmp: got %q", out)
 		}
 	})
+	t.Run("hang-up kills the process group", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		stream, err := c.Exec(ctx, node.Hostname, &api.ExecRequest{Command: "sleep 321 & sleep 321", Shell: "/bin/sh", UID: u32(0)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f, err := stream.Next(); err != nil || f.Type != api.FrameStarted {
+			t.Fatalf("first frame = %+v, %v; want started", f, err)
+		}
+		cancel()
+		stream.Close()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			out, _, _ := execIn(t, c, node.Hostname, &api.ExecRequest{Command: "ps", UID: u32(0)}, nil)
+			if !strings.Contains(out, "sleep 321") {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("processes of a cancelled exec still run:\n%s", out)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	t.Run("buffered", func(t *testing.T) {
 		res, err := c.ExecBuffered(ctx, node.Hostname, &api.ExecRequest{Command: "echo hi; exit 3", Shell: "/bin/sh"})
 		if err != nil || res.Stdout != "hi\n" || res.ExitCode != 3 {

@@ -1,0 +1,92 @@
+package testenv
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/openslicer/openslicer"
+
+type pkg struct {
+	ImportPath string
+	Doc        string
+	Deps       []string
+	Standard   bool
+}
+
+// listPackages returns every package of the module with its transitive
+// dependencies, as `go list` sees them.
+func listPackages(t *testing.T) []pkg {
+	t.Helper()
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("needs the go tool")
+	}
+	out, err := exec.Command("go", "list", "-json", module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var pkgs []pkg
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs
+}
+
+func TestEveryPackageHasADocComment(t *testing.T) {
+	for _, p := range listPackages(t) {
+		if strings.TrimSpace(p.Doc) == "" {
+			t.Errorf("package %s has no package comment", p.ImportPath)
+		}
+	}
+}
+
+// TestDependencyFences enforces who may import whom (docs/ARCHITECTURE.md):
+// for each package, the module packages it may depend on, transitively.
+func TestDependencyFences(t *testing.T) {
+	allowed := map[string][]string{
+		"api":                 {},
+		"client":              {"api"},
+		"internal/cli":        {"api", "client"},
+		"internal/agent":      {"api"},
+		"cmd/slicer-agent":    {"api", "internal/agent"},
+		"internal/store":      {"api"},
+		"internal/config":     {},
+		"internal/hypervisor": {},
+		"internal/hypervisor/qemu": {
+			"api", "internal/hypervisor",
+		},
+		"internal/image": {},
+	}
+	for _, p := range listPackages(t) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
+		ok, fenced := allowed[rel]
+		if !fenced {
+			continue
+		}
+		for _, d := range p.Deps {
+			if !strings.HasPrefix(d, module+"/") {
+				continue
+			}
+			dep := strings.TrimPrefix(d, module+"/")
+			if !contains(ok, dep) {
+				t.Errorf("%s imports %s; it may only use %v from this module", rel, dep, ok)
+			}
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
