@@ -25,9 +25,12 @@ demo: setup build
 
 # Everything: unit tests, privileged tests, and end-to-end tests that boot
 # real VMs under QEMU (TCG here). Plain `go test ./...` skips the latter.
-test: setup
+# The QEMU backend's boot tests use the min image's kernel (SLICER_TEST_KERNEL).
+IMAGES ?= /var/lib/slicer/images
+test: setup build
 	go vet ./...
-	SLICER_E2E=1 go test -count=1 -timeout 45m ./...
+	./bin/slicer image build --image-dir $(IMAGES)
+	SLICER_E2E=1 SLICER_TEST_KERNEL=$$(ls -t $(IMAGES)/min-*/vmlinuz | head -1) go test -count=1 -timeout 45m ./...
 
 test-short:
 	go test ./...

@@ -582,3 +582,51 @@ func TestClientClosed(t *testing.T) {
 		t.Errorf("Health after Close = %v, want net.ErrClosed", err)
 	}
 }
+
+// TestExecStdinLeftOpen checks that a command which ends without reading
+// its stdin ends the stream even though the caller keeps stdin open.
+func TestExecStdinLeftOpen(t *testing.T) {
+	h := newHarness(t)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	body, err := h.client.Exec(ctx, asSelf(&api.ExecRequest{Command: "echo", Args: []string{"hi"}, Stdio: api.StdioText}), pr)
+	if err != nil {
+		t.Fatalf("Exec: %v", err)
+	}
+	defer body.Close()
+	got := checkStream(t, readFrames(t, body), api.StdioText)
+	if ctx.Err() != nil {
+		t.Fatalf("the stream only ended when the caller gave up: %v", ctx.Err())
+	}
+	if diff := cmp.Diff(output{Stdout: "hi\n"}, got); diff != "" {
+		t.Errorf("output (-want +got):\n%s", diff)
+	}
+}
+
+// TestExecBackgroundChild checks that a background child holding stdout
+// open does not hold the stream once the command has exited, and that a
+// command which ends normally leaves its background children alone.
+func TestExecBackgroundChild(t *testing.T) {
+	h := newHarness(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	body, err := h.client.Exec(ctx, asSelf(&api.ExecRequest{Command: "sleep 120 & echo $!", Shell: "/bin/sh", Stdio: api.StdioText}), nil)
+	if err != nil {
+		t.Fatalf("Exec: %v", err)
+	}
+	defer body.Close()
+	got := checkStream(t, readFrames(t, body), api.StdioText)
+	child, err := strconv.Atoi(strings.TrimSpace(got.Stdout))
+	if err != nil {
+		t.Fatalf("stdout %q: want the background pid", got.Stdout)
+	}
+	defer unix.Kill(child, unix.SIGKILL)
+	if got.ExitCode != 0 {
+		t.Errorf("exit code %d, want 0", got.ExitCode)
+	}
+	if processDead(child) {
+		t.Errorf("background child %d was killed after a normal exit", child)
+	}
+}

@@ -101,7 +101,7 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request, req *api.Exe
 		}
 	}
 	<-p.exited
-	if err := fw.write(exitFrame(p.status, p.ended)); err != nil {
+	if err := fw.write(exitFrame(p.status, p.ended, time.Now().UTC())); err != nil {
 		s.log.Debug("exec caller went away", "pid", p.pid, "err", fw.err)
 	}
 	if stdinDone != nil {

@@ -47,9 +47,10 @@ type exitStatus struct {
 	Signal string // "SIGKILL"; empty when the process exited
 }
 
-// exitFrame is the last frame of a stream that started.
-func exitFrame(st exitStatus, at time.Time) api.ExecFrame {
-	return api.ExecFrame{Timestamp: at, Type: api.FrameExit, ExitCode: st.Code, Signal: st.Signal, EndedAt: at}
+// exitFrame is the last frame of a stream that started: the process ended
+// at ended, and the frame is sent at at (after its output was drained).
+func exitFrame(st exitStatus, ended, at time.Time) api.ExecFrame {
+	return api.ExecFrame{Timestamp: at, Type: api.FrameExit, ExitCode: st.Code, Signal: st.Signal, EndedAt: ended}
 }
 
 // errorFrame is the one and only frame of a command that could not start.

@@ -44,11 +44,11 @@ func TestFrameEncoding(t *testing.T) {
 			`{"timestamp":` + ts + `,"type":"stderr","encoding":"base64","stderr":"eA==","exit_code":0}`,
 		},
 		{
-			"exit", exitFrame(exitStatus{Code: 3}, at),
-			`{"timestamp":` + ts + `,"type":"exit","ended_at":` + ts + `,"exit_code":3}`,
+			"exit", exitFrame(exitStatus{Code: 3}, at.Add(-time.Second), at),
+			`{"timestamp":` + ts + `,"type":"exit","ended_at":"2026-11-23T09:59:59.000000005Z","exit_code":3}`,
 		},
 		{
-			"killed", exitFrame(exitStatus{Code: 137, Signal: "SIGKILL"}, at),
+			"killed", exitFrame(exitStatus{Code: 137, Signal: "SIGKILL"}, at, at),
 			`{"timestamp":` + ts + `,"type":"exit","ended_at":` + ts + `,"signal":"SIGKILL","exit_code":137}`,
 		},
 	}

@@ -89,6 +89,9 @@ func Run(ctx context.Context, opt Options) error {
 	if err := mgr.Recover(ctx); err != nil {
 		opt.Log.Error("recover vms", "err", err)
 	}
+	if err := mgr.EnsureCount(ctx); err != nil {
+		opt.Log.Error("launch config vms", "err", err)
+	}
 	return serve(ctx, opt, cfg, paths, mgr)
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/openslicer/openslicer/api"
 )
@@ -53,6 +54,11 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	if err := copyFrames(w, frames); err != nil {
 		s.log.Debug("exec stream ended early", "vm", host, "err", err)
+	}
+	if stdin != nil {
+		// The agent client may still be blocked reading stdin from a caller
+		// that keeps it open: the command is over, so unblock it.
+		http.NewResponseController(w).SetReadDeadline(time.Now())
 	}
 }
 

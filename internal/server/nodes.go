@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/vm"
@@ -58,15 +57,10 @@ func (s *Server) createNode(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	q := r.URL.Query()
-	opt := vm.CreateOptions{Wait: q.Get("wait")}
-	if t := q.Get("timeout"); t != "" {
-		d, err := time.ParseDuration(t)
-		if err != nil {
-			s.writeError(w, r, fmt.Errorf("%w: timeout %q is not a duration (e.g. 2m0s)", api.ErrInvalid, t))
-			return
-		}
-		opt.Timeout = d
+	opt, err := waitOptions(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	resp, err := s.vms.Create(r.Context(), r.PathValue("group"), req, opt)
 	if err != nil {

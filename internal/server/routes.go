@@ -15,6 +15,14 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /hostgroup/{group}/nodes/{hostname}", s.deleteNode)
 	mux.HandleFunc("GET /nodes", s.listNodes)
 
+	mux.HandleFunc("GET /vm/{hostname}", s.describe)
+	mux.HandleFunc("GET /vm/{hostname}/tags", s.getTags)
+	mux.HandleFunc("PATCH /vm/{hostname}/tags", s.patchTags)
+	mux.HandleFunc("POST /vm/{hostname}/pause", s.pause)
+	mux.HandleFunc("POST /vm/{hostname}/resume", s.resume)
+	mux.HandleFunc("POST /vm/{hostname}/shutdown", s.shutdownVM)
+	mux.HandleFunc("POST /vm/{hostname}/relaunch", s.relaunch)
+
 	mux.HandleFunc("POST /vm/{hostname}/exec", s.exec)
 	mux.HandleFunc("GET /vm/{hostname}/health", s.health) // HEAD: readiness, no body
 	mux.HandleFunc("GET /vm/{hostname}/logs", s.logs)

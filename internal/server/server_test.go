@@ -37,7 +37,8 @@ func newTestServer(t *testing.T, token string) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &config.Config{HostGroups: []config.HostGroup{{Name: "sbox", VCPU: 2, RamGB: 1}}, Image: "min"}
+	no := false
+	cfg := &config.Config{HostGroups: []config.HostGroup{{Name: "sbox", VCPU: 2, RamGB: 1}}, Image: "min", GracefulShutdown: &no}
 	config.ApplyDefaults(cfg, "qemu")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m := vm.New(vm.Options{
@@ -100,6 +101,19 @@ func TestRoutesAndStatus(t *testing.T) {
 		{"POST", "/vm/sbox-1/exec", tok, "", 400, "cmd is required"},
 		{"GET", "/vm/sbox-9/health", tok, "", 404, ""},
 		{"GET", "/vm/sbox-1/logs?lines=x", tok, "", 400, "lines"},
+		{"GET", "/vm/sbox-1", tok, "", 200, `"hostname":"sbox-1"`},
+		{"GET", "/vm/sbox-1/tags", tok, "", 200, `{"hostname":"sbox-1","tags":["user=alice"]}`},
+		{"PATCH", "/vm/sbox-1/tags", tok, `{"add":["name=web"]}`, 200, `"tags":["user=alice","name=web"]`},
+		{"PATCH", "/vm/sbox-1/tags", tok, `{"remove":["name=web"]}`, 400, "immutable"},
+		{"PATCH", "/vm/sbox-1/tags", tok, `{"replace":[]}`, 200, `"tags":["name=web"]`},
+		{"POST", "/hostgroup/sbox/nodes", tok, `{"tags":["name=web"]}`, 409, "taken"},
+		{"POST", "/vm/sbox-1/pause", tok, "", 200, "paused"},
+		{"POST", "/vm/sbox-1/pause", tok, "", 409, "Paused"},
+		{"GET", "/nodes", tok, "", 200, `"status":"Paused"`},
+		{"POST", "/vm/sbox-1/exec?cmd=true", tok, "", 409, "paused"},
+		{"POST", "/vm/sbox-1/resume", tok, "", 200, "resumed"},
+		{"POST", "/vm/sbox-1/relaunch", tok, "", 409, "Running"},
+		{"POST", "/vm/sbox-1/shutdown?action=halt", tok, "", 400, "action"},
 		{"DELETE", "/hostgroup/other/nodes/sbox-1", tok, "", 404, ""},
 		{"DELETE", "/hostgroup/sbox/nodes/sbox-1", tok, "", 200, `"disk_removed":"true"`},
 		{"DELETE", "/hostgroup/sbox/nodes/sbox-1", tok, "", 404, ""},

@@ -40,6 +40,11 @@ func (m *Manager) Create(ctx context.Context, group string, req api.CreateNodeRe
 	if !ok {
 		return api.CreateNodeResponse{}, fmt.Errorf("host group %q: %w", group, api.ErrNotFound)
 	}
+	return m.create(ctx, g, req, opt, false)
+}
+
+// create launches a VM; protected marks the VMs a group's count declares.
+func (m *Manager) create(ctx context.Context, g config.HostGroup, req api.CreateNodeRequest, opt CreateOptions, protected bool) (api.CreateNodeResponse, error) {
 	cpus, ram, err := checkCreate(g, req, opt)
 	if err != nil {
 		return api.CreateNodeResponse{}, err
@@ -48,14 +53,14 @@ func (m *Manager) Create(ctx context.Context, group string, req api.CreateNodeRe
 	defer abort()
 
 	var undo undoStack
-	in, err := m.allocate(g, req, cpus, ram, abort, &undo)
+	in, err := m.allocate(g, req, cpus, ram, protected, abort, &undo)
 	if err != nil {
 		return api.CreateNodeResponse{}, err
 	}
 	defer close(in.created)
-	log := m.log.With("vm", in.rec.Hostname, "group", group)
+	log := m.log.With("vm", in.rec.Hostname, "group", g.Name)
 
-	if err := m.boot(ctx, log, g, in, &undo); err != nil {
+	if err := m.boot(ctx, log, g, in, true, &undo); err != nil {
 		return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
 	}
 	if opt.Wait != WaitNone {
@@ -128,11 +133,18 @@ func checkCreate(g config.HostGroup, req api.CreateNodeRequest, opt CreateOption
 
 // allocate writes the VM's record (state creating) and enters it in the
 // table, so that lists show it and a delete can abort it.
-func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus int, ram int64, abort context.CancelFunc, undo *undoStack) (*instance, error) {
+func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus int, ram int64, protected bool, abort context.CancelFunc, undo *undoStack) (*instance, error) {
+	// The table lock covers the name check and the insert, so two creates
+	// cannot take the same friendly name.
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.checkNamesLocked("", req.Tags); err != nil {
+		return nil, err
+	}
 	rec, err := m.opt.Store.Allocate(g.Name, func(index int, hostname string) store.VM {
 		return store.VM{
 			Hostname: hostname, Group: g.Name, Index: index, CPUs: cpus, RamBytes: ram,
-			Tags: req.Tags, Persistent: req.Persistent, State: store.StateCreating,
+			Tags: req.Tags, Persistent: req.Persistent, Protected: protected, State: store.StateCreating,
 			CreatedAt: time.Now().UTC().Truncate(time.Second),
 			Disk:      m.diskPath(hostname), RunDir: m.runDir(hostname),
 		}
@@ -143,9 +155,7 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus i
 	undo.push(func(context.Context) error { return m.opt.Store.Delete(rec.Hostname) })
 
 	in := &instance{rec: rec, created: make(chan struct{}), abort: abort}
-	m.mu.Lock()
 	m.vms[rec.Hostname] = in
-	m.mu.Unlock()
 	undo.push(func(context.Context) error {
 		m.mu.Lock()
 		delete(m.vms, rec.Hostname)
@@ -155,8 +165,9 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus i
 	return in, nil
 }
 
-// boot clones the disk and starts the machine.
-func (m *Manager) boot(ctx context.Context, log *slog.Logger, g config.HostGroup, in *instance, undo *undoStack) error {
+// boot starts the machine of in, first cloning its disk when fresh (a
+// relaunch boots the disk it has).
+func (m *Manager) boot(ctx context.Context, log *slog.Logger, g config.HostGroup, in *instance, fresh bool, undo *undoStack) error {
 	img, err := m.opt.Images.Resolve(ctx, m.opt.Config.Image)
 	if err != nil {
 		return fmt.Errorf("resolve image %q: %w", m.opt.Config.Image, err)
@@ -165,11 +176,15 @@ func (m *Manager) boot(ctx context.Context, log *slog.Logger, g config.HostGroup
 	if err != nil {
 		return err
 	}
+	in.mu.Lock()
 	rec := in.rec
-	if err := m.opt.Clone(ctx, img.RootFS, rec.Disk, size); err != nil {
-		return fmt.Errorf("clone root disk: %w", err)
+	in.mu.Unlock()
+	if fresh {
+		if err := m.opt.Clone(ctx, img.RootFS, rec.Disk, size); err != nil {
+			return fmt.Errorf("clone root disk: %w", err)
+		}
+		undo.push(func(context.Context) error { return removeFile(rec.Disk) })
 	}
-	undo.push(func(context.Context) error { return removeFile(rec.Disk) })
 
 	if err := os.MkdirAll(rec.RunDir, 0o700); err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/agent"
@@ -89,7 +90,11 @@ func (m *Manager) watch(in *instance) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		<-machine.Done()
+		select {
+		case <-machine.Done():
+		case <-m.closing:
+			return // the daemon is stopping: Close decides the VM's fate
+		}
 		in.mu.Lock()
 		removed, rec := in.removed, in.rec
 		in.mu.Unlock()
@@ -115,9 +120,10 @@ func (m *Manager) watch(in *instance) {
 	}()
 }
 
-// Close is called when the daemon stops: ephemeral VMs are removed with
-// their disks; persistent ones keep running and are re-attached by the next
-// daemon.
+// Close is called when the daemon stops. Ephemeral VMs are stopped and
+// removed with their disks: asked to power off first, and given up to
+// stopTimeout, when the config says graceful_shutdown. Persistent VMs keep
+// running and are re-attached by the next daemon.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	insts := make([]*instance, 0, len(m.vms))
@@ -125,24 +131,35 @@ func (m *Manager) Close(ctx context.Context) error {
 		insts = append(insts, in)
 	}
 	m.mu.Unlock()
-	var errs []error
-	for _, in := range insts {
-		in.abort()
-		<-in.created
-		in.mu.Lock()
-		persistent := in.rec.Persistent
-		in.mu.Unlock()
-		if !persistent {
-			errs = append(errs, m.teardown(ctx, in))
-			continue
-		}
-		in.mu.Lock()
-		in.removed = true // detach: the watcher must not reap it
-		if in.agent != nil {
-			in.agent.Close()
-		}
-		in.mu.Unlock()
+	m.closeOnce.Do(func() { close(m.closing) })
+	graceful := m.opt.Config.Graceful()
+	errs := make([]error, len(insts))
+	var wg sync.WaitGroup
+	for i, in := range insts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in.abort()
+			<-in.created
+			in.mu.Lock()
+			persistent, machine, client, host := in.rec.Persistent, in.machine, in.agent, in.rec.Hostname
+			if persistent {
+				in.removed = true // detach: the watcher must not reap it
+				if client != nil {
+					client.Close()
+				}
+			}
+			in.mu.Unlock()
+			if persistent {
+				return
+			}
+			if graceful && machine != nil {
+				m.stopGuest(ctx, host, machine, client, ActionShutdown)
+			}
+			errs[i] = m.teardown(ctx, in)
+		}()
 	}
+	wg.Wait()
 	m.wg.Wait()
 	return errors.Join(errs...)
 }

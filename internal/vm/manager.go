@@ -68,6 +68,9 @@ type Manager struct {
 	mu  sync.Mutex
 	vms map[string]*instance
 	wg  sync.WaitGroup // watcher goroutines
+	// closing is closed when the daemon stops, releasing the watchers.
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // instance is one VM known to the manager.
@@ -91,7 +94,7 @@ func New(opt Options) *Manager {
 	for _, g := range opt.Config.HostGroups {
 		groups[g.Name] = g
 	}
-	return &Manager{opt: opt, log: opt.Log, groups: groups, vms: map[string]*instance{}}
+	return &Manager{opt: opt, log: opt.Log, groups: groups, vms: map[string]*instance{}, closing: make(chan struct{})}
 }
 
 // HostGroups returns the configured host groups.

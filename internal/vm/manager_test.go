@@ -43,7 +43,8 @@ func newEnv(t *testing.T, fake *hypervisortest.Fake) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &config.Config{HostGroups: []config.HostGroup{{Name: "sbox", VCPU: 2, RamGB: 1}}, Image: "min"}
+	no := false
+	cfg := &config.Config{HostGroups: []config.HostGroup{{Name: "sbox", VCPU: 2, RamGB: 1}}, Image: "min", GracefulShutdown: &no}
 	config.ApplyDefaults(cfg, "qemu")
 	e := &env{fake: fake, store: st, dir: dir}
 	e.m = New(Options{
@@ -240,5 +241,76 @@ func TestTailLines(t *testing.T) {
 		if got := string(tailLines(data, tc.n)); got != tc.want {
 			t.Errorf("tailLines(%d) = %q, want %q", tc.n, got, tc.want)
 		}
+	}
+}
+
+func TestCountVMsAreProtectedAndRelaunched(t *testing.T) {
+	e := newEnv(t, &hypervisortest.Fake{})
+	two := 2
+	e.m.opt.Config.HostGroups[0].Count = &two
+	ctx := context.Background()
+	if err := e.m.EnsureCount(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nodes, _ := e.m.List(Filter{})
+	if len(nodes) != 2 || !nodes[0].Persistent {
+		t.Fatalf("after EnsureCount: %+v, want 2 persistent vms", nodes)
+	}
+	if _, err := e.m.Delete(ctx, "sbox", "sbox-1"); !errors.Is(err, api.ErrForbidden) {
+		t.Fatalf("Delete of a count vm = %v, want ErrForbidden", err)
+	}
+	// A count VM whose guest stops is kept, stopped, and relaunched at the
+	// next EnsureCount (the next daemon start).
+	for _, m := range e.fake.Running() {
+		if m.Spec.Name == "sbox-2" {
+			m.Exit()
+		}
+	}
+	waitFor(t, func() bool { n, _ := e.m.List(Filter{}); return len(n) == 2 && n[1].Status == api.StatusStopped })
+	if err := e.m.EnsureCount(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := e.m.List(Filter{}); len(n) != 2 || n[1].Status != api.StatusRunning {
+		t.Fatalf("after second EnsureCount: %+v, want both running", n)
+	}
+}
+
+func TestPersistentStopAndRelaunch(t *testing.T) {
+	e := newEnv(t, &hypervisortest.Fake{})
+	ctx := context.Background()
+	if _, err := e.m.Create(ctx, "sbox", api.CreateNodeRequest{Persistent: true}, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Relaunch(ctx, "sbox-1", CreateOptions{}); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("Relaunch of a running vm = %v, want ErrConflict", err)
+	}
+	e.fake.Running()[0].Exit()
+	waitFor(t, func() bool { n, _ := e.m.List(Filter{}); return len(n) == 1 && n[0].Status == api.StatusStopped })
+	if _, err := os.Stat(filepath.Join(e.dir, "disks", "sbox-1.img")); err != nil {
+		t.Fatalf("stopped persistent vm lost its disk: %v", err)
+	}
+	if _, err := e.m.Exec(ctx, "sbox-1", &api.ExecRequest{Command: "true"}, nil); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("Exec on a stopped vm = %v, want ErrConflict", err)
+	}
+	if _, err := e.m.Relaunch(ctx, "sbox-1", CreateOptions{}); err != nil {
+		t.Fatalf("Relaunch: %v", err)
+	}
+	if len(e.fake.Running()) != 1 {
+		t.Fatal("relaunch did not start a machine")
+	}
+	if _, err := e.m.Delete(ctx, "sbox", "sbox-1"); err != nil {
+		t.Fatal(err)
+	}
+	e.assertEmpty(t)
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -1,0 +1,322 @@
+package network
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/openslicer/openslicer/internal/testenv"
+)
+
+// A lab is a small world of network namespaces made by the test, so the
+// machine's own network is never touched: "host" stands in for the
+// daemon's host, "inet" for the internet behind it, one namespace per
+// guest stands in for a VM. Every address lives only inside them.
+//
+//	inet: eth0 203.0.113.2/24, 198.51.100.10/32 (a "dropped" network)
+//	host: uplink 203.0.113.1/24, route 198.51.100.0/24 via 203.0.113.2
+type lab struct {
+	t     *testing.T
+	dir   string // the lab's own namespaces
+	vmDir string // Options.NetNSDir: the VMs' namespaces
+	host  string // namespace paths
+	inet  string
+}
+
+const (
+	inetAddr    = "203.0.113.2"
+	uplinkAddr  = "203.0.113.1"
+	droppedAddr = "198.51.100.10"
+	testPrefix  = "slicertest"
+)
+
+func newLab(t *testing.T) *lab {
+	testenv.RequireRoot(t)
+	root := t.TempDir()
+	l := &lab{t: t, dir: filepath.Join(root, "lab"), vmDir: filepath.Join(root, "netns")}
+	l.host = l.namespace("host")
+	l.inet = l.namespace("inet")
+
+	hnl, inl := l.handle(l.host), l.handle(l.inet)
+	for _, nl := range []*netlink.Handle{hnl, inl} {
+		lo, err := nl.LinkByName("lo")
+		must(t, err)
+		must(t, nl.LinkSetUp(lo))
+	}
+	inetNS, err := netns.GetFromPath(l.inet)
+	must(t, err)
+	defer inetNS.Close()
+	must(t, hnl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "uplink"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(inetNS)}))
+	uplink, err := hnl.LinkByName("uplink")
+	must(t, err)
+	must(t, hnl.AddrAdd(uplink, &netlink.Addr{IPNet: ipNet(netip.MustParsePrefix(uplinkAddr + "/24"))}))
+	must(t, hnl.LinkSetUp(uplink))
+	eth0, err := inl.LinkByName("eth0")
+	must(t, err)
+	must(t, inl.AddrAdd(eth0, &netlink.Addr{IPNet: ipNet(netip.MustParsePrefix(inetAddr + "/24"))}))
+	must(t, inl.AddrAdd(eth0, &netlink.Addr{IPNet: ipNet(netip.MustParsePrefix(droppedAddr + "/32"))}))
+	must(t, inl.LinkSetUp(eth0))
+	must(t, hnl.RouteAdd(&netlink.Route{
+		Dst: ipNet(netip.MustParsePrefix("198.51.100.0/24")), Gw: net.ParseIP(inetAddr), LinkIndex: uplink.Attrs().Index,
+	}))
+
+	l.serve(l.inet, inetAddr+":8080")
+	l.serve(l.inet, inetAddr+":9090")
+	l.serve(l.inet, droppedAddr+":8080")
+	l.serve(l.host, ":7070")
+	return l
+}
+
+// namespace makes a named namespace of the lab, removed at the end.
+func (l *lab) namespace(name string) string {
+	path := filepath.Join(l.dir, name)
+	if err := ensureNetNS(path); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			l.t.Skipf("cannot create network namespaces here: %v", err)
+		}
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() {
+		if err := deleteNetNS(path); err != nil {
+			l.t.Error(err)
+		}
+	})
+	return path
+}
+
+func (l *lab) handle(path string) *netlink.Handle {
+	ns, err := netns.GetFromPath(path)
+	must(l.t, err)
+	defer ns.Close()
+	nl, err := netlink.NewHandleAt(ns)
+	must(l.t, err)
+	l.t.Cleanup(nl.Close)
+	return nl
+}
+
+func (l *lab) newHost(prefix string) *Host {
+	h, err := New(Options{Prefix: prefix, NetNS: l.host, NetNSDir: l.vmDir})
+	must(l.t, err)
+	l.t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// serve answers every TCP connection to addr, inside namespace ns, with
+// the address it came from.
+func (l *lab) serve(ns, addr string) {
+	var ln net.Listener
+	must(l.t, InNetNS(ns, func() (err error) {
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}))
+	done := make(chan struct{})
+	l.t.Cleanup(func() { ln.Close(); <-done })
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintln(c, c.RemoteAddr())
+			c.Close()
+		}
+	}()
+}
+
+// guest is a namespace standing in for a VM: its "eth0" is a TAP whose
+// frames are relayed to and from the VM's TAP, as the hypervisor would.
+type guest struct {
+	ns    string
+	files []*os.File
+	wg    sync.WaitGroup
+}
+
+// attach starts a guest for plan p, opening the VM's TAP by name inside
+// the namespace the Attachment names (the host's in bridge mode).
+func (l *lab) attach(p Plan, a Attachment) *guest {
+	g := &guest{ns: l.namespace("guest-" + p.VM)}
+	tapNS := a.NetNS
+	if tapNS == "" {
+		tapNS = l.host
+	}
+	var vmTap, inner *os.File
+	must(l.t, InNetNS(tapNS, func() (err error) { vmTap, err = openTAP(a.TAP); return err }))
+	must(l.t, InNetNS(g.ns, func() (err error) { inner, err = openTAP("eth0"); return err }))
+	g.files = []*os.File{vmTap, inner}
+	l.t.Cleanup(g.stop)
+
+	nl := l.handle(g.ns)
+	for _, name := range []string{"lo", "eth0"} {
+		link, err := nl.LinkByName(name)
+		must(l.t, err)
+		if name == "eth0" {
+			mac, err := net.ParseMAC(a.MAC)
+			must(l.t, err)
+			must(l.t, nl.LinkSetHardwareAddr(link, mac))
+			must(l.t, nl.AddrAdd(link, &netlink.Addr{IPNet: ipNet(p.Guest.Address)}))
+		}
+		must(l.t, nl.LinkSetUp(link))
+	}
+	must(l.t, nl.RouteAdd(&netlink.Route{Gw: p.Guest.Gateway.AsSlice()}))
+	g.wg.Add(2)
+	go g.relay(vmTap, inner)
+	go g.relay(inner, vmTap)
+	l.serve(g.ns, p.Guest.Address.Addr().String()+":8000")
+	return g
+}
+
+func (g *guest) relay(from, to *os.File) {
+	defer g.wg.Done()
+	buf := make([]byte, 65536)
+	for {
+		n, err := from.Read(buf)
+		if err != nil {
+			return
+		}
+		to.Write(buf[:n])
+	}
+}
+
+// stop detaches the guest from the VM's TAP, as a hypervisor exiting does.
+func (g *guest) stop() {
+	for _, f := range g.files {
+		f.Close()
+	}
+	g.wg.Wait()
+	g.files = nil
+}
+
+// openTAP attaches to TAP name in the calling thread's namespace.
+func openTAP(name string) (*os.File, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err == nil {
+		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+	}
+	if err == nil {
+		err = unix.SetNonblock(fd, true)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("attach to TAP %s: %w", name, err)
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// probe is one TCP connection attempt and what must come of it.
+type probe struct {
+	name     string
+	from, to string // namespace path, address
+	reach    bool
+	source   string // when set, the address the server must see
+}
+
+// check runs the probes concurrently. A blocked probe must time out
+// (dropped), not be refused: a refusal means the packet got through.
+func (l *lab) check(probes ...probe) {
+	l.t.Helper()
+	var wg sync.WaitGroup
+	for _, p := range probes {
+		wg.Go(func() {
+			seen, err := dial(p.from, p.to)
+			var nerr net.Error
+			switch {
+			case p.reach && err != nil:
+				l.t.Errorf("%s: %s not reachable: %v", p.name, p.to, err)
+			case !p.reach && err == nil:
+				l.t.Errorf("%s: %s reachable, want blocked", p.name, p.to)
+			case !p.reach && !(errors.As(err, &nerr) && nerr.Timeout()):
+				l.t.Errorf("%s: %s failed with %v, want a timeout (dropped)", p.name, p.to, err)
+			case p.reach && p.source != "" && !strings.HasPrefix(seen, p.source+":"):
+				l.t.Errorf("%s: server saw %s, want %s", p.name, seen, p.source)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func dial(ns, addr string) (seen string, err error) {
+	err = InNetNS(ns, func() error {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		b, err := io.ReadAll(c)
+		seen = strings.TrimSpace(string(b))
+		return err
+	})
+	return seen, err
+}
+
+// snapshot is everything the lab host holds that networking could leave
+// behind.
+type snapshot struct {
+	Links      []string
+	Namespaces []string
+	Tables     []string
+}
+
+func (l *lab) snapshot() snapshot {
+	var s snapshot
+	links, err := l.handle(l.host).LinkList()
+	must(l.t, err)
+	for _, link := range links {
+		s.Links = append(s.Links, link.Attrs().Name+" "+link.Attrs().Alias)
+	}
+	entries, err := os.ReadDir(l.vmDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		l.t.Fatal(err)
+	}
+	for _, e := range entries {
+		s.Namespaces = append(s.Namespaces, e.Name())
+	}
+	ns, err := netns.GetFromPath(l.host)
+	must(l.t, err)
+	defer ns.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	must(l.t, err)
+	tables, err := c.ListTables()
+	must(l.t, err)
+	for _, t := range tables {
+		s.Tables = append(s.Tables, t.Name)
+	}
+	slices.Sort(s.Links)
+	slices.Sort(s.Tables)
+	return s
+}
+
+func (l *lab) same(when string, want snapshot) {
+	l.t.Helper()
+	if diff := cmp.Diff(want, l.snapshot()); diff != "" {
+		l.t.Errorf("%s: host objects differ (-before +after):\n%s", when, diff)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

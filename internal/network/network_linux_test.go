@@ -1,0 +1,167 @@
+package network
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/config"
+)
+
+func setup(t *testing.T, h *Host, g config.HostGroup, vm string, slot int, override *api.CreateNodeNetworkPolicy) (Plan, Attachment) {
+	t.Helper()
+	p, err := PlanFor(g, vm, slot, override)
+	must(t, err)
+	a, err := h.Setup(context.Background(), p)
+	must(t, err)
+	return p, a
+}
+
+func TestBridgeMode(t *testing.T) {
+	l := newLab(t)
+	h := l.newHost(testPrefix)
+	ctx := context.Background()
+	g := config.HostGroup{Name: "vm", Network: &config.Network{
+		Mode: ModeBridge, Bridge: "brtest0", TapPrefix: "ttap", Gateway: "10.77.0.1/24",
+	}}
+	must(t, h.CheckHost(ctx, []config.HostGroup{g}))
+	before := l.snapshot()
+
+	p1, a1 := setup(t, h, g, "vm-1", 0, nil)
+	_, a1 = setup(t, h, g, "vm-1", 0, nil) // idempotent
+	p2, a2 := setup(t, h, g, "vm-2", 1, nil)
+	if a1.NetNS != "" || a1.TAP != "ttap0" || a2.TAP != "ttap1" {
+		t.Fatalf("attachments %+v, %+v", a1, a2)
+	}
+	g1, g2 := l.attach(p1, a1), l.attach(p2, a2)
+	vm1, vm2 := p1.Guest.Address.Addr().String(), p2.Guest.Address.Addr().String()
+	l.check(
+		probe{name: "VM to VM", from: g1.ns, to: vm2 + ":8000", reach: true, source: vm1},
+		probe{name: "VM to VM, back", from: g2.ns, to: vm1 + ":8000", reach: true, source: vm2},
+		probe{name: "host to VM", from: l.host, to: vm1 + ":8000", reach: true},
+		probe{name: "VM to host", from: g1.ns, to: "10.77.0.1:7070", reach: true},
+		probe{name: "VM to internet, masqueraded", from: g2.ns, to: inetAddr + ":8080", reach: true, source: uplinkAddr},
+	)
+
+	g1.stop()
+	g2.stop()
+	must(t, h.Teardown(ctx, "vm-1"))
+	must(t, h.Teardown(ctx, "vm-1")) // idempotent
+	must(t, h.Teardown(ctx, "vm-2"))
+	must(t, h.TeardownGroup(ctx, "vm"))
+	l.same("after teardown", before)
+}
+
+func TestIsolatedMode(t *testing.T) {
+	l := newLab(t)
+	h := l.newHost(testPrefix)
+	ctx := context.Background()
+	g := config.HostGroup{Name: "iso", Network: &config.Network{
+		Mode: ModeIsolated, Drop: []string{"0.0.0.0/0"}, Allow: []string{inetAddr + ":8080"},
+	}}
+	must(t, h.CheckHost(ctx, []config.HostGroup{g}))
+	before := l.snapshot()
+
+	p1, a1 := setup(t, h, g, "iso-1", 0, nil)
+	_, a1 = setup(t, h, g, "iso-1", 0, nil) // idempotent
+	// The override replaces the allow list for iso-2 only.
+	p2, a2 := setup(t, h, g, "iso-2", 1, &api.CreateNodeNetworkPolicy{Allow: []string{"198.51.100.0/24"}})
+	if a1.NetNS != h.NetNSPath("iso-1") || a1.TAP != "tap0" {
+		t.Fatalf("attachment %+v", a1)
+	}
+	if !DefaultRange("iso").Contains(p1.Guest.Address.Addr()) {
+		t.Errorf("iso-1 has %s, outside the default range %s", p1.Guest.Address, DefaultRange("iso"))
+	}
+	if _, err := h.nl.LinkByName("tap0"); !notFound(err) {
+		t.Errorf("a tap0 is in the host namespace (%v); it belongs in the VM's", err)
+	}
+	g1, g2 := l.attach(p1, a1), l.attach(p2, a2)
+	vm1, vm2 := p1.Guest.Address.Addr().String(), p2.Guest.Address.Addr().String()
+	l.check(
+		probe{name: "allowed IP:port", from: g1.ns, to: inetAddr + ":8080", reach: true, source: uplinkAddr},
+		probe{name: "another port of the allowed IP", from: g1.ns, to: inetAddr + ":9090"},
+		probe{name: "dropped CIDR", from: g1.ns, to: droppedAddr + ":8080"},
+		probe{name: "override allows the CIDR", from: g2.ns, to: droppedAddr + ":8080", reach: true, source: uplinkAddr},
+		probe{name: "override replaced the allow list", from: g2.ns, to: inetAddr + ":8080"},
+		probe{name: "VM to VM", from: g1.ns, to: vm2 + ":8000"},
+		probe{name: "VM to VM, back", from: g2.ns, to: vm1 + ":8000"},
+		probe{name: "VM to its gateway", from: g1.ns, to: p1.Guest.Gateway.String() + ":7070"},
+		probe{name: "VM to another host address", from: g2.ns, to: uplinkAddr + ":7070"},
+		probe{name: "host to VM", from: l.host, to: vm1 + ":8000", reach: true},
+	)
+
+	g1.stop()
+	g2.stop()
+	must(t, h.Teardown(ctx, "iso-1"))
+	must(t, h.Teardown(ctx, "iso-2"))
+	must(t, h.Teardown(ctx, "iso-2")) // idempotent
+	l.same("after teardown", before)
+}
+
+// Reclaim removes hundreds of leftovers at once and keeps what it is told
+// to keep, and what other prefixes own.
+func TestReclaim(t *testing.T) {
+	l := newLab(t)
+	h := l.newHost(testPrefix)
+	ctx := context.Background()
+	iso := config.HostGroup{Name: "r", Network: &config.Network{Mode: ModeIsolated, Drop: []string{"10.0.0.0/8"}}}
+	br := config.HostGroup{Name: "b", Network: &config.Network{
+		Mode: ModeBridge, Bridge: "brtest1", TapPrefix: "btap", Gateway: "10.78.0.1/24",
+	}}
+	before := l.snapshot()
+
+	other := l.newHost("othertest")
+	otherGroup := config.HostGroup{Name: "o", Network: &config.Network{Mode: ModeIsolated, Range: "10.79.0.0/22"}}
+	setup(t, other, otherGroup, "o-1", 0, nil)
+	withOther := l.snapshot()
+
+	const isolated, bridged = 200, 50
+	for i := range isolated {
+		setup(t, h, iso, fmt.Sprintf("r-%d", i+1), i, nil)
+	}
+	for i := range bridged {
+		setup(t, h, br, fmt.Sprintf("b-%d", i+1), i, nil)
+	}
+	if n := len(l.snapshot().Namespaces); n != isolated+1 {
+		t.Fatalf("%d namespaces after setting up %d isolated VMs and one other", n, isolated)
+	}
+	start := time.Now()
+	must(t, h.Reclaim(ctx, func(vm string) bool { return vm == "r-7" }, nil))
+	t.Logf("reclaimed %d isolated and %d bridge VMs in %s", isolated-1, bridged, time.Since(start))
+
+	after := l.snapshot()
+	for _, list := range [][]string{after.Links, after.Namespaces, after.Tables} {
+		for _, name := range list {
+			if strings.Contains(name, testPrefix) && !strings.Contains(name, "r-7") {
+				t.Errorf("%q is left after Reclaim", name)
+			}
+		}
+	}
+	if !strings.Contains(fmt.Sprint(after.Namespaces), testPrefix+"-r-7") {
+		t.Errorf("the kept VM's namespace is gone: %v", after.Namespaces)
+	}
+	must(t, h.Teardown(ctx, "r-7"))
+	l.same("after reclaim", withOther)
+	must(t, other.Reclaim(ctx, nil, nil))
+	l.same("after reclaiming the other prefix", before)
+}
+
+func TestCheckHostSeesTheHost(t *testing.T) {
+	l := newLab(t)
+	h := l.newHost(testPrefix)
+	ctx := context.Background()
+	clash := config.HostGroup{Name: "vm", Network: &config.Network{
+		Mode: ModeBridge, Bridge: "brtest0", TapPrefix: "ttap", Gateway: uplinkAddr + "0/24",
+	}}
+	// 203.0.113.10/24 is the uplink's network.
+	err := h.CheckHost(ctx, []config.HostGroup{clash})
+	if err == nil || !strings.Contains(err.Error(), "already on uplink") {
+		t.Errorf("CheckHost() = %v, want the uplink's network reported", err)
+	}
+	if err := h.CheckHost(ctx, []config.HostGroup{{Name: "plain"}}); err != nil {
+		t.Errorf("CheckHost(no network) = %v", err)
+	}
+}

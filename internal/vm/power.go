@@ -1,0 +1,113 @@
+package vm
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/agent"
+	"github.com/openslicer/openslicer/internal/hypervisor"
+	"github.com/openslicer/openslicer/internal/store"
+)
+
+// Shutdown actions.
+const (
+	ActionReboot   = "reboot"
+	ActionShutdown = "shutdown"
+)
+
+// stopTimeout bounds how long a guest gets to power off before it is killed.
+const stopTimeout = 30 * time.Second
+
+// Pause freezes a running VM's vCPUs; its memory stays allocated.
+func (m *Manager) Pause(ctx context.Context, hostname string) error {
+	return m.setPaused(ctx, hostname, true)
+}
+
+// Resume thaws a paused VM.
+func (m *Manager) Resume(ctx context.Context, hostname string) error {
+	return m.setPaused(ctx, hostname, false)
+}
+
+func (m *Manager) setPaused(ctx context.Context, hostname string, pause bool) error {
+	in, err := m.get(hostname)
+	if err != nil {
+		return err
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	from, to, verb := store.StateRunning, store.StatePaused, "pause"
+	if !pause {
+		from, to, verb = store.StatePaused, store.StateRunning, "resume"
+	}
+	if in.rec.State != from || in.machine == nil {
+		return fmt.Errorf("%s vm %q: it is %s: %w", verb, hostname, displayStatus(in.rec.State), api.ErrConflict)
+	}
+	if pause {
+		err = in.machine.Pause(ctx)
+	} else {
+		err = in.machine.Resume(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("%s vm %q: %w", verb, hostname, err)
+	}
+	in.rec.State = to
+	return m.opt.Store.Put(in.rec)
+}
+
+// Shutdown asks the guest to reboot or power off and waits, bounded, for
+// the machine to exit; a guest that does not comply is killed. On this
+// daemon's backends both actions end the VM process: an ephemeral VM is then
+// removed with its disk, a persistent one is kept, stopped.
+func (m *Manager) Shutdown(ctx context.Context, hostname, action string) error {
+	switch action {
+	case "":
+		action = ActionReboot // Slicer's SDK default
+	case ActionReboot, ActionShutdown:
+	default:
+		return fmt.Errorf("%w: action %q: want reboot or shutdown", api.ErrInvalid, action)
+	}
+	in, err := m.get(hostname)
+	if err != nil {
+		return err
+	}
+	in.mu.Lock()
+	machine, client, state := in.machine, in.agent, in.rec.State
+	in.mu.Unlock()
+	if machine == nil || state == store.StateStopped {
+		return fmt.Errorf("vm %q is not running: %w", hostname, api.ErrConflict)
+	}
+	if state == store.StatePaused {
+		if err := machine.Resume(ctx); err != nil {
+			return err
+		}
+	}
+	m.stopGuest(ctx, hostname, machine, client, action)
+	return nil
+}
+
+// stopGuest asks the guest's init to reboot or power off (busybox's
+// reboot and poweroff signal PID 1, which is the agent) and waits for the
+// machine to exit, killing it after stopTimeout.
+func (m *Manager) stopGuest(ctx context.Context, hostname string, machine hypervisor.Machine, client *agent.Client, action string) {
+	cmd := "poweroff"
+	if action == ActionReboot {
+		cmd = "reboot"
+	}
+	root := uint32(0)
+	if client != nil {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// The call may not return: the guest goes away under it.
+		go func() {
+			defer cancel()
+			client.ExecBuffered(actx, &api.ExecRequest{Command: cmd, UID: &root, GID: &root})
+		}()
+	}
+	select {
+	case <-machine.Done():
+	case <-time.After(stopTimeout):
+		m.log.Warn("guest did not stop in time: killing it", "vm", hostname, "action", action)
+		machine.Kill(context.WithoutCancel(ctx))
+	}
+}

@@ -1,0 +1,97 @@
+package vm
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/store"
+)
+
+// Relaunch boots a stopped persistent VM again from its disk. A VM that is
+// not stopped is ErrConflict.
+func (m *Manager) Relaunch(ctx context.Context, hostname string, opt CreateOptions) (api.CreateNodeResponse, error) {
+	in, err := m.get(hostname)
+	if err != nil {
+		return api.CreateNodeResponse{}, err
+	}
+	ctx, abort := context.WithCancel(ctx)
+	defer abort()
+	in.mu.Lock()
+	if in.rec.State != store.StateStopped || in.removed {
+		state := displayStatus(in.rec.State)
+		in.mu.Unlock()
+		return api.CreateNodeResponse{}, fmt.Errorf("relaunch vm %q: it is %s: %w", hostname, state, api.ErrConflict)
+	}
+	// While it boots the VM is "creating": a delete aborts the relaunch.
+	in.rec.State, in.created, in.abort = store.StateCreating, make(chan struct{}), abort
+	g := m.groups[in.rec.Group]
+	in.mu.Unlock()
+	defer close(in.created)
+
+	log := m.log.With("vm", hostname, "group", g.Name)
+	var undo undoStack
+	err = m.boot(ctx, log, g, in, false, &undo)
+	if err == nil && opt.Wait != WaitNone {
+		err = m.waitAgent(ctx, in, opt.Timeout)
+	}
+	if err != nil {
+		err = m.fail(ctx, log, &undo, err)
+		in.mu.Lock()
+		in.machine, in.agent, in.rec.State = nil, nil, store.StateStopped
+		rec := in.rec
+		in.mu.Unlock()
+		if perr := m.opt.Store.Put(rec); perr != nil {
+			log.Error("record stopped vm", "err", perr)
+		}
+		return api.CreateNodeResponse{}, err
+	}
+	undo.release()
+	m.watch(in)
+	log.Info("vm relaunched")
+	return in.createResponse(), nil
+}
+
+// EnsureCount brings every host group up to its config count: VMs declared
+// by count are persistent and protected; stopped ones are relaunched and
+// missing ones created. It is called at each daemon start, after Recover.
+func (m *Manager) EnsureCount(ctx context.Context) error {
+	for _, g := range m.opt.Config.HostGroups {
+		want := g.VMCount()
+		have := 0
+		for _, in := range m.protected(g.Name) {
+			have++
+			in.mu.Lock()
+			stopped, host := in.rec.State == store.StateStopped, in.rec.Hostname
+			in.mu.Unlock()
+			if stopped {
+				if _, err := m.Relaunch(ctx, host, CreateOptions{}); err != nil {
+					return fmt.Errorf("relaunch %s: %w", host, err)
+				}
+			}
+		}
+		for ; have < want; have++ {
+			resp, err := m.create(ctx, g, api.CreateNodeRequest{Persistent: true}, CreateOptions{}, true)
+			if err != nil {
+				return fmt.Errorf("launch host group %q vm %d of %d: %w", g.Name, have+1, want, err)
+			}
+			m.log.Info("launched config vm", "vm", resp.Hostname)
+		}
+	}
+	return nil
+}
+
+// protected returns the config-declared VMs of group.
+func (m *Manager) protected(group string) []*instance {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*instance
+	for _, in := range m.vms {
+		in.mu.Lock()
+		if in.rec.Group == group && in.rec.Protected {
+			out = append(out, in)
+		}
+		in.mu.Unlock()
+	}
+	return out
+}
