@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -93,7 +94,16 @@ func startDaemon(t *testing.T, groups ...string) *daemon {
 		t.Fatal(err)
 	}
 	d.start(cfg)
-	t.Cleanup(d.stop)
+	t.Cleanup(func() {
+		d.stop()
+		// Persistent VMs outlive their daemon by design: a test that failed
+		// before deleting them must not leave them running.
+		for _, pid := range qemuProcesses(dir) {
+			if n, err := strconv.Atoi(pid); err == nil {
+				syscall.Kill(n, syscall.SIGKILL)
+			}
+		}
+	})
 	return d
 }
 

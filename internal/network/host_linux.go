@@ -106,16 +106,16 @@ func (h *Host) Setup(ctx context.Context, p Plan) (Attachment, error) {
 // TAP and veth inside), its devices in the host namespace, its nftables
 // table. Missing objects are no error.
 func (h *Host) Teardown(ctx context.Context, vm string) error {
-	errs := []error{deleteNetNS(h.NetNSPath(vm))}
+	var errs []error
 	links, err := h.links()
-	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
+	errs = append(errs, err)
+	var mine []netlink.Link
 	for _, l := range links {
 		if l.Attrs().Alias == vmAlias(h.prefix, vm) {
-			errs = append(errs, h.deleteLink(l))
+			mine = append(mine, l)
 		}
 	}
+	errs = append(errs, h.deleteLinks(mine))
 	tables, err := h.ownedTables(vmTable(h.prefix, vm))
 	errs = append(errs, err)
 	for _, t := range tables {
@@ -123,6 +123,7 @@ func (h *Host) Teardown(ctx context.Context, vm string) error {
 			errs = append(errs, h.deleteTables([]string{t}))
 		}
 	}
+	errs = append(errs, deleteNetNS(h.NetNSPath(vm)))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("tear down network of %s: %w", vm, err)
 	}
@@ -136,33 +137,22 @@ func (h *Host) Teardown(ctx context.Context, vm string) error {
 func (h *Host) Reclaim(ctx context.Context, keepVM, keepGroup func(string) bool) error {
 	keep := func(f func(string) bool, name string) bool { return f != nil && f(name) }
 	var errs []error
-	var nsGone int
-	entries, err := os.ReadDir(h.nsDir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, fmt.Errorf("list network namespaces: %w", err))
-	}
-	for _, e := range entries {
-		vm, ok := strings.CutPrefix(e.Name(), h.prefix+"-")
-		if ok && !keep(keepVM, vm) {
-			errs = append(errs, deleteNetNS(filepath.Join(h.nsDir, e.Name())))
-			nsGone++
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	links, err := h.links()
 	errs = append(errs, err)
-	var linksGone int
+	var doomed []netlink.Link
 	for _, l := range links {
 		alias := l.Attrs().Alias
 		vm, isVM := strings.CutPrefix(alias, h.prefix+"/vm/")
 		group, isGroup := strings.CutPrefix(alias, h.prefix+"/group/")
 		if isVM && !keep(keepVM, vm) || isGroup && !keep(keepGroup, group) {
-			errs = append(errs, h.deleteLink(l))
-			linksGone++
+			doomed = append(doomed, l)
 		}
 	}
+	errs = append(errs, h.deleteLinks(doomed))
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
 	tables, err := h.ownedTables(h.prefix + "-")
 	errs = append(errs, err)
 	var gone []string
@@ -174,8 +164,23 @@ func (h *Host) Reclaim(ctx context.Context, keepVM, keepGroup func(string) bool)
 		}
 	}
 	errs = append(errs, h.deleteTables(gone))
-	if nsGone+linksGone+len(gone) > 0 {
-		h.log.Info("reclaimed network leftovers", "namespaces", nsGone, "links", linksGone, "tables", len(gone))
+
+	// What is left in a namespace (its TAP and bridge) goes with it, in
+	// the background.
+	entries, err := os.ReadDir(h.nsDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("list network namespaces: %w", err))
+	}
+	var nsGone int
+	for _, e := range entries {
+		vm, ok := strings.CutPrefix(e.Name(), h.prefix+"-")
+		if ok && !keep(keepVM, vm) {
+			errs = append(errs, deleteNetNS(filepath.Join(h.nsDir, e.Name())))
+			nsGone++
+		}
+	}
+	if nsGone+len(doomed)+len(gone) > 0 {
+		h.log.Info("reclaimed network leftovers", "links", len(doomed), "tables", len(gone), "namespaces", nsGone)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("reclaim network leftovers: %w", err)

@@ -231,28 +231,41 @@ type probe struct {
 	source   string // when set, the address the server must see
 }
 
-// check runs the probes concurrently. A blocked probe must time out
-// (dropped), not be refused: a refusal means the packet got through.
+// check runs the probes concurrently: first those that must connect,
+// each retried for a while (links come up asynchronously), which proves
+// every path is up; then those that must be blocked. A blocked probe must
+// time out (dropped), not be refused: a refusal means the packet got
+// through.
 func (l *lab) check(probes ...probe) {
 	l.t.Helper()
-	var wg sync.WaitGroup
-	for _, p := range probes {
-		wg.Go(func() {
-			seen, err := dial(p.from, p.to)
-			var nerr net.Error
-			switch {
-			case p.reach && err != nil:
-				l.t.Errorf("%s: %s not reachable: %v", p.name, p.to, err)
-			case !p.reach && err == nil:
-				l.t.Errorf("%s: %s reachable, want blocked", p.name, p.to)
-			case !p.reach && !(errors.As(err, &nerr) && nerr.Timeout()):
-				l.t.Errorf("%s: %s failed with %v, want a timeout (dropped)", p.name, p.to, err)
-			case p.reach && p.source != "" && !strings.HasPrefix(seen, p.source+":"):
-				l.t.Errorf("%s: server saw %s, want %s", p.name, seen, p.source)
+	for _, reach := range []bool{true, false} {
+		var wg sync.WaitGroup
+		for _, p := range probes {
+			if p.reach == reach {
+				wg.Go(func() { l.probe(p) })
 			}
-		})
+		}
+		wg.Wait()
 	}
-	wg.Wait()
+}
+
+func (l *lab) probe(p probe) {
+	seen, err := dial(p.from, p.to)
+	for deadline := time.Now().Add(10 * time.Second); p.reach && err != nil && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		seen, err = dial(p.from, p.to)
+	}
+	var nerr net.Error
+	switch {
+	case p.reach && err != nil:
+		l.t.Errorf("%s: %s not reachable: %v", p.name, p.to, err)
+	case !p.reach && err == nil:
+		l.t.Errorf("%s: %s reachable, want blocked", p.name, p.to)
+	case !p.reach && !(errors.As(err, &nerr) && nerr.Timeout()):
+		l.t.Errorf("%s: %s failed with %v, want a timeout (dropped)", p.name, p.to, err)
+	case p.reach && p.source != "" && !strings.HasPrefix(seen, p.source+":"):
+		l.t.Errorf("%s: server saw %s, want %s", p.name, seen, p.source)
+	}
 }
 
 func dial(ns, addr string) (seen string, err error) {

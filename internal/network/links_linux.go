@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -280,10 +281,58 @@ func (h *Host) links() ([]netlink.Link, error) {
 // deleteLink deletes l from the host namespace; one already gone is no
 // error.
 func (h *Host) deleteLink(l netlink.Link) error {
-	if err := h.nl.LinkDel(l); err != nil && !notFound(err) {
+	return deleteLinkWith(h.nl, l)
+}
+
+func deleteLinkWith(nl *netlink.Handle, l netlink.Link) error {
+	if err := nl.LinkDel(l); err != nil && !notFound(err) {
 		return fmt.Errorf("delete %s: %w", l.Attrs().Name, err)
 	}
 	return nil
+}
+
+// deleteWorkers bounds concurrent link deletions. Each deletion waits for
+// the kernel to quiesce (tens of milliseconds on a small VM), and those
+// waits overlap: hundreds of links go several times faster in parallel.
+const deleteWorkers = 16
+
+// deleteLinks deletes links from the host namespace, in parallel, each
+// worker on its own netlink socket.
+func (h *Host) deleteLinks(links []netlink.Link) error {
+	if len(links) <= 1 {
+		var errs []error
+		for _, l := range links {
+			errs = append(errs, h.deleteLink(l))
+		}
+		return errors.Join(errs...)
+	}
+	work := make(chan netlink.Link)
+	errc := make(chan error, len(links))
+	var wg sync.WaitGroup
+	for range min(deleteWorkers, len(links)) {
+		wg.Go(func() {
+			nl, err := netlink.NewHandleAt(h.ns)
+			if err != nil {
+				nl = h.nl // shared, and so serial, but still correct
+			} else {
+				defer nl.Close()
+			}
+			for l := range work {
+				errc <- deleteLinkWith(nl, l)
+			}
+		})
+	}
+	for _, l := range links {
+		work <- l
+	}
+	close(work)
+	wg.Wait()
+	close(errc)
+	var errs []error
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // retryDump runs a netlink dump again while the kernel reports it was

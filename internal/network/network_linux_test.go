@@ -69,6 +69,8 @@ func TestIsolatedMode(t *testing.T) {
 	_, a1 = setup(t, h, g, "iso-1", 0, nil) // idempotent
 	// The override replaces the allow list for iso-2 only.
 	p2, a2 := setup(t, h, g, "iso-2", 1, &api.CreateNodeNetworkPolicy{Allow: []string{"198.51.100.0/24"}})
+	// Cleared lists: iso-3 may go anywhere, except to the host and to VMs.
+	p3, a3 := setup(t, h, g, "iso-3", 2, &api.CreateNodeNetworkPolicy{Allow: []string{}, Drop: []string{}})
 	if a1.NetNS != h.NetNSPath("iso-1") || a1.TAP != "tap0" {
 		t.Fatalf("attachment %+v", a1)
 	}
@@ -78,9 +80,14 @@ func TestIsolatedMode(t *testing.T) {
 	if _, err := h.nl.LinkByName("tap0"); !notFound(err) {
 		t.Errorf("a tap0 is in the host namespace (%v); it belongs in the VM's", err)
 	}
-	g1, g2 := l.attach(p1, a1), l.attach(p2, a2)
+	g1, g2, g3 := l.attach(p1, a1), l.attach(p2, a2), l.attach(p3, a3)
 	vm1, vm2 := p1.Guest.Address.Addr().String(), p2.Guest.Address.Addr().String()
 	l.check(
+		probe{name: "cleared lists allow all", from: g3.ns, to: droppedAddr + ":8080", reach: true, source: uplinkAddr},
+		probe{name: "cleared lists allow all, another port", from: g3.ns, to: inetAddr + ":9090", reach: true},
+		probe{name: "VM with open egress to VM", from: g3.ns, to: vm1 + ":8000"},
+		probe{name: "VM with open egress to host", from: g3.ns, to: p3.Guest.Gateway.String() + ":7070"},
+		probe{name: "VM with open egress to another host address", from: g3.ns, to: uplinkAddr + ":7070"},
 		probe{name: "allowed IP:port", from: g1.ns, to: inetAddr + ":8080", reach: true, source: uplinkAddr},
 		probe{name: "another port of the allowed IP", from: g1.ns, to: inetAddr + ":9090"},
 		probe{name: "dropped CIDR", from: g1.ns, to: droppedAddr + ":8080"},
@@ -93,10 +100,12 @@ func TestIsolatedMode(t *testing.T) {
 		probe{name: "host to VM", from: l.host, to: vm1 + ":8000", reach: true},
 	)
 
-	g1.stop()
-	g2.stop()
+	for _, g := range []*guest{g1, g2, g3} {
+		g.stop()
+	}
 	must(t, h.Teardown(ctx, "iso-1"))
 	must(t, h.Teardown(ctx, "iso-2"))
+	must(t, h.Teardown(ctx, "iso-3"))
 	must(t, h.Teardown(ctx, "iso-2")) // idempotent
 	l.same("after teardown", before)
 }
