@@ -81,13 +81,20 @@ const groupYAML = `  - name: %s
 // unix socket in its own data dir with auth on. It is stopped at cleanup.
 func startDaemon(t *testing.T, groups ...string) *daemon {
 	t.Helper()
-	dir := t.TempDir()
-	d := &daemon{t: t, dataDir: dir, socket: filepath.Join(dir, "api.sock")}
 	var b strings.Builder
-	b.WriteString("config:\n  host_groups:\n")
 	for _, g := range groups {
 		fmt.Fprintf(&b, groupYAML, g)
 	}
+	return startDaemonYAML(t, b.String())
+}
+
+// startDaemonYAML is startDaemon with the host_groups list given as YAML.
+func startDaemonYAML(t *testing.T, groups string) *daemon {
+	t.Helper()
+	dir := t.TempDir()
+	d := &daemon{t: t, dataDir: dir, socket: filepath.Join(dir, "api.sock")}
+	var b strings.Builder
+	b.WriteString("config:\n  host_groups:\n" + groups)
 	fmt.Fprintf(&b, "  image: min\n  hypervisor: qemu\n  graceful_shutdown: false\n  api:\n    bind_address: %q\n    auth:\n      enabled: true\n", d.socket)
 	cfg := filepath.Join(dir, "slicer.yaml")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
