@@ -8,6 +8,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", s.healthz) // no auth; GET also answers HEAD
 	mux.HandleFunc("GET /info", s.getInfo)
 	mux.HandleFunc("POST /daemon/shutdown", s.daemonShutdown)
+	mux.Handle("GET /metrics", s.metrics.handler())
 
 	mux.HandleFunc("GET /hostgroup", s.listHostGroups)
 	mux.HandleFunc("GET /hostgroup/{group}/nodes", s.listGroupNodes)

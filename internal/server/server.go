@@ -25,6 +25,7 @@ type Server struct {
 	info  api.Info
 	// shutdown is called by POST /daemon/shutdown; it must not block.
 	shutdown func()
+	metrics  *metrics
 }
 
 // Options configure a Server.
@@ -43,7 +44,7 @@ func New(opt Options) *Server {
 	if shutdown == nil {
 		shutdown = func() {}
 	}
-	return &Server{vms: opt.Manager, log: opt.Log, token: opt.Token, info: opt.Info, shutdown: shutdown}
+	return &Server{vms: opt.Manager, log: opt.Log, token: opt.Token, info: opt.Info, shutdown: shutdown, metrics: newMetrics(opt.Manager)}
 }
 
 // Handler returns the http.Handler of the API.
@@ -71,6 +72,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
+		s.metrics.observe(r, rec.status, time.Since(start))
 		level := slog.LevelDebug
 		if rec.status >= 400 {
 			level = slog.LevelInfo

@@ -118,6 +118,8 @@ func TestRoutesAndStatus(t *testing.T) {
 		{"DELETE", "/hostgroup/sbox/nodes/sbox-1", tok, "", 200, `"disk_removed":"true"`},
 		{"DELETE", "/hostgroup/sbox/nodes/sbox-1", tok, "", 404, ""},
 		{"GET", "/no/such/route", tok, "", 404, `"error"`},
+		{"GET", "/metrics", "", "", 401, `"error"`},
+		{"GET", "/metrics", tok, "", 200, `slicer_vm_launch_total{code="201",host_group="sbox"} 1`},
 	} {
 		status, body := do(t, ts, tc.method, tc.path, tc.token, tc.body)
 		if status != tc.status || !strings.Contains(body, tc.contains) {

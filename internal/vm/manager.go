@@ -172,6 +172,17 @@ func nodeIndex(hostname string) int {
 	return n
 }
 
+// IsProtected reports whether hostname is a VM declared by a group's count.
+func (m *Manager) IsProtected(hostname string) bool {
+	in, err := m.get(hostname)
+	if err != nil {
+		return false
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.rec.Protected
+}
+
 // get returns the instance of hostname or ErrNotFound.
 func (m *Manager) get(hostname string) (*instance, error) {
 	m.mu.Lock()

@@ -1,0 +1,87 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/openslicer/openslicer/internal/vm"
+)
+
+// metrics holds the daemon's Prometheus metrics, with the names Slicer
+// documents (spec §3.17). Each Server has its own registry: no global state.
+type metrics struct {
+	reg      *prometheus.Registry
+	launches *prometheus.CounterVec
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newMetrics(vms *vm.Manager) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		launches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slicer_vm_launch_total", Help: "VM launches through the API, by host group and HTTP status.",
+		}, []string{"host_group", "code"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slicer_api_requests_total", Help: "API requests by method and HTTP status.",
+		}, []string{"method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "slicer_api_request_duration_seconds", Help: "API request duration by method and HTTP status.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9), // 1 ms to 65 s: creates under TCG take seconds
+		}, []string{"method", "code"}),
+	}
+	m.reg.MustRegister(m.launches, m.requests, m.duration, vmCollector{vms}, hostCollector{})
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// observe records one API request. Long-lived streams (exec) are counted
+// but kept out of the duration histogram, where they would only add noise.
+func (m *metrics) observe(r *http.Request, status int, d time.Duration) {
+	code := strconv.Itoa(status)
+	m.requests.WithLabelValues(r.Method, code).Inc()
+	if !strings.HasSuffix(r.URL.Path, "/exec") {
+		m.duration.WithLabelValues(r.Method, code).Observe(d.Seconds())
+	}
+	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/hostgroup/") && strings.HasSuffix(r.URL.Path, "/nodes") {
+		m.launches.WithLabelValues(r.PathValue("group"), code).Inc()
+	}
+}
+
+// vmCollector reports the VMs of the manager at scrape time.
+type vmCollector struct{ vms *vm.Manager }
+
+var (
+	vmRunningDesc = prometheus.NewDesc("slicer_vm_running",
+		"VMs by host group, launch kind (api=true for API launches, false for config count) and state.",
+		[]string{"host_group", "api", "state"}, nil)
+	vmGPUDesc = prometheus.NewDesc("slicer_vm_gpu_count", "GPUs attached to VMs, by host group.", []string{"host_group"}, nil)
+)
+
+func (c vmCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- vmRunningDesc
+	ch <- vmGPUDesc
+}
+
+func (c vmCollector) Collect(ch chan<- prometheus.Metric) {
+	type key struct{ group, api, state string }
+	counts := map[key]int{}
+	for _, g := range c.vms.HostGroups() {
+		ch <- prometheus.MustNewConstMetric(vmGPUDesc, prometheus.GaugeValue, 0, g.Name)
+	}
+	nodes, _ := c.vms.List(vm.Filter{})
+	for _, n := range nodes {
+		counts[key{n.HostGroup, strconv.FormatBool(!c.vms.IsProtected(n.Hostname)), n.Status}]++
+	}
+	for k, v := range counts {
+		ch <- prometheus.MustNewConstMetric(vmRunningDesc, prometheus.GaugeValue, float64(v), k.group, k.api, k.state)
+	}
+}
