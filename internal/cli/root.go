@@ -95,6 +95,8 @@ func newVMCmd(g *globals) *cobra.Command {
 		newExecCmd(g, nil),
 		newLogsCmd(g, nil),
 		newHealthCmd(g, nil),
+		newTopCmd(g),
+		newTagCmd(g),
 	)
 	cmd.AddCommand(newLifecycleCmds(g)...)
 	return cmd

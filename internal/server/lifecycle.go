@@ -99,3 +99,13 @@ func waitOptions(r *http.Request) (vm.CreateOptions, error) {
 	}
 	return opt, nil
 }
+
+// stats serves GET /nodes/stats and GET /node/{hostname}/stats.
+func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
+	stats, err := s.vms.Stats(r.Context(), r.PathValue("hostname"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, stats)
+}

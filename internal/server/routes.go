@@ -15,6 +15,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /hostgroup/{group}/nodes", s.createNode)
 	mux.HandleFunc("DELETE /hostgroup/{group}/nodes/{hostname}", s.deleteNode)
 	mux.HandleFunc("GET /nodes", s.listNodes)
+	mux.HandleFunc("GET /nodes/stats", s.stats)
+	mux.HandleFunc("GET /node/{hostname}/stats", s.stats) // an array too, as Slicer's Go SDK decodes it
 
 	mux.HandleFunc("GET /vm/{hostname}", s.describe)
 	mux.HandleFunc("GET /vm/{hostname}/tags", s.getTags)
