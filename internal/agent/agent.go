@@ -18,15 +18,22 @@
 //
 // The routes:
 //
-//	GET  /v1/health   api.AgentHealthResponse as JSON.
-//	POST /v1/exec     query: the public exec query (api.ExecRequest.Query).
-//	                  Answer: NDJSON api.ExecFrame lines exactly as the
-//	                  public API streams them (started, stdout/stderr, exit;
-//	                  or one error frame), so the daemon passes them through
-//	                  as they are. With stdin=true the request body is the
-//	                  process's stdin, read while the answer streams (full
-//	                  duplex). With buffered=true the answer is one
-//	                  api.ExecResult.
+//	GET  /v1/health     api.AgentHealthResponse as JSON, userdata_ran and
+//	                    userdata_exit_code read from the marker
+//	                    /etc/slicer/userdata-ran, ip the first global
+//	                    IPv4 address.
+//	POST /v1/exec       query: the public exec query (api.ExecRequest.Query).
+//	                    Answer: NDJSON api.ExecFrame lines exactly as the
+//	                    public API streams them (started, stdout/stderr,
+//	                    exit; or one error frame), so the daemon passes
+//	                    them through as they are. With stdin=true the
+//	                    request body is the process's stdin, read while the
+//	                    answer streams (full duplex). With buffered=true the
+//	                    answer is one api.ExecResult.
+//	PUT  /v1/firstboot  body: FirstBoot as JSON. Installs the SSH keys and
+//	                    starts userdata, unless first boot is done already
+//	                    (the marker exists) or under way; 204 either way.
+//	GET  /v1/stats      api.Snapshot as JSON, read from the guest's /proc.
 //
 // Errors before the first frame are JSON api.ErrorResponse bodies with the
 // status of their api error class; the Client turns them back into
@@ -56,8 +63,10 @@ const PortName = "slicer.agent"
 
 // Routes of the agent's HTTP API.
 const (
-	pathHealth = "/v1/health"
-	pathExec   = "/v1/exec"
+	pathHealth    = "/v1/health"
+	pathExec      = "/v1/exec"
+	pathFirstBoot = "/v1/firstboot"
+	pathStats     = "/v1/stats"
 )
 
 const contentTypeNDJSON = "application/x-ndjson"

@@ -63,6 +63,8 @@ func newHarness(t *testing.T) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{t: t, srv: NewServer(log), ctx: ctx}
 	h.srv.etcDir = t.TempDir() // no passwd: requests name their uid
+	h.srv.paths = testPaths(t)
+	t.Cleanup(h.srv.fb.runs.Wait) // userdata started by the test
 	h.client = NewClient(h.dial, log)
 	t.Cleanup(func() {
 		h.client.Close()

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -81,10 +82,31 @@ func (c *Client) Close() error {
 // Health asks the agent for its health.
 func (c *Client) Health(ctx context.Context) (*api.AgentHealthResponse, error) {
 	var h api.AgentHealthResponse
-	if err := c.doJSON(ctx, http.MethodGet, pathHealth, &h); err != nil {
+	if err := c.doJSON(ctx, http.MethodGet, pathHealth, nil, &h); err != nil {
 		return nil, err
 	}
 	return &h, nil
+}
+
+// FirstBoot hands the agent the VM's first-boot data. Call it once the
+// agent is ready (WaitReady), on every boot and re-attach: the agent acts
+// on it only while its disk has no userdata marker and no userdata is
+// running, so calling it again is harmless. It returns once the SSH keys
+// are installed and userdata has started, not when userdata ends: health
+// reports userdata_ran once it has (at once when there is no userdata). A
+// DefaultUser the image does not have is an error that unwraps to
+// api.ErrInvalid.
+func (c *Client) FirstBoot(ctx context.Context, fb FirstBoot) error {
+	return c.doJSON(ctx, http.MethodPut, pathFirstBoot, fb, nil)
+}
+
+// Stats asks the agent for a snapshot of the guest's resource usage.
+func (c *Client) Stats(ctx context.Context) (*api.Snapshot, error) {
+	var s api.Snapshot
+	if err := c.doJSON(ctx, http.MethodGet, pathStats, nil, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
 }
 
 // WaitReady returns once the agent answers health, or with an error when
@@ -157,17 +179,29 @@ func (c *Client) ExecBuffered(ctx context.Context, req *api.ExecRequest) (*api.E
 	q.Del("stdin")
 	q.Set("buffered", "true")
 	var res api.ExecResult
-	if err := c.doJSON(ctx, http.MethodPost, pathExec+"?"+q.Encode(), &res); err != nil {
+	if err := c.doJSON(ctx, http.MethodPost, pathExec+"?"+q.Encode(), nil, &res); err != nil {
 		return nil, err
 	}
 	return &res, nil
 }
 
-// doJSON makes a body-less request and decodes a 2xx JSON answer into out.
-func (c *Client) doJSON(ctx context.Context, method, target string, out any) error {
-	hreq, err := http.NewRequestWithContext(ctx, method, "http://agent"+target, nil)
+// doJSON makes a request with in, unless nil, as its JSON body, and
+// decodes a 2xx JSON answer into out, unless nil.
+func (c *Client) doJSON(ctx context.Context, method, target string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("agent %s %s: encode request: %w", method, target, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, method, "http://agent"+target, body)
 	if err != nil {
 		return err
+	}
+	if in != nil {
+		hreq.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(hreq)
 	if err != nil {
@@ -176,6 +210,9 @@ func (c *Client) doJSON(ctx context.Context, method, target string, out any) err
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		return responseError(hreq, resp)
+	}
+	if out == nil {
+		return nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return fmt.Errorf("agent %s %s: decode answer: %w", method, hreq.URL.Path, err)

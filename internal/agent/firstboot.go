@@ -31,7 +31,8 @@ type FirstBoot struct {
 	DefaultUser string `json:"default_user,omitempty"`
 }
 
-// Exit codes written to the marker for userdata that could not run.
+// exitInternal is the exit code recorded for userdata the agent could not
+// start for a reason of its own (no pipe for its output).
 const exitInternal = 1
 
 // parseMarker reads the userdata marker: the exit code written by this
@@ -140,7 +141,7 @@ func (lw *lineWriter) Write(p []byte) (int, error) {
 	for {
 		i := bytes.IndexByte(lw.buf, '\n')
 		switch {
-		case i >= 0:
+		case i >= 0 && i <= maxConsoleLine:
 			lw.emit(lw.buf[:i])
 			lw.buf = lw.buf[i+1:]
 		case len(lw.buf) >= maxConsoleLine:

@@ -26,12 +26,14 @@ type Server struct {
 	log     *slog.Logger
 	starter starter
 	etcDir  string // where passwd and group are read
+	paths   guestPaths
+	fb      firstBootState
 }
 
 // NewServer returns the agent's server for a process that is not PID 1;
 // RunInit makes its own, whose children go through the init's reaper.
 func NewServer(log *slog.Logger) *Server {
-	return &Server{log: log, starter: plainStarter{}, etcDir: "/etc"}
+	return &Server{log: log, starter: plainStarter{}, etcDir: "/etc", paths: defaultPaths()}
 }
 
 // Handler returns the agent's routes.
@@ -39,6 +41,8 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+pathHealth, s.health)
 	mux.HandleFunc("POST "+pathExec, s.exec)
+	mux.HandleFunc("PUT "+pathFirstBoot, s.firstBoot)
+	mux.HandleFunc("GET "+pathStats, s.stats)
 	return mux
 }
 
@@ -78,11 +82,15 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.log.Warn("read hostname", "err", err)
 	}
+	ran, code := s.userdataStatus()
 	writeJSON(w, http.StatusOK, api.AgentHealthResponse{
-		Hostname:     host,
-		AgentUptime:  time.Since(processStart),
-		AgentVersion: Version,
-		SystemUptime: systemUptime(),
+		Hostname:         host,
+		AgentUptime:      time.Since(processStart),
+		AgentVersion:     Version,
+		SystemUptime:     systemUptime(),
+		UserdataRan:      ran,
+		UserdataExitCode: code,
+		IP:               s.primaryIP(),
 	})
 }
 

@@ -63,10 +63,8 @@ func (m *Manager) create(ctx context.Context, g config.HostGroup, req api.Create
 	if err := m.boot(ctx, log, g, in, true, &undo); err != nil {
 		return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
 	}
-	if opt.Wait != WaitNone {
-		if err := m.waitAgent(ctx, in, opt.Timeout); err != nil {
-			return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
-		}
+	if err := m.wait(ctx, in, opt); err != nil {
+		return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
 	}
 	undo.release()
 	m.watch(in)
@@ -120,8 +118,7 @@ func checkCreate(g config.HostGroup, req api.CreateNodeRequest, opt CreateOption
 		name string
 		set  bool
 	}{
-		{"userdata", req.Userdata != ""}, {"wait=userdata", opt.Wait == WaitUserdata},
-		{"ssh_keys", len(req.SSHKeys) > 0}, {"import_user", req.ImportUser != "" || req.GitHubUser != ""},
+		{"import_user", req.ImportUser != "" || req.GitHubUser != ""},
 		{"secrets", len(req.Secrets) > 0}, {"network", req.Network != nil}, {"ip", req.IP != ""},
 	} {
 		if f.set {
@@ -134,6 +131,10 @@ func checkCreate(g config.HostGroup, req api.CreateNodeRequest, opt CreateOption
 // allocate writes the VM's record (state creating) and enters it in the
 // table, so that lists show it and a delete can abort it.
 func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus int, ram int64, protected bool, abort context.CancelFunc, undo *undoStack) (*instance, error) {
+	fb, err := m.firstBootFor(g, req)
+	if err != nil {
+		return nil, err
+	}
 	// The table lock covers the name check and the insert, so two creates
 	// cannot take the same friendly name.
 	m.mu.Lock()
@@ -145,6 +146,7 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus i
 		return store.VM{
 			Hostname: hostname, Group: g.Name, Index: index, CPUs: cpus, RamBytes: ram,
 			Tags: req.Tags, Persistent: req.Persistent, Protected: protected, State: store.StateCreating,
+			Userdata: fb.Userdata, SSHKeys: fb.SSHKeys,
 			CreatedAt: time.Now().UTC().Truncate(time.Second),
 			Disk:      m.diskPath(hostname), RunDir: m.runDir(hostname),
 		}
@@ -218,12 +220,32 @@ func (m *Manager) boot(ctx context.Context, log *slog.Logger, g config.HostGroup
 	if err != nil {
 		return err
 	}
+	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
+	undo.push(func(context.Context) error { endLife(); return nil })
 	in.mu.Lock()
-	in.machine, in.agent = machine, client
+	in.machine, in.agent, in.endLife = machine, client, endLife
 	in.rec.Machine, in.rec.State = handle, store.StateRunning
 	rec = in.rec
 	in.mu.Unlock()
+	m.deliverFirstBoot(life, in, agent.FirstBoot{Userdata: rec.Userdata, SSHKeys: rec.SSHKeys})
 	return m.opt.Store.Put(rec)
+}
+
+// wait waits as a create or relaunch asked: for the agent, or for the
+// agent and then the first-boot userdata.
+func (m *Manager) wait(ctx context.Context, in *instance, opt CreateOptions) error {
+	if opt.Wait == WaitNone {
+		return nil
+	}
+	start := time.Now()
+	if err := m.waitAgent(ctx, in, opt.Timeout); err != nil || opt.Wait != WaitUserdata {
+		return err
+	}
+	left := opt.Timeout
+	if left == 0 {
+		left = DefaultWaitTimeout
+	}
+	return m.waitUserdata(ctx, in, max(left-time.Since(start), time.Millisecond))
 }
 
 // waitAgent blocks until the guest agent answers, the timeout passes

@@ -58,6 +58,9 @@ func (m *Manager) teardown(ctx context.Context, in *instance) error {
 	}
 	in.removed = true
 	rec, machine, client := in.rec, in.machine, in.agent
+	if in.endLife != nil {
+		in.endLife()
+	}
 	in.mu.Unlock()
 
 	ctx = context.WithoutCancel(ctx)
@@ -112,6 +115,9 @@ func (m *Manager) watch(in *instance) {
 		log.Info("vm exited: persistent vm kept stopped")
 		in.mu.Lock()
 		in.rec.State, in.machine = store.StateStopped, nil
+		if in.endLife != nil {
+			in.endLife()
+		}
 		rec = in.rec
 		in.mu.Unlock()
 		if err := m.opt.Store.Put(rec); err != nil {
@@ -145,6 +151,9 @@ func (m *Manager) Close(ctx context.Context) error {
 			persistent, machine, client, host := in.rec.Persistent, in.machine, in.agent, in.rec.Hostname
 			if persistent {
 				in.removed = true // detach: the watcher must not reap it
+				if in.endLife != nil {
+					in.endLife()
+				}
 				if client != nil {
 					client.Close()
 				}

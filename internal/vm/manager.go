@@ -83,6 +83,8 @@ type instance struct {
 	// abort cancels that create (a delete during boot).
 	created chan struct{}
 	abort   context.CancelFunc
+	// endLife ends the background work tied to the running machine.
+	endLife context.CancelFunc
 	// removed is set once teardown has begun, so it happens only once.
 	removed   bool
 	lastAgent time.Time

@@ -119,7 +119,7 @@ func TestCreateRejects(t *testing.T) {
 		{"hostname", "sbox", api.CreateNodeRequest{Hostname: "x"}, CreateOptions{}, api.ErrInvalid},
 		{"disk_image", "sbox", api.CreateNodeRequest{DiskImage: "x.img"}, CreateOptions{}, api.ErrInvalid},
 		{"bad wait", "sbox", api.CreateNodeRequest{}, CreateOptions{Wait: "forever"}, api.ErrInvalid},
-		{"userdata not yet", "sbox", api.CreateNodeRequest{Userdata: "echo"}, CreateOptions{}, api.ErrNotImplemented},
+		{"import_user not yet", "sbox", api.CreateNodeRequest{ImportUser: "octocat"}, CreateOptions{}, api.ErrNotImplemented},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := e.m.Create(context.Background(), tc.group, tc.req, tc.opt)

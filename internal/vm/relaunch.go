@@ -32,8 +32,8 @@ func (m *Manager) Relaunch(ctx context.Context, hostname string, opt CreateOptio
 	log := m.log.With("vm", hostname, "group", g.Name)
 	var undo undoStack
 	err = m.boot(ctx, log, g, in, false, &undo)
-	if err == nil && opt.Wait != WaitNone {
-		err = m.waitAgent(ctx, in, opt.Timeout)
+	if err == nil {
+		err = m.wait(ctx, in, opt)
 	}
 	if err != nil {
 		err = m.fail(ctx, log, &undo, err)
