@@ -77,7 +77,8 @@ func (h *Host) NetNSPath(vm string) string {
 // Setup wires plan p: it is idempotent, so recovery can apply a recorded
 // plan again. A failed Setup may leave part of the VM's objects behind:
 // call Teardown. Group objects (a bridge and its NAT table) stay for the
-// group's other VMs.
+// group's other VMs. Slots must be unique among a group's live VMs: a
+// device of the same name left by another VM is taken over.
 func (h *Host) Setup(ctx context.Context, p Plan) (Attachment, error) {
 	var err error
 	switch p.Mode {
@@ -102,9 +103,11 @@ func (h *Host) Setup(ctx context.Context, p Plan) (Attachment, error) {
 	return a, nil
 }
 
-// Teardown removes every object of VM vm: its namespace (and with it the
-// TAP and veth inside), its devices in the host namespace, its nftables
-// table. Missing objects are no error.
+// Teardown removes every object of VM vm: its devices in the host
+// namespace (a veth takes its peer with it), its nftables table, and its
+// namespace (the kernel then destroys the TAP and bridge inside, once the
+// hypervisor has exited). Missing objects are no error. It does all of it
+// even when ctx is done, so an aborted create can still be undone.
 func (h *Host) Teardown(ctx context.Context, vm string) error {
 	var errs []error
 	links, err := h.links()
@@ -127,7 +130,7 @@ func (h *Host) Teardown(ctx context.Context, vm string) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("tear down network of %s: %w", vm, err)
 	}
-	return ctx.Err()
+	return nil
 }
 
 // Reclaim removes every object this Host's prefix owns whose VM keepVM

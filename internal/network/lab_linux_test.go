@@ -28,8 +28,10 @@ import (
 // daemon's host, "inet" for the internet behind it, one namespace per
 // guest stands in for a VM. Every address lives only inside them.
 //
-//	inet: eth0 203.0.113.2/24, 198.51.100.10/32 (a "dropped" network)
-//	host: uplink 203.0.113.1/24, route 198.51.100.0/24 via 203.0.113.2
+//	inet: eth0 203.0.113.2/24, 198.51.100.10/32 (a "dropped" network),
+//	      169.254.169.254/32 (a cloud metadata service)
+//	host: uplink 203.0.113.1/24, routes to 198.51.100.0/24 and
+//	      169.254.169.254 via 203.0.113.2
 type lab struct {
 	t     *testing.T
 	dir   string // the lab's own namespaces
@@ -42,6 +44,7 @@ const (
 	inetAddr    = "203.0.113.2"
 	uplinkAddr  = "203.0.113.1"
 	droppedAddr = "198.51.100.10"
+	metadataIP  = "169.254.169.254"
 	testPrefix  = "slicertest"
 )
 
@@ -70,14 +73,18 @@ func newLab(t *testing.T) *lab {
 	must(t, err)
 	must(t, inl.AddrAdd(eth0, &netlink.Addr{IPNet: ipNet(netip.MustParsePrefix(inetAddr + "/24"))}))
 	must(t, inl.AddrAdd(eth0, &netlink.Addr{IPNet: ipNet(netip.MustParsePrefix(droppedAddr + "/32"))}))
+	must(t, inl.AddrAdd(eth0, &netlink.Addr{IPNet: ipNet(netip.MustParsePrefix(metadataIP + "/32"))}))
 	must(t, inl.LinkSetUp(eth0))
-	must(t, hnl.RouteAdd(&netlink.Route{
-		Dst: ipNet(netip.MustParsePrefix("198.51.100.0/24")), Gw: net.ParseIP(inetAddr), LinkIndex: uplink.Attrs().Index,
-	}))
+	for _, dst := range []string{"198.51.100.0/24", metadataIP + "/32"} {
+		must(t, hnl.RouteAdd(&netlink.Route{
+			Dst: ipNet(netip.MustParsePrefix(dst)), Gw: net.ParseIP(inetAddr), LinkIndex: uplink.Attrs().Index,
+		}))
+	}
 
 	l.serve(l.inet, inetAddr+":8080")
 	l.serve(l.inet, inetAddr+":9090")
 	l.serve(l.inet, droppedAddr+":8080")
+	l.serve(l.inet, metadataIP+":8080")
 	l.serve(l.host, ":7070")
 	return l
 }

@@ -77,8 +77,9 @@ func (h *Host) ensureBridge(p Plan) (netlink.Link, error) {
 	return br, nil
 }
 
-// setupIsolated ensures the VM's namespace with its bridge, TAP and veth
-// end, the host end with the gateway, and the VM's nftables table.
+// setupIsolated ensures the VM's namespace with its bridge and TAP, the
+// VM's nftables table, then the veth pair: its end in the namespace on the
+// bridge, the host end with the gateway.
 func (h *Host) setupIsolated(ctx context.Context, p Plan) error {
 	path := h.NetNSPath(p.VM)
 	if err := ensureNetNS(path); err != nil {
@@ -122,10 +123,11 @@ func (h *Host) setupIsolated(ctx context.Context, p Plan) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := h.ensureVeth(vmns, vnl, p, br); err != nil {
+	// The rules go in before the veth that links the VM to the host.
+	if err := h.applyTable(Ruleset(h.prefix, p)); err != nil {
 		return err
 	}
-	return h.applyTable(Ruleset(h.prefix, p))
+	return h.ensureVeth(vmns, vnl, p, br)
 }
 
 // ensureVeth ensures the veth pair: the host end named p.HostVeth with

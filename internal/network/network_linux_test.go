@@ -3,12 +3,18 @@ package network
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/config"
+	"github.com/openslicer/openslicer/internal/testenv"
 )
 
 func setup(t *testing.T, h *Host, g config.HostGroup, vm string, slot int, override *api.CreateNodeNetworkPolicy) (Plan, Attachment) {
@@ -110,6 +116,35 @@ func TestIsolatedMode(t *testing.T) {
 	l.same("after teardown", before)
 }
 
+// VMs with open egress, in a range outside link-local, still cannot reach
+// each other, the host or the metadata service.
+func TestIsolatedModeOpenEgress(t *testing.T) {
+	l := newLab(t)
+	h := l.newHost(testPrefix)
+	ctx := context.Background()
+	g := config.HostGroup{Name: "x", Network: &config.Network{Mode: ModeIsolated, Range: "10.201.0.0/22"}}
+	must(t, h.CheckHost(ctx, []config.HostGroup{g}))
+	before := l.snapshot()
+
+	p1, a1 := setup(t, h, g, "x-1", 0, nil)
+	p2, a2 := setup(t, h, g, "x-2", 1, nil)
+	g1, g2 := l.attach(p1, a1), l.attach(p2, a2)
+	l.check(
+		probe{name: "open egress", from: g1.ns, to: droppedAddr + ":8080", reach: true, source: uplinkAddr},
+		probe{name: "open egress, back", from: g2.ns, to: inetAddr + ":9090", reach: true, source: uplinkAddr},
+		probe{name: "VM to VM", from: g1.ns, to: "10.201.0.6:8000"},
+		probe{name: "VM to VM, back", from: g2.ns, to: "10.201.0.2:8000"},
+		probe{name: "VM to its gateway", from: g1.ns, to: "10.201.0.1:7070"},
+		probe{name: "VM to another VM's gateway", from: g1.ns, to: "10.201.0.5:7070"},
+		probe{name: "metadata service", from: g2.ns, to: metadataIP + ":8080"},
+		probe{name: "host to VM", from: l.host, to: "10.201.0.6:8000", reach: true},
+	)
+	g1.stop()
+	g2.stop()
+	must(t, h.Reclaim(ctx, nil, nil))
+	l.same("after reclaim", before)
+}
+
 // Reclaim removes hundreds of leftovers at once and keeps what it is told
 // to keep, and what other prefixes own.
 func TestReclaim(t *testing.T) {
@@ -172,5 +207,53 @@ func TestCheckHostSeesTheHost(t *testing.T) {
 	}
 	if err := h.CheckHost(ctx, []config.HostGroup{{Name: "plain"}}); err != nil {
 		t.Errorf("CheckHost(no network) = %v", err)
+	}
+}
+
+// The hypervisor, started through InNetNS, opens the isolated VM's TAP by
+// name: QEMU attaching gives the TAP its carrier. Started outside the
+// namespace, QEMU would instead create a fresh tap0 in the host namespace.
+func TestQEMUOpensTheTAPInTheNamespace(t *testing.T) {
+	testenv.RequireQEMU(t)
+	l := newLab(t)
+	h := l.newHost(testPrefix)
+	ctx := context.Background()
+	g := config.HostGroup{Name: "q", Network: &config.Network{Mode: ModeIsolated}}
+	_, a := setup(t, h, g, "q-1", 0, nil)
+	t.Cleanup(func() { h.Teardown(ctx, "q-1") })
+
+	cmd := exec.Command("qemu-system-x86_64", "-M", "microvm", "-nodefaults", "-no-user-config",
+		"-display", "none", "-S", "-netdev", "tap,id=n0,script=no,downscript=no,ifname="+a.TAP,
+		"-device", "virtio-net-device,netdev=n0,mac="+a.MAC)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	must(t, InNetNS(a.NetNS, cmd.Start))
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+
+	vmns, err := netns.GetFromPath(a.NetNS)
+	must(t, err)
+	defer vmns.Close()
+	vnl, err := netlink.NewHandleAt(vmns)
+	must(t, err)
+	defer vnl.Close()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			t.Fatalf("qemu exited: %v\n%s", err, out.String())
+		default:
+		}
+		tap, err := vnl.LinkByName(a.TAP)
+		must(t, err)
+		if tap.Attrs().RawFlags&unix.IFF_LOWER_UP != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s in the VM namespace never got a carrier; qemu said:\n%s", a.TAP, out.String())
+		}
+	}
+	if _, err := h.nl.LinkByName(a.TAP); !notFound(err) {
+		t.Errorf("qemu made a %s in the host namespace (%v)", a.TAP, err)
 	}
 }

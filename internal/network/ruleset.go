@@ -80,7 +80,7 @@ func Ruleset(prefix string, p Plan) Table {
 		{IIF: veth, Established: true, Verdict: Accept, Comment: tag + "established"},
 		{IIF: veth, IPv6: true, Verdict: Drop, Comment: tag + "no IPv6"},
 		{IIF: veth, Saddr: netip.PrefixFrom(vm, 32), NotSaddr: true, Verdict: Drop, Comment: tag + "spoofed source"},
-		{IIF: veth, Daddr: linkLocal, Verdict: Accept, Comment: tag + "no link-local"},
+		{IIF: veth, Daddr: linkLocal, Verdict: Drop, Comment: tag + "no link-local"},
 	}
 	forward = append(forward, egressRules(veth, tag, p.Policy)...)
 	return Table{Family: "inet", Name: vmTable(prefix, p.VM), Chains: []Chain{
