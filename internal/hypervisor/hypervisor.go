@@ -41,6 +41,14 @@ type Spec struct {
 	// TAP is the host TAP device for the guest's NIC; empty means no NIC.
 	TAP string
 	MAC string
+	// Incoming, when set, is a state file written by Machine.Suspend: Start
+	// then restores the machine from it instead of booting the kernel, and
+	// returns once the machine runs again, its memory, processes and
+	// devices as they were. The rest of the Spec must describe the same
+	// machine as when it was suspended (VCPUs, MemoryBytes, Kernel, Initrd,
+	// the same Disks in the same order, TAP); the disks must be the same
+	// files, unchanged since. The file may be removed once Start returns.
+	Incoming string
 }
 
 // Handle is what the daemon records in its store about a running machine,
@@ -58,8 +66,9 @@ type Backend interface {
 	// Check reports, in one sentence that names the fix, why this host cannot
 	// run the backend; nil when it can.
 	Check() error
-	// Start boots a machine. The machine outlives ctx; ctx bounds only the
-	// start itself.
+	// Start boots a machine, or restores it when spec.Incoming is set
+	// (ErrUnsupported from backends that cannot). The machine outlives ctx;
+	// ctx bounds only the start itself.
 	Start(ctx context.Context, spec Spec) (Machine, error)
 	// Attach re-adopts a machine started by an earlier daemon.
 	Attach(ctx context.Context, h Handle) (Machine, error)
@@ -78,4 +87,12 @@ type Machine interface {
 	Shutdown(ctx context.Context) error
 	Pause(ctx context.Context) error
 	Resume(ctx context.Context) error
+	// Suspend saves the machine's memory and device state to statePath
+	// (created, or replaced, only once complete), after which the VM
+	// process exits, freeing its memory, and Done closes. Connections from
+	// DialAgent are closed first, and new ones refused while it runs.
+	// Spec.Incoming brings the machine back, running. When Suspend fails
+	// the machine is left running (or paused, as it was). Backends that
+	// cannot return ErrUnsupported.
+	Suspend(ctx context.Context, statePath string) error
 }

@@ -109,3 +109,16 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, stats)
 }
+
+func (s *Server) suspend(w http.ResponseWriter, r *http.Request) {
+	s.lifecycle(w, r, s.vms.Suspend(r.Context(), r.PathValue("hostname")), "suspended")
+}
+
+func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
+	opt, err := waitOptions(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.lifecycle(w, r, s.vms.Restore(r.Context(), r.PathValue("hostname"), opt), "restored")
+}

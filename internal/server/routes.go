@@ -25,6 +25,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /vm/{hostname}/resume", s.resume)
 	mux.HandleFunc("POST /vm/{hostname}/shutdown", s.shutdownVM)
 	mux.HandleFunc("POST /vm/{hostname}/relaunch", s.relaunch)
+	mux.HandleFunc("POST /vm/{hostname}/suspend", s.suspend)
+	mux.HandleFunc("POST /vm/{hostname}/restore", s.restore)
 
 	mux.HandleFunc("POST /vm/{hostname}/exec", s.exec)
 	mux.HandleFunc("GET /vm/{hostname}/health", s.health) // HEAD: readiness, no body

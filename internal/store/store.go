@@ -45,6 +45,8 @@ const (
 	StateRunning  = "running"
 	StatePaused   = "paused"
 	StateStopped  = "stopped"
+	// StateSuspended: memory and device state saved to disk, no process.
+	StateSuspended = "suspended"
 )
 
 // VM is the persistent record of one VM.

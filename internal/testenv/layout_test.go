@@ -12,8 +12,8 @@ const module = "github.com/openslicer/openslicer"
 type pkg struct {
 	ImportPath string
 	Doc        string
+	Imports    []string
 	Deps       []string
-	Standard   bool
 }
 
 // listPackages returns every package of the module with its transitive
@@ -89,4 +89,29 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestThirdPartyImports keeps the public packages and the guest agent small:
+// the outside modules each may import directly.
+func TestThirdPartyImports(t *testing.T) {
+	allowed := map[string][]string{
+		"api":              {},
+		"client":           {},
+		"internal/cli":     {"github.com/spf13/cobra", "golang.org/x/sys/unix"},
+		"internal/agent":   {"github.com/hashicorp/yamux", "golang.org/x/sys/unix"},
+		"cmd/slicer-agent": {},
+	}
+	for _, p := range listPackages(t) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
+		ok, fenced := allowed[rel]
+		if !fenced {
+			continue
+		}
+		for _, imp := range p.Imports {
+			thirdParty := strings.Contains(strings.Split(imp, "/")[0], ".") && !strings.HasPrefix(imp, module+"/")
+			if thirdParty && !contains(ok, imp) {
+				t.Errorf("%s imports %s; its outside imports are limited to %v", rel, imp, ok)
+			}
+		}
+	}
 }

@@ -60,7 +60,7 @@ func (m *Manager) create(ctx context.Context, g config.HostGroup, req api.Create
 	defer close(in.created)
 	log := m.log.With("vm", in.rec.Hostname, "group", g.Name)
 
-	if err := m.boot(ctx, log, g, in, true, &undo); err != nil {
+	if err := m.start(ctx, log, g, in, true, "", &undo); err != nil {
 		return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
 	}
 	if err := m.wait(ctx, in, opt); err != nil {
@@ -167,9 +167,10 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus i
 	return in, nil
 }
 
-// boot starts the machine of in, first cloning its disk when fresh (a
-// relaunch boots the disk it has).
-func (m *Manager) boot(ctx context.Context, log *slog.Logger, g config.HostGroup, in *instance, fresh bool, undo *undoStack) error {
+// start starts the machine of in: first cloning its disk when fresh (a
+// relaunch boots the disk it has), restored from the state file incoming
+// when that is set.
+func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGroup, in *instance, fresh bool, incoming string, undo *undoStack) error {
 	img, err := m.opt.Images.Resolve(ctx, m.opt.Config.Image)
 	if err != nil {
 		return fmt.Errorf("resolve image %q: %w", m.opt.Config.Image, err)
@@ -203,7 +204,7 @@ func (m *Manager) boot(ctx context.Context, log *slog.Logger, g config.HostGroup
 		ID: rec.RunDir, Name: rec.Hostname, VCPUs: rec.CPUs, MemoryBytes: rec.RamBytes,
 		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: KernelCmdline(rec.Hostname),
 		Disks:  []hypervisor.Disk{{Path: rec.Disk, Format: "raw"}},
-		RunDir: rec.RunDir, ConsoleLog: m.logPath(rec.Hostname),
+		RunDir: rec.RunDir, ConsoleLog: m.logPath(rec.Hostname), Incoming: incoming,
 	}
 	if m.opt.Config.KernelFile != "" {
 		spec.Kernel = m.opt.Config.KernelFile

@@ -73,7 +73,7 @@ func (m *Manager) teardown(ctx context.Context, in *instance) error {
 			errs = append(errs, fmt.Errorf("kill machine: %w", err))
 		}
 	}
-	errs = append(errs, removeFile(rec.Disk), os.RemoveAll(rec.RunDir), m.opt.Store.Delete(rec.Hostname))
+	errs = append(errs, removeFile(rec.Disk), removeFile(m.statePath(rec.Hostname)), os.RemoveAll(rec.RunDir), m.opt.Store.Delete(rec.Hostname))
 	m.mu.Lock()
 	delete(m.vms, rec.Hostname)
 	m.mu.Unlock()
@@ -101,8 +101,8 @@ func (m *Manager) watch(in *instance) {
 		in.mu.Lock()
 		removed, rec := in.removed, in.rec
 		in.mu.Unlock()
-		if removed {
-			return // deleted or detached by the daemon
+		if removed || rec.State == store.StateSuspended {
+			return // deleted, detached, or suspended by the daemon
 		}
 		log := m.log.With("vm", rec.Hostname)
 		if !rec.Persistent {
@@ -197,7 +197,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 		m.vms[rec.Hostname] = in
 		m.mu.Unlock()
 		if in.machine == nil {
-			if rec.State != store.StateStopped {
+			if rec.State != store.StateStopped && rec.State != store.StateSuspended {
 				in.rec.State = store.StateStopped
 				errs = append(errs, m.opt.Store.Put(in.rec))
 			}

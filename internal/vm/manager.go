@@ -216,6 +216,8 @@ func displayStatus(state string) string {
 		return api.StatusPaused
 	case store.StateStopped:
 		return api.StatusStopped
+	case store.StateSuspended:
+		return "Suspended"
 	default:
 		return "Creating"
 	}

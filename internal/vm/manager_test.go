@@ -14,6 +14,7 @@ import (
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/config"
+	"github.com/openslicer/openslicer/internal/hypervisor"
 	"github.com/openslicer/openslicer/internal/hypervisor/hypervisortest"
 	"github.com/openslicer/openslicer/internal/store"
 )
@@ -312,5 +313,55 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestSuspendRestore(t *testing.T) {
+	e := newEnv(t, &hypervisortest.Fake{})
+	ctx := context.Background()
+	if _, err := e.m.Create(ctx, "sbox", api.CreateNodeRequest{}, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Restore(ctx, "sbox-1", CreateOptions{}); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("Restore of a running vm = %v, want ErrConflict", err)
+	}
+	if err := e.m.Suspend(ctx, "sbox-1"); err != nil {
+		t.Fatalf("Suspend: %v", err)
+	}
+	// The machine's exit is a suspend: the ephemeral VM is not reaped.
+	time.Sleep(50 * time.Millisecond)
+	nodes, _ := e.m.List(Filter{})
+	if len(nodes) != 1 || nodes[0].Status != "Suspended" || len(e.fake.Running()) != 0 {
+		t.Fatalf("after Suspend: %+v, %d machines running", nodes, len(e.fake.Running()))
+	}
+	if _, err := e.m.Exec(ctx, "sbox-1", &api.ExecRequest{Command: "true"}, nil); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("Exec while suspended = %v, want ErrConflict", err)
+	}
+	if err := e.m.Restore(ctx, "sbox-1", CreateOptions{}); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if r := e.fake.Running(); len(r) != 1 || r[0].Spec.Incoming == "" {
+		t.Fatalf("Restore did not start a machine from the state file")
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "disks", "sbox-1.state")); !os.IsNotExist(err) {
+		t.Errorf("state file kept after restore: %v", err)
+	}
+	if _, err := e.m.Delete(ctx, "sbox", "sbox-1"); err != nil {
+		t.Fatal(err)
+	}
+	e.assertEmpty(t)
+}
+
+func TestSuspendUnsupported(t *testing.T) {
+	e := newEnv(t, &hypervisortest.Fake{SuspendErr: hypervisor.ErrUnsupported})
+	ctx := context.Background()
+	if _, err := e.m.Create(ctx, "sbox", api.CreateNodeRequest{}, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Suspend(ctx, "sbox-1"); !errors.Is(err, api.ErrNotImplemented) {
+		t.Fatalf("Suspend on a backend that cannot = %v, want ErrNotImplemented", err)
+	}
+	if n, _ := e.m.List(Filter{}); n[0].Status != api.StatusRunning {
+		t.Fatalf("after a failed suspend the vm is %s, want Running", n[0].Status)
 	}
 }

@@ -11,19 +11,30 @@ import (
 // Relaunch boots a stopped persistent VM again from its disk. A VM that is
 // not stopped is ErrConflict.
 func (m *Manager) Relaunch(ctx context.Context, hostname string, opt CreateOptions) (api.CreateNodeResponse, error) {
-	in, err := m.get(hostname)
+	in, err := m.restart(ctx, hostname, "relaunch", store.StateStopped, "", opt)
 	if err != nil {
 		return api.CreateNodeResponse{}, err
+	}
+	return in.createResponse(), nil
+}
+
+// restart starts the machine of an existing VM that is in state from: its
+// disk as it is (a relaunch), or restored from a state file when incoming is
+// set. While it starts the VM is "creating", so a delete aborts it; if it
+// fails the VM is left in state from.
+func (m *Manager) restart(ctx context.Context, hostname, verb, from, incoming string, opt CreateOptions) (*instance, error) {
+	in, err := m.get(hostname)
+	if err != nil {
+		return nil, err
 	}
 	ctx, abort := context.WithCancel(ctx)
 	defer abort()
 	in.mu.Lock()
-	if in.rec.State != store.StateStopped || in.removed {
+	if in.rec.State != from || in.removed {
 		state := displayStatus(in.rec.State)
 		in.mu.Unlock()
-		return api.CreateNodeResponse{}, fmt.Errorf("relaunch vm %q: it is %s: %w", hostname, state, api.ErrConflict)
+		return nil, fmt.Errorf("%s vm %q: it is %s: %w", verb, hostname, state, api.ErrConflict)
 	}
-	// While it boots the VM is "creating": a delete aborts the relaunch.
 	in.rec.State, in.created, in.abort = store.StateCreating, make(chan struct{}), abort
 	g := m.groups[in.rec.Group]
 	in.mu.Unlock()
@@ -31,25 +42,25 @@ func (m *Manager) Relaunch(ctx context.Context, hostname string, opt CreateOptio
 
 	log := m.log.With("vm", hostname, "group", g.Name)
 	var undo undoStack
-	err = m.boot(ctx, log, g, in, false, &undo)
+	err = m.start(ctx, log, g, in, false, incoming, &undo)
 	if err == nil {
 		err = m.wait(ctx, in, opt)
 	}
 	if err != nil {
 		err = m.fail(ctx, log, &undo, err)
 		in.mu.Lock()
-		in.machine, in.agent, in.rec.State = nil, nil, store.StateStopped
+		in.machine, in.agent, in.rec.State = nil, nil, from
 		rec := in.rec
 		in.mu.Unlock()
 		if perr := m.opt.Store.Put(rec); perr != nil {
-			log.Error("record stopped vm", "err", perr)
+			log.Error("record vm state", "state", from, "err", perr)
 		}
-		return api.CreateNodeResponse{}, err
+		return nil, err
 	}
 	undo.release()
 	m.watch(in)
-	log.Info("vm relaunched")
-	return in.createResponse(), nil
+	log.Info("vm started again", "op", verb)
+	return in, nil
 }
 
 // EnsureCount brings every host group up to its config count: VMs declared

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 
 	"github.com/openslicer/openslicer/api"
@@ -19,6 +20,9 @@ import (
 type Fake struct {
 	// StartErr, when set, makes Start fail.
 	StartErr error
+	// SuspendErr, when set, makes Suspend fail with it, e.g.
+	// hypervisor.ErrUnsupported for a backend that cannot suspend.
+	SuspendErr error
 	// Agent serves the guest side of each agent connection; nil leaves
 	// connections unanswered, like a guest that never boots.
 	Agent func(conn net.Conn)
@@ -38,6 +42,11 @@ func (f *Fake) Check() error { return nil }
 func (f *Fake) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Machine, error) {
 	if f.StartErr != nil {
 		return nil, f.StartErr
+	}
+	if spec.Incoming != "" {
+		if _, err := os.ReadFile(spec.Incoming); err != nil {
+			return nil, fmt.Errorf("restore from state file: %w", err)
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -127,6 +136,22 @@ func (m *Machine) Pause(ctx context.Context) error { return m.setPaused(true) }
 
 // Resume implements hypervisor.Machine.
 func (m *Machine) Resume(ctx context.Context) error { return m.setPaused(false) }
+
+// Suspend implements hypervisor.Machine: it writes a small state file
+// (the machine's name) and exits the machine.
+func (m *Machine) Suspend(ctx context.Context, statePath string) error {
+	if err := m.fake.SuspendErr; err != nil {
+		return err
+	}
+	if m.exited() {
+		return fmt.Errorf("suspend: machine exited: %w", api.ErrConflict)
+	}
+	if err := os.WriteFile(statePath, []byte(m.Spec.Name+"\n"), 0o600); err != nil {
+		return fmt.Errorf("suspend: %w", err)
+	}
+	m.Exit()
+	return nil
+}
 
 func (m *Machine) setPaused(p bool) error {
 	m.mu.Lock()

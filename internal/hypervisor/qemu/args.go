@@ -22,6 +22,11 @@ const (
 	// agentPortName is the virtio-serial port name the guest agent looks
 	// for under /sys/class/virtio-ports/*/name.
 	agentPortName = "slicer.agent"
+	// agentPortID is the port's device id, which QEMU names in the
+	// VSERPORT_CHANGE events it sends when the guest opens or closes it.
+	agentPortID = "agentport"
+	// agentChardevID is the id of the agent port's socket chardev.
+	agentChardevID = "agent"
 )
 
 const (
@@ -63,7 +68,9 @@ func (a Accel) String() string {
 // the machine is set up, writing its pid to RunDir/qemu.pid; the guest
 // agent's channel is a virtio-serial port named "slicer.agent" behind
 // RunDir/agent.sock, and QMP listens on RunDir/qmp.sock. A guest reboot
-// ends the process (-no-reboot).
+// ends the process (-no-reboot). With spec.Incoming the machine loads that
+// state file (-incoming) instead of running the kernel; the rest of the
+// command line is the same, as QEMU requires of a migration target.
 func Args(spec hypervisor.Spec, accel Accel) ([]string, error) {
 	if err := validate(spec); err != nil {
 		return nil, err
@@ -105,8 +112,8 @@ func Args(spec hypervisor.Spec, accel Accel) ([]string, error) {
 	// many disks follow; the agent should still find it by name.
 	args = append(args,
 		"-device", "virtio-serial-device",
-		"-chardev", "socket,id=agent,server=on,wait=off,path="+optValue(filepath.Join(spec.RunDir, agentSocket)),
-		"-device", "virtserialport,chardev=agent,name="+agentPortName,
+		"-chardev", "socket,id="+agentChardevID+",server=on,wait=off,path="+optValue(filepath.Join(spec.RunDir, agentSocket)),
+		"-device", "virtserialport,chardev="+agentChardevID+",name="+agentPortName+",id="+agentPortID,
 	)
 	for i, d := range spec.Disks {
 		args = append(args, diskArgs(i, d)...)
@@ -124,6 +131,12 @@ func Args(spec hypervisor.Spec, accel Accel) ([]string, error) {
 			"-netdev", "tap,id=net0,script=no,downscript=no,ifname="+optValue(spec.TAP),
 			"-device", nic,
 		)
+	}
+	if spec.Incoming != "" {
+		// QEMU runs an exec: migration command with /bin/sh -c. Reading
+		// through cat rather than handing QEMU the file keeps Args pure;
+		// the value is one string, not an option list, so commas stay.
+		args = append(args, "-incoming", "exec:cat "+shellQuote(spec.Incoming))
 	}
 	args = append(args,
 		"-qmp", "unix:"+optValue(filepath.Join(spec.RunDir, qmpSocket))+",server=on,wait=off",
@@ -166,6 +179,13 @@ func kernelCmdline(cmdline string, accel Accel) string {
 	return cmdline + " " + hint
 }
 
+// shellQuote quotes s as one word for a POSIX shell: s in single quotes,
+// where each single quote of s closes the quoting, is escaped with a
+// backslash and reopens it.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
 // optValue escapes a value for QEMU's comma-separated option syntax, where
 // a literal comma is written twice.
 func optValue(s string) string {
@@ -203,6 +223,9 @@ func validate(spec hypervisor.Spec) error {
 		if d.Format != "" && d.Format != "raw" && d.Format != "qcow2" {
 			bad("disk %d format %q is not raw or qcow2", i, d.Format)
 		}
+	}
+	if spec.Incoming != "" && !filepath.IsAbs(spec.Incoming) {
+		bad("incoming state file %q is not an absolute path", spec.Incoming)
 	}
 	if spec.TAP != "" && len(spec.TAP) > maxIfName {
 		bad("tap name %q is longer than %d bytes", spec.TAP, maxIfName)

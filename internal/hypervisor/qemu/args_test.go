@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"errors"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -35,6 +36,9 @@ func TestArgsFull(t *testing.T) {
 		{Path: "/d/seed.img", ReadOnly: true},
 	}
 	kvm.TAP, kvm.MAC = "tap-vm1", "52:54:00:12:34:56"
+	// A restore is the same command line plus -incoming.
+	restore := baseSpec()
+	restore.Incoming = "/var/lib/slicer/sbox-1.state"
 
 	tests := []struct {
 		name  string
@@ -58,7 +62,7 @@ func TestArgsFull(t *testing.T) {
 			"-serial", "chardev:con0",
 			"-device", "virtio-serial-device",
 			"-chardev", "socket,id=agent,server=on,wait=off,path=/run/slicer/vm-1/agent.sock",
-			"-device", "virtserialport,chardev=agent,name=slicer.agent",
+			"-device", "virtserialport,chardev=agent,name=slicer.agent,id=agentport",
 			"-drive", "if=none,id=disk0,format=raw,cache=writeback,aio=threads,discard=unmap,file=/d/root.img",
 			"-device", "virtio-blk-device,drive=disk0",
 			"-object", "rng-random,id=rng0,filename=/dev/urandom",
@@ -83,7 +87,7 @@ func TestArgsFull(t *testing.T) {
 			"-serial", "chardev:con0",
 			"-device", "virtio-serial-device",
 			"-chardev", "socket,id=agent,server=on,wait=off,path=/run/slicer/vm-1/agent.sock",
-			"-device", "virtserialport,chardev=agent,name=slicer.agent",
+			"-device", "virtserialport,chardev=agent,name=slicer.agent,id=agentport",
 			"-drive", "if=none,id=disk0,format=qcow2,cache=writeback,aio=threads,discard=unmap,file=/d/root.qcow2",
 			"-device", "virtio-blk-device,drive=disk0",
 			"-drive", "if=none,id=disk1,format=raw,cache=writeback,aio=threads,readonly=on,file=/d/seed.img",
@@ -92,6 +96,33 @@ func TestArgsFull(t *testing.T) {
 			"-device", "virtio-rng-device,rng=rng0",
 			"-netdev", "tap,id=net0,script=no,downscript=no,ifname=tap-vm1",
 			"-device", "virtio-net-device,netdev=net0,mac=52:54:00:12:34:56",
+			"-qmp", "unix:/run/slicer/vm-1/qmp.sock,server=on,wait=off",
+			"-pidfile", "/run/slicer/vm-1/qemu.pid",
+			"-daemonize",
+		},
+	}, {
+		name:  "restore from a state file",
+		spec:  restore,
+		accel: Accel{TSCkHz: 2096035},
+		want: []string{
+			"-name", "guest=sbox-1",
+			"-M", "microvm,acpi=on",
+			"-accel", "tcg,thread=multi", "-cpu", "max",
+			"-m", "512", "-smp", "2",
+			"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+			"-kernel", "/k/vmlinuz",
+			"-initrd", "/k/initrd.img",
+			"-append", "console=ttyS0 quiet tsc_early_khz=2096035",
+			"-chardev", "file,id=con0,append=on,path=/var/log/slicer/sbox-1.txt",
+			"-serial", "chardev:con0",
+			"-device", "virtio-serial-device",
+			"-chardev", "socket,id=agent,server=on,wait=off,path=/run/slicer/vm-1/agent.sock",
+			"-device", "virtserialport,chardev=agent,name=slicer.agent,id=agentport",
+			"-drive", "if=none,id=disk0,format=raw,cache=writeback,aio=threads,discard=unmap,file=/d/root.img",
+			"-device", "virtio-blk-device,drive=disk0",
+			"-object", "rng-random,id=rng0,filename=/dev/urandom",
+			"-device", "virtio-rng-device,rng=rng0",
+			"-incoming", "exec:cat '/var/lib/slicer/sbox-1.state'",
 			"-qmp", "unix:/run/slicer/vm-1/qmp.sock,server=on,wait=off",
 			"-pidfile", "/run/slicer/vm-1/qemu.pid",
 			"-daemonize",
@@ -163,6 +194,13 @@ func TestArgsOptions(t *testing.T) {
 		accel: Accel{TSCkHz: 2096035},
 		want:  [][2]string{{"-append", "tsc_early_khz=2096035"}},
 	}, {
+		name: "incoming path is shell-quoted, commas kept",
+		edit: func(s *hypervisor.Spec) { s.Incoming = "/st/it's a,b $(x).state" },
+		want: [][2]string{{"-incoming", `exec:cat '/st/it'\''s a,b $(x).state'`}},
+	}, {
+		name:   "no incoming means a cold boot",
+		absent: []string{"-incoming"},
+	}, {
 		name: "memory in MiB",
 		edit: func(s *hypervisor.Spec) { s.MemoryBytes = 64 << 20 },
 		want: [][2]string{{"-m", "64"}},
@@ -216,6 +254,7 @@ func TestArgsInvalid(t *testing.T) {
 		{"disk without path", func(s *hypervisor.Spec) { s.Disks = []hypervisor.Disk{{}} }, []string{"disk 0 has no path"}},
 		{"unknown disk format", func(s *hypervisor.Spec) { s.Disks[0].Format = "vmdk" }, []string{`disk 0 format "vmdk"`}},
 		{"long tap name", func(s *hypervisor.Spec) { s.TAP = "tap-0123456789abc" }, []string{"tap name"}},
+		{"relative incoming", func(s *hypervisor.Spec) { s.Incoming = "vm.state" }, []string{`incoming state file "vm.state" is not an absolute path`}},
 		{"bad mac", func(s *hypervisor.Spec) { s.TAP, s.MAC = "tap0", "5254.0012.3456" }, []string{`mac "5254.0012.3456"`}},
 		{"every problem at once", func(s *hypervisor.Spec) { s.VCPUs, s.Kernel = 0, "" }, []string{"vcpus", "kernel"}},
 	}
@@ -236,6 +275,32 @@ func TestArgsInvalid(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestShellQuote checks the quoting against a real shell: each string
+// must come back from sh unchanged, as one word.
+func TestShellQuote(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh in PATH")
+	}
+	for _, s := range []string{
+		"/plain/path.state",
+		"/with space/and\ttab",
+		"/it's/quoted'",
+		"''",
+		"/$(touch /nonexistent/x)/`id`/$HOME/*/;|&><",
+		"/new\nline",
+		"",
+	} {
+		out, err := exec.Command(sh, "-c", "printf '%s|' "+shellQuote(s)).Output()
+		if err != nil {
+			t.Fatalf("sh with %q: %v", shellQuote(s), err)
+		}
+		if got := string(out); got != s+"|" {
+			t.Errorf("sh turned %q (quoted %q) into %q", s, shellQuote(s), got)
+		}
 	}
 }
 

@@ -20,9 +20,14 @@ import (
 // errExited is returned by operations on a machine whose process is gone.
 var errExited = fmt.Errorf("qemu process has exited: %w", api.ErrConflict)
 
-// start launches qemu for runDir and adopts the daemonized process.
-// Whatever fails after qemu may exist kills every qemu of runDir.
-func (b *Backend) start(ctx context.Context, runDir string, args []string) (hypervisor.Machine, error) {
+// errSuspending is returned by DialAgent while the machine is suspending.
+var errSuspending = fmt.Errorf("machine is being suspended: %w", api.ErrConflict)
+
+// start launches qemu for runDir and adopts the daemonized process; with
+// restore, args load a state file (-incoming), and start waits for the load
+// and resumes the guest. Whatever fails after qemu may exist kills every
+// qemu of runDir.
+func (b *Backend) start(ctx context.Context, runDir string, args []string, restore bool) (hypervisor.Machine, error) {
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create run dir: %w", err)
 	}
@@ -50,7 +55,13 @@ func (b *Backend) start(ctx context.Context, runDir string, args []string) (hype
 		return fail(fmt.Errorf("qemu exited right after start-up (see the console log): %w", err))
 	}
 	h := hypervisor.Handle{Backend: b.Name(), PID: pid, RunDir: runDir}
-	return newMachine(h, fd, b.log()), nil
+	m := newMachine(h, fd, b.log())
+	if restore {
+		if err := m.awaitRestore(ctx); err != nil {
+			return fail(fmt.Errorf("restore: %w", err))
+		}
+	}
+	return m, nil
 }
 
 // attach adopts the running qemu of h.
@@ -80,6 +91,10 @@ type machine struct {
 	pidfd int // -1 once the process has exited
 
 	qmpMu sync.Mutex // one QMP session at a time
+
+	agentMu    sync.Mutex
+	agentConns map[*agentConn]struct{} // handed out by DialAgent, not closed
+	suspending bool                    // DialAgent refuses while set
 }
 
 var _ hypervisor.Machine = (*machine)(nil)
@@ -91,6 +106,8 @@ func newMachine(h hypervisor.Handle, pidfd int, log *slog.Logger) *machine {
 		log:    log.With("qemu_pid", h.PID, "run_dir", h.RunDir),
 		done:   make(chan struct{}),
 		pidfd:  pidfd,
+
+		agentConns: map[*agentConn]struct{}{},
 	}
 	go m.watch()
 	return m
@@ -127,7 +144,9 @@ func (m *machine) Handle() hypervisor.Handle { return m.handle }
 func (m *machine) Done() <-chan struct{} { return m.done }
 
 // DialAgent implements hypervisor.Machine. The socket takes one connection
-// at a time: a second dial waits until the first is closed.
+// at a time: a second dial waits until the first is closed. Suspend closes
+// the connections handed out (see detachAgent), and DialAgent refuses
+// while a Suspend runs.
 func (m *machine) DialAgent(ctx context.Context) (net.Conn, error) {
 	if m.exited() {
 		return nil, fmt.Errorf("dial agent: %w", errExited)
@@ -137,7 +156,31 @@ func (m *machine) DialAgent(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial agent: %w", err)
 	}
-	return conn, nil
+	m.agentMu.Lock()
+	defer m.agentMu.Unlock()
+	if m.suspending {
+		conn.Close()
+		return nil, fmt.Errorf("dial agent: %w", errSuspending)
+	}
+	c := &agentConn{Conn: conn, m: m}
+	m.agentConns[c] = struct{}{}
+	return c, nil
+}
+
+// agentConn is a connection handed out by DialAgent, tracked until closed.
+type agentConn struct {
+	net.Conn
+	m    *machine
+	once sync.Once
+}
+
+func (c *agentConn) Close() error {
+	c.once.Do(func() {
+		c.m.agentMu.Lock()
+		delete(c.m.agentConns, c)
+		c.m.agentMu.Unlock()
+	})
+	return c.Conn.Close()
 }
 
 // Kill implements hypervisor.Machine: SIGKILL through the pidfd, then wait

@@ -10,7 +10,7 @@ import (
 )
 
 // start needs pidfds, which only Linux has.
-func (b *Backend) start(ctx context.Context, runDir string, args []string) (hypervisor.Machine, error) {
+func (b *Backend) start(ctx context.Context, runDir string, args []string, restore bool) (hypervisor.Machine, error) {
 	return nil, fmt.Errorf("qemu machines run only on linux: %w", hypervisor.ErrUnsupported)
 }
 

@@ -13,10 +13,14 @@
 // through a pidfd, and a later daemon re-adopts it from the Handle (pid and
 // RunDir) with Attach. The process is recognized by its command line, which
 // names RunDir/qemu.pid, so a reused pid is never mistaken for a machine.
+//
+// Suspend and restore are a migration to and from a state file (see
+// suspend.go).
 package qemu
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -96,15 +100,22 @@ func DetectAccel() Accel {
 }
 
 // Start implements hypervisor.Backend. It returns once QEMU has set the
-// machine up and daemonized; the guest is then booting. The run directory
-// is created if missing. Start fails with api.ErrConflict when a qemu
-// process already runs in spec.RunDir.
+// machine up and daemonized; the guest is then booting. With
+// spec.Incoming it returns once the state is loaded and the guest runs
+// again. The run directory is created if missing. Start fails with
+// api.ErrConflict when a qemu process already runs in spec.RunDir, and
+// with api.ErrNotFound when the state file is missing.
 func (b *Backend) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Machine, error) {
 	args, err := Args(spec, b.Accel())
 	if err != nil {
 		return nil, err
 	}
-	m, err := b.start(ctx, spec.RunDir, args)
+	if spec.Incoming != "" {
+		if err := checkStateFile(spec.Incoming); err != nil {
+			return nil, fmt.Errorf("restore qemu machine %q: %w", spec.Name, err)
+		}
+	}
+	m, err := b.start(ctx, spec.RunDir, args, spec.Incoming != "")
 	if err != nil {
 		return nil, fmt.Errorf("start qemu machine %q: %w", spec.Name, err)
 	}
@@ -126,6 +137,22 @@ func (b *Backend) Attach(ctx context.Context, h hypervisor.Handle) (hypervisor.M
 		return nil, fmt.Errorf("attach qemu machine in %s: %w", h.RunDir, err)
 	}
 	return m, nil
+}
+
+// checkStateFile checks that path is a regular file, so that a missing
+// one is reported as such rather than as QEMU failing to load it.
+func checkStateFile(path string) error {
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("state file %s: %w", path, api.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("state file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: state file %s is not a regular file", api.ErrInvalid, path)
+	}
+	return nil
 }
 
 func (b *Backend) log() *slog.Logger {

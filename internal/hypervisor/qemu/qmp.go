@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -61,7 +62,7 @@ func (q *QMP) Close() error { return q.conn.Close() }
 func (q *QMP) Execute(ctx context.Context, cmd string, args any) (json.RawMessage, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	ret, err := q.execute(ctx, cmd, args)
+	ret, err := q.execute(ctx, cmd, args, nil)
 	if err != nil {
 		return nil, fmt.Errorf("qmp %s: %w", cmd, err)
 	}
@@ -83,7 +84,7 @@ func (q *QMP) handshake(ctx context.Context) error {
 	if greeting.QMP == nil {
 		return errors.New("peer sent no QMP greeting")
 	}
-	_, err = q.execute(ctx, "qmp_capabilities", nil)
+	_, err = q.execute(ctx, "qmp_capabilities", nil, nil)
 	return err
 }
 
@@ -92,10 +93,37 @@ type message struct {
 	Return json.RawMessage `json:"return"`
 	Error  *QMPError       `json:"error"`
 	Event  string          `json:"event"`
+	Data   json.RawMessage `json:"data"`
 	ID     json.RawMessage `json:"id"`
 }
 
-func (q *QMP) execute(ctx context.Context, cmd string, args any) (json.RawMessage, error) {
+// WaitEvent reads until QEMU sends an event called name whose data match
+// accepts (nil accepts any), and returns that data. Events are not
+// queued: those that arrive while a command runs are skipped, so wait only
+// for events that something done after the last command will cause. A
+// cancelled wait breaks the session, as any cancelled I/O does.
+func (q *QMP) WaitEvent(ctx context.Context, name string, match func(data json.RawMessage) bool) (json.RawMessage, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.broken != nil {
+		return nil, fmt.Errorf("qmp wait for %s: session broken by an earlier error: %w", name, q.broken)
+	}
+	release := q.bound(ctx)
+	defer release()
+	for {
+		var msg message
+		if err := q.dec.Decode(&msg); err != nil {
+			return nil, fmt.Errorf("qmp wait for %s: %w", name, q.ioError(ctx, err))
+		}
+		if msg.Event == name && (match == nil || match(msg.Data)) {
+			return msg.Data, nil
+		}
+	}
+}
+
+// execute sends one command, with oob as ancillary data when not nil, and
+// reads until its reply.
+func (q *QMP) execute(ctx context.Context, cmd string, args any, oob []byte) (json.RawMessage, error) {
 	if q.broken != nil {
 		return nil, fmt.Errorf("session broken by an earlier error: %w", q.broken)
 	}
@@ -112,7 +140,7 @@ func (q *QMP) execute(ctx context.Context, cmd string, args any) (json.RawMessag
 
 	release := q.bound(ctx)
 	defer release()
-	if _, err := q.conn.Write(append(req, '\n')); err != nil {
+	if err := q.write(append(req, '\n'), oob); err != nil {
 		return nil, q.ioError(ctx, err)
 	}
 	for {
@@ -135,6 +163,24 @@ func (q *QMP) execute(ctx context.Context, cmd string, args any) (json.RawMessag
 	}
 }
 
+// write sends b, and oob with it when not nil, which needs a unix socket.
+func (q *QMP) write(b, oob []byte) error {
+	if oob == nil {
+		_, err := q.conn.Write(b)
+		return err
+	}
+	uc, ok := q.conn.(*net.UnixConn)
+	if !ok {
+		return errors.New("passing a file descriptor needs a unix socket")
+	}
+	n, _, err := uc.WriteMsgUnix(b, oob, nil)
+	if err == nil && n < len(b) {
+		// The descriptor went with the first bytes; the rest follows.
+		_, err = uc.Write(b[n:])
+	}
+	return err
+}
+
 // bound makes I/O on the connection fail when ctx ends, until the
 // returned release is called.
 func (q *QMP) bound(ctx context.Context) (release func()) {
@@ -153,10 +199,13 @@ func (q *QMP) bound(ctx context.Context) (release func()) {
 }
 
 // ioError marks the session broken and reports ctx's error in place of
-// the timeout it caused.
+// the timeout it caused. The connection's deadline, set from ctx's, can
+// fire a moment before ctx itself is marked done.
 func (q *QMP) ioError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		err = ctx.Err()
+	} else if d, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(d) {
+		err = context.DeadlineExceeded
 	}
 	q.broken = err
 	return err

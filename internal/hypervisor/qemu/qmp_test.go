@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -72,6 +73,13 @@ func (f *fakeQMP) serve(conn net.Conn) {
 			enc.Encode(map[string]any{"return": map[string]any{"status": "running", "running": true}, "id": id})
 		case "echo":
 			enc.Encode(map[string]any{"return": req["arguments"], "id": id})
+		case "emit":
+			// The reply, then events, the last one the test waits for.
+			enc.Encode(map[string]any{"return": map[string]any{}, "id": id})
+			enc.Encode(map[string]any{"event": "RESUME"})
+			enc.Encode(map[string]any{"event": "VSERPORT_CHANGE", "data": map[string]any{"id": "other", "open": false}})
+			enc.Encode(map[string]any{"return": map[string]any{}, "id": "stray"})
+			enc.Encode(map[string]any{"event": "VSERPORT_CHANGE", "data": map[string]any{"id": "agentport", "open": false}})
 		case "hang":
 			// never answers
 		default:
@@ -182,5 +190,38 @@ func TestQMPNotQMP(t *testing.T) {
 	if q, err := DialQMP(context.Background(), path); err == nil {
 		q.Close()
 		t.Fatal("DialQMP to a server without a QMP greeting succeeded")
+	}
+}
+
+func TestQMPWaitEvent(t *testing.T) {
+	f := newFakeQMP(t)
+	ctx := context.Background()
+	q, err := DialQMP(ctx, f.path)
+	if err != nil {
+		t.Fatalf("DialQMP: %v", err)
+	}
+	defer q.Close()
+	if _, err := q.Execute(ctx, "emit", nil); err != nil {
+		t.Fatalf("Execute(emit): %v", err)
+	}
+	data, err := q.WaitEvent(ctx, "VSERPORT_CHANGE", func(data json.RawMessage) bool {
+		var ev struct{ ID string }
+		return json.Unmarshal(data, &ev) == nil && ev.ID == "agentport"
+	})
+	if err != nil {
+		t.Fatalf("WaitEvent: %v", err)
+	}
+	if string(data) != `{"id":"agentport","open":false}` {
+		t.Errorf("WaitEvent data = %s, want the agentport event's", data)
+	}
+	// The session still runs commands.
+	if _, err := q.Execute(ctx, "query-status", nil); err != nil {
+		t.Errorf("Execute after WaitEvent: %v", err)
+	}
+
+	tctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := q.WaitEvent(tctx, "NEVER", nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("WaitEvent for an event that never comes = %v, want context.DeadlineExceeded", err)
 	}
 }

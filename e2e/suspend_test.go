@@ -1,0 +1,46 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/client"
+	"github.com/openslicer/openslicer/internal/testenv"
+)
+
+// TestSuspendRestore: a suspended VM has no process; restored, its memory
+// (a file on tmpfs) and processes are as they were.
+func TestSuspendRestore(t *testing.T) {
+	testenv.RequireE2E(t)
+	t.Parallel()
+	d := startDaemon(t, "sr")
+	c, ctx := d.client, context.Background()
+	node, err := c.CreateNode(ctx, "sr", api.CreateNodeRequest{}, client.CreateOptions{Wait: "agent", Timeout: 3 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, root := node.Hostname, u32(0)
+	execIn(t, c, host, &api.ExecRequest{Command: "setsid sleep 6262 </dev/null >/dev/null 2>&1 & echo in-memory > /tmp/mem", Shell: "/bin/sh", UID: root}, nil)
+
+	if err := c.Suspend(ctx, host); err != nil {
+		t.Fatalf("Suspend: %v", err)
+	}
+	waitStatus(t, c, host, "Suspended")
+	if procs := qemuProcesses(d.dataDir); len(procs) != 0 {
+		t.Fatalf("suspended vm still has qemu processes %v", procs)
+	}
+	if err := c.Restore(ctx, host, "agent", 2*time.Minute); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	out, _, _ := execIn(t, c, host, &api.ExecRequest{Command: "cat /tmp/mem; ps", Shell: "/bin/sh", UID: root}, nil)
+	if !strings.HasPrefix(out, "in-memory\n") || !strings.Contains(out, "sleep 6262") {
+		t.Fatalf("after restore memory and processes are not intact:\n%s", out)
+	}
+	if _, err := c.DeleteNode(ctx, "sr", host); err != nil {
+		t.Fatal(err)
+	}
+	d.assertNothingLeft(t)
+}

@@ -1,0 +1,354 @@
+package qemu
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/openslicer/openslicer/api"
+)
+
+const (
+	// pollInterval spaces query-migrate and query-status polls.
+	pollInterval = 10 * time.Millisecond
+	// cleanupTimeout bounds undoing a failed save and killing a machine
+	// whose save completed but which did not quit, both of which run even
+	// when the caller's context has ended.
+	cleanupTimeout = 10 * time.Second
+	// exitGrace is how long a QMP error during restore waits to learn
+	// whether it was QEMU exiting.
+	exitGrace = time.Second
+	// agentDetachTimeout bounds the wait for the guest agent to close its
+	// channel before a save (see detachAgent); it usually takes tens of
+	// milliseconds.
+	agentDetachTimeout = 5 * time.Second
+)
+
+// Suspend implements hypervisor.Machine (see suspend.go for how).
+func (m *machine) Suspend(ctx context.Context, statePath string) error {
+	if err := m.suspend(ctx, statePath); err != nil {
+		return fmt.Errorf("suspend qemu pid %d to %s: %w", m.handle.PID, statePath, err)
+	}
+	return nil
+}
+
+func (m *machine) suspend(ctx context.Context, statePath string) error {
+	if !filepath.IsAbs(statePath) {
+		return fmt.Errorf("%w: state file path is not absolute", api.ErrInvalid)
+	}
+	if m.exited() {
+		return errExited
+	}
+	m.qmpMu.Lock()
+	defer m.qmpMu.Unlock()
+	saved := false
+	defer func() {
+		if !saved {
+			m.setSuspending(false)
+		}
+	}()
+	begin := time.Now()
+	var status string
+	err := m.session(ctx, func(q *QMP) error {
+		var err error
+		status, err = runState(ctx, q)
+		if err == nil {
+			err = canSuspend(status)
+		}
+		if err != nil {
+			return err
+		}
+		m.detachAgent(ctx, q, status == stateRunning)
+		return ctx.Err()
+	})
+	if err != nil {
+		return err
+	}
+	detached := time.Since(begin)
+
+	f, err := os.CreateTemp(filepath.Dir(statePath), "."+filepath.Base(statePath)+".partial-*")
+	if err != nil {
+		return fmt.Errorf("create state file: %w", err)
+	}
+	begin = time.Now()
+	err = m.session(ctx, func(q *QMP) error { return save(ctx, q, f) })
+	saveTook := time.Since(begin)
+	if err == nil {
+		err = commit(f, statePath)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		m.undoSave(ctx, status == stateRunning)
+		return err
+	}
+	saved = true
+	m.log.Info("machine state saved", "state_file", statePath, "detach_agent", detached.Round(time.Millisecond),
+		"save", saveTook.Round(time.Millisecond), "sync", (time.Since(begin) - saveTook).Round(time.Millisecond))
+	return m.exitAfterSave(ctx)
+}
+
+// session runs fn in a QMP session of its own. QEMU serves one QMP client
+// at a time, so sessions follow one another; the caller holds qmpMu.
+func (m *machine) session(ctx context.Context, fn func(q *QMP) error) error {
+	q, err := DialQMP(ctx, filepath.Join(m.handle.RunDir, qmpSocket))
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	return fn(q)
+}
+
+// detachAgent closes the agent connections DialAgent handed out, and
+// refuses new ones until the suspend is over. If the guest had its end of
+// the port open and can run, it then waits (at most agentDetachTimeout)
+// for the guest to close it, which the agent does when it sees the host
+// go away. Saved after that, the guest is waiting for a host rather than
+// inside a yamux session with one that no longer exists. The wait is for
+// QEMU's VSERPORT_CHANGE event, which QEMU sends at most once a second per
+// port: when the guest opened the port less than a second earlier (just
+// after a boot or a restore), the close is reported up to a second late,
+// merged with the reopen that follows it.
+//
+// Without this, the restored guest learns of the old host's departure
+// (QEMU tells it once its vCPUs run) at about the time the next host
+// connects, and the two notices can merge into none: the agent then keeps
+// serving its old session to the new host's new one, which mostly works,
+// by accident. A paused machine cannot react before its save; it gets
+// that behaviour.
+func (m *machine) detachAgent(ctx context.Context, q *QMP, running bool) {
+	m.agentMu.Lock()
+	m.suspending = true
+	conns := m.agentConns
+	m.agentConns = map[*agentConn]struct{}{}
+	m.agentMu.Unlock()
+	if len(conns) == 0 {
+		return
+	}
+	guestOpen := false
+	if ret, err := q.Execute(ctx, "query-chardev", nil); err != nil {
+		m.log.Warn("query agent channel", "err", err)
+	} else if guestOpen, err = agentPortOpen(ret); err != nil {
+		m.log.Warn("query agent channel", "err", err)
+	}
+	for c := range conns {
+		c.Conn.Close()
+	}
+	if !guestOpen || !running {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, agentDetachTimeout)
+	defer cancel()
+	_, err := q.WaitEvent(wctx, "VSERPORT_CHANGE", func(data json.RawMessage) bool {
+		var ev struct {
+			ID string `json:"id"`
+		}
+		return json.Unmarshal(data, &ev) == nil && ev.ID == agentPortID
+	})
+	if err != nil && ctx.Err() == nil {
+		m.log.Warn("guest agent did not close its channel before the save; after restore it may keep its old session", "err", err)
+	}
+}
+
+func (m *machine) setSuspending(v bool) {
+	m.agentMu.Lock()
+	m.suspending = v
+	m.agentMu.Unlock()
+}
+
+// save stops the vCPUs and has QEMU write the machine's state to f.
+func save(ctx context.Context, q *QMP, f *os.File) error {
+	if _, err := q.Execute(ctx, "stop", nil); err != nil {
+		return err
+	}
+	if _, err := q.Execute(ctx, "migrate-set-parameters", map[string]any{"max-bandwidth": saveBandwidth}); err != nil {
+		return err
+	}
+	if _, err := q.ExecuteFD(ctx, "getfd", map[string]string{"fdname": stateFDName}, int(f.Fd())); err != nil {
+		return err
+	}
+	if _, err := q.Execute(ctx, "migrate", map[string]string{"uri": "fd:" + stateFDName}); err != nil {
+		return err
+	}
+	for {
+		ret, err := q.Execute(ctx, "query-migrate", nil)
+		if err != nil {
+			return err
+		}
+		var st migrationStatus
+		if err := json.Unmarshal(ret, &st); err != nil {
+			return fmt.Errorf("decode query-migrate answer %s: %w", ret, err)
+		}
+		done, err := saveDone(st)
+		if err != nil || done {
+			return err
+		}
+		if err := sleep(ctx, pollInterval); err != nil {
+			return err
+		}
+	}
+}
+
+// commit makes the saved file durable and moves it to path.
+func commit(f *os.File, path string) error {
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync state file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close state file: %w", err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("move state file into place: %w", err)
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("sync state file's directory: %w", err)
+	}
+	defer dir.Close()
+	if err := dir.Sync(); err != nil {
+		return fmt.Errorf("sync state file's directory: %w", err)
+	}
+	return nil
+}
+
+// undoSave puts a machine whose save failed back as it was: the migration
+// cancelled, the descriptor dropped, the vCPUs running again if they were.
+// It runs even when ctx has ended. Failures are logged: the save's own
+// error is the one the caller needs.
+func (m *machine) undoSave(ctx context.Context, wasRunning bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	err := m.session(ctx, func(q *QMP) error {
+		if _, err := q.Execute(ctx, "migrate_cancel", nil); err != nil {
+			return err
+		}
+		// Fails harmlessly when migrate consumed the descriptor.
+		q.Execute(ctx, "closefd", map[string]string{"fdname": stateFDName})
+		// cont is refused while the migration is still being cancelled.
+		for {
+			ret, err := q.Execute(ctx, "query-migrate", nil)
+			if err != nil {
+				return err
+			}
+			var st migrationStatus
+			if json.Unmarshal(ret, &st) == nil && !migrating(st.Status) {
+				break
+			}
+			if err := sleep(ctx, pollInterval); err != nil {
+				return fmt.Errorf("migration still not cancelled: %w", err)
+			}
+		}
+		if !wasRunning {
+			return nil
+		}
+		_, err := q.Execute(ctx, "cont", nil)
+		return err
+	})
+	if err != nil {
+		m.log.Warn("undo failed save", "err", err)
+		return
+	}
+	m.log.Info("save failed; machine left as it was")
+}
+
+// exitAfterSave ends the process once its state is saved: quit, and
+// SIGKILL if it has not exited when ctx ends (or soon, if quit failed).
+// Nothing is lost by the kill: the state is on disk, and QEMU flushed the
+// disks when the save completed.
+func (m *machine) exitAfterSave(ctx context.Context) error {
+	err := m.session(ctx, func(q *QMP) error {
+		_, err := q.Execute(ctx, "quit", nil)
+		return err
+	})
+	var grace <-chan time.Time // nil: wait for ctx
+	if err != nil {
+		// QEMU may close the socket before its answer is read.
+		m.log.Debug("qmp quit", "err", err)
+		grace = time.After(exitGrace)
+	}
+	select {
+	case <-m.done:
+		return nil
+	case <-ctx.Done():
+	case <-grace:
+	}
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	return m.Kill(kctx)
+}
+
+// awaitRestore waits until QEMU has loaded the state file given with
+// -incoming, then resumes the guest.
+func (m *machine) awaitRestore(ctx context.Context) error {
+	m.qmpMu.Lock()
+	defer m.qmpMu.Unlock()
+	err := m.session(ctx, func(q *QMP) error {
+		for {
+			status, err := runState(ctx, q)
+			if err != nil {
+				return err
+			}
+			action, err := restoreStep(status)
+			switch {
+			case err != nil:
+				return err
+			case action == restoreDone:
+				return nil
+			case action == restoreResume:
+				if _, err := q.Execute(ctx, "cont", nil); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := sleep(ctx, pollInterval); err != nil {
+				return err
+			}
+		}
+	})
+	if err != nil && ctx.Err() == nil {
+		return m.restoreError(err)
+	}
+	return err
+}
+
+// restoreError explains an error during restore: QEMU exits when it
+// cannot load the state file, and says why on a stderr that daemonizing
+// sent to /dev/null.
+func (m *machine) restoreError(err error) error {
+	select {
+	case <-m.done:
+		return fmt.Errorf("qemu exited while loading the state file: it is damaged, or from a machine of another spec (%w)", err)
+	case <-time.After(exitGrace):
+		return err
+	}
+}
+
+// runState returns QEMU's run state (query-status).
+func runState(ctx context.Context, q *QMP) (string, error) {
+	ret, err := q.Execute(ctx, "query-status", nil)
+	if err != nil {
+		return "", err
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(ret, &st); err != nil {
+		return "", fmt.Errorf("decode query-status answer %s: %w", ret, err)
+	}
+	return st.Status, nil
+}
+
+// sleep waits for d, or returns ctx's error when it ends first.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,72 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/hypervisor"
+	"github.com/openslicer/openslicer/internal/store"
+)
+
+// statePath is where a suspended VM's memory and device state is kept.
+func (m *Manager) statePath(hostname string) string {
+	return filepath.Join(m.opt.DisksDir, hostname+".state")
+}
+
+// Suspend saves a running or paused VM's memory and device state to disk;
+// its VM process then exits and its memory is freed. Restore brings it
+// back. A backend that cannot is ErrNotImplemented (501).
+func (m *Manager) Suspend(ctx context.Context, hostname string) error {
+	in, err := m.get(hostname)
+	if err != nil {
+		return err
+	}
+	in.mu.Lock()
+	prev, machine := in.rec.State, in.machine
+	if (prev != store.StateRunning && prev != store.StatePaused) || machine == nil {
+		in.mu.Unlock()
+		return fmt.Errorf("suspend vm %q: it is %s: %w", hostname, displayStatus(prev), api.ErrConflict)
+	}
+	// Marked first, so that the watcher sees the machine's exit as a
+	// suspend and keeps the VM.
+	in.rec.State = store.StateSuspended
+	in.mu.Unlock()
+
+	if err := machine.Suspend(ctx, m.statePath(hostname)); err != nil {
+		in.mu.Lock()
+		in.rec.State = prev
+		in.mu.Unlock()
+		if errors.Is(err, hypervisor.ErrUnsupported) {
+			return fmt.Errorf("suspend vm %q: %w: %w", hostname, err, api.ErrNotImplemented)
+		}
+		return fmt.Errorf("suspend vm %q: %w", hostname, err)
+	}
+	<-machine.Done()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.machine = nil
+	if in.agent != nil {
+		in.agent.Close()
+		in.agent = nil
+	}
+	if in.endLife != nil {
+		in.endLife()
+	}
+	m.log.Info("vm suspended", "vm", hostname)
+	return m.opt.Store.Put(in.rec)
+}
+
+// Restore boots a suspended VM from its saved state, with its processes
+// and memory as they were.
+func (m *Manager) Restore(ctx context.Context, hostname string, opt CreateOptions) error {
+	if opt.Wait == WaitUserdata {
+		return fmt.Errorf("%w: restore waits only for the agent (wait=agent)", api.ErrInvalid)
+	}
+	if _, err := m.restart(ctx, hostname, "restore", store.StateSuspended, m.statePath(hostname), opt); err != nil {
+		return err
+	}
+	return removeFile(m.statePath(hostname))
+}
