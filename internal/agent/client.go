@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -114,16 +115,25 @@ func (c *Client) Stats(ctx context.Context) (*api.Snapshot, error) {
 // session with nothing else running gives the session up, so that a guest
 // which reopened its side, or a channel that lost bytes, gets a fresh one.
 func (c *Client) WaitReady(ctx context.Context) error {
+	// lastErr is the last failure that says something about the agent;
+	// the error of an attempt cut short by ctx itself says nothing.
+	var lastErr error
+	giveUp := func() error {
+		return fmt.Errorf("wait for agent: %w (last error: %v)", ctx.Err(), lastErr)
+	}
 	for {
 		actx, cancel := context.WithTimeout(ctx, c.readyAttempt)
 		_, err := c.Health(actx)
 		timedOut := actx.Err() != nil
 		cancel()
+		if err != nil && (lastErr == nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)) {
+			lastErr = err
+		}
 		switch {
 		case err == nil:
 			return nil
 		case ctx.Err() != nil:
-			return fmt.Errorf("wait for agent: %w (last error: %v)", ctx.Err(), err)
+			return giveUp()
 		case timedOut:
 			c.log.Debug("agent health probe timed out", "err", err)
 			c.dropIfIdle()
@@ -132,7 +142,7 @@ func (c *Client) WaitReady(ctx context.Context) error {
 		c.log.Debug("agent not ready", "err", err)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for agent: %w (last error: %v)", ctx.Err(), err)
+			return giveUp()
 		case <-time.After(retryDelay):
 		}
 	}
