@@ -70,7 +70,16 @@ func TestRestart(t *testing.T) {
 		t.Fatalf("CreateNode: %v", err)
 	}
 
-	d.stop() // ephemeral VMs go with the daemon
+	// POST /daemon/shutdown answers 202 and stops the daemon as SIGTERM
+	// does: ephemeral VMs go with it.
+	if err := d.client.ShutdownDaemon(ctx); err != nil {
+		t.Fatalf("ShutdownDaemon: %v", err)
+	}
+	if err := d.cmd.Wait(); err != nil {
+		t.Fatalf("daemon exited with %v after POST /daemon/shutdown", err)
+	}
+	d.cmd = nil
+	d.log.Close()
 	d.assertNothingLeft(t)
 	st, err := store.Open(filepath.Join(d.dataDir, ".slicer", "state.db"))
 	if err != nil {
