@@ -71,7 +71,7 @@ func run(boots, execs int, imageDir, agentBin string) error {
 	if _, err := os.Stat("/dev/kvm"); err == nil {
 		accel = "KVM"
 	}
-	fmt.Printf("machine: %s/%s, %d CPUs, %s, QEMU microvm, 1 vCPU guest... see docs/benchmarks.md\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), accel)
+	fmt.Printf("host: %s/%s, %d CPUs, %s; guest: QEMU microvm, 1 vCPU, 256 MiB, min image\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), accel)
 	fmt.Printf("%-44s %6s %10s %10s\n", "measure", "n", "median", "p95")
 	row := func(name string, d []time.Duration) {
 		fmt.Printf("%-44s %6d %10s %10s\n", name, len(d), ms(median(d)), ms(p95(d)))
