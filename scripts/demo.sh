@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 slicer=./bin/slicer
 data=$(mktemp -d /tmp/slicer-demo.XXXXXX)
-port=${SLICER_DEMO_PORT:-18080}
+port=8080
 images=${SLICER_IMAGE_DIR:-/var/lib/slicer/images}
 pid=
 
@@ -18,27 +18,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The embedded default listens on 127.0.0.1:8080; the demo uses its own
-# port through a one-group config identical to the default otherwise.
-cat >"$data/demo.yaml" <<YAML
-config:
-  host_groups:
-  - name: sandbox
-    count: 0
-    vcpu: 2
-    ram_gb: 2
-    storage: image
-    storage_size: 4G
-  image: min
-  hypervisor: qemu
-  graceful_shutdown: false
-  api:
-    port: $port
-    bind_address: "127.0.0.1"
-YAML
-
 echo "== starting the daemon (first start builds the min image from Debian packages)"
-"$slicer" up "$data/demo.yaml" --data-dir "$data" --image-dir "$images" 2>"$data/daemon.log" &
+# No config file: the embedded default (one sandbox group, count 0, the min
+# image, API on 127.0.0.1:8080 with a token). --data-dir keeps its files here.
+"$slicer" up --data-dir "$data" --image-dir "$images" 2>"$data/daemon.log" &
 pid=$!
 for _ in $(seq 1 600); do
   curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
