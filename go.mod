@@ -3,6 +3,7 @@ module github.com/openslicer/openslicer
 go 1.26.8
 
 require (
+	github.com/coder/websocket v1.8.14
 	github.com/google/go-cmp v0.7.0
 	github.com/google/nftables v0.3.0
 	github.com/hashicorp/yamux v0.1.2

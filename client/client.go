@@ -211,17 +211,20 @@ func escapePath(segs ...string) (string, error) {
 // the response when its status is 2xx. Any other status is returned as an
 // *api.Error and the body is closed.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body io.Reader, contentType string) (*http.Response, error) {
-	base, hc, err := c.setup()
+	var hdr http.Header
+	if contentType != "" {
+		hdr = http.Header{"Content-Type": {contentType}}
+	}
+	return c.doHeader(ctx, method, path, q, body, hdr)
+}
+
+// doHeader is do with any request headers.
+func (c *Client) doHeader(ctx context.Context, method, path string, q url.Values, body io.Reader, hdr http.Header) (*http.Response, error) {
+	u, hc, err := c.endpoint(path, q)
 	if err != nil {
 		return nil, err
 	}
-	u := *base
-	escaped := strings.TrimSuffix(base.EscapedPath(), "/") + path
-	if u.Path, err = url.PathUnescape(escaped); err != nil {
-		return nil, fmt.Errorf("%w: request path %q: %v", api.ErrInvalid, escaped, err)
-	}
-	u.RawPath = escaped
-	u.RawQuery = q.Encode()
+	escaped := u.RawPath
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
 		return nil, fmt.Errorf("build %s %s request: %w", method, path, err)
@@ -232,8 +235,8 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if c.UserAgent != "" {
 		req.Header.Set("User-Agent", c.UserAgent)
 	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+	for k, v := range hdr {
+		req.Header[http.CanonicalHeaderKey(k)] = v
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -244,6 +247,35 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		return nil, responseError(method, escaped, resp)
 	}
 	return resp, nil
+}
+
+// endpoint returns the URL of an escaped path under the base URL, with the
+// query q, and the HTTP client to reach it.
+func (c *Client) endpoint(path string, q url.Values) (*url.URL, *http.Client, error) {
+	base, hc, err := c.setup()
+	if err != nil {
+		return nil, nil, err
+	}
+	u := *base
+	escaped := strings.TrimSuffix(base.EscapedPath(), "/") + path
+	if u.Path, err = url.PathUnescape(escaped); err != nil {
+		return nil, nil, fmt.Errorf("%w: request path %q: %v", api.ErrInvalid, escaped, err)
+	}
+	u.RawPath = escaped
+	u.RawQuery = q.Encode()
+	return &u, hc, nil
+}
+
+// authHeader returns the Authorization and User-Agent headers of c.
+func (c *Client) authHeader() http.Header {
+	h := http.Header{}
+	if c.Token != "" {
+		h.Set("Authorization", "Bearer "+c.Token)
+	}
+	if c.UserAgent != "" {
+		h.Set("User-Agent", c.UserAgent)
+	}
+	return h
 }
 
 // responseError turns a non-2xx response into an *api.Error, taking the

@@ -88,6 +88,7 @@ type ExecStream struct {
 	r      *bufio.Reader
 	done   bool
 	legacy bool // frames without a type: the stream's end is its EOF
+	eofEnd bool // a log replay: EOF is a normal end, exit frame or not
 }
 
 // Next returns the next frame as sent. After the final frame (an exit or
@@ -113,7 +114,7 @@ func (s *ExecStream) Next() (*api.ExecFrame, error) {
 		}
 		if err != nil { // EOF with nothing left
 			s.done = true
-			if s.legacy {
+			if s.legacy || s.eofEnd {
 				return nil, io.EOF
 			}
 			return nil, fmt.Errorf("exec stream ended before the exit frame: %w", io.ErrUnexpectedEOF)
@@ -179,6 +180,9 @@ func framePayload(f *api.ExecFrame) (stdout, stderr []byte, err error) {
 		errOut = firstNonEmpty(f.Stderr, f.Data)
 	case "":
 		out, errOut = f.Stdout, f.Stderr
+		if f.ID != 0 && out == "" && errOut == "" {
+			out = f.Data // an untyped background log frame
+		}
 	default: // started, exit, gap: no output
 		return nil, nil, nil
 	}

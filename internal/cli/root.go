@@ -73,7 +73,13 @@ func newRoot(g *globals) *cobra.Command {
 	ls.Short = "List VMs (same as vm list)"
 	addConnFlags(ls, &g.conn)
 
-	root.AddCommand(newVMCmd(g), ls, newInfoCmd(g, nil))
+	root.AddCommand(newVMCmd(g), ls, newInfoCmd(g, nil), newSecretCmd(g))
+	// Shortcuts: slicer cp, slicer shell and slicer bg are the vm commands.
+	for _, sc := range []*cobra.Command{newCpCmd(g, nil), newShellCmd(g), newBgCmd(g)} {
+		sc.Short += " (same as vm " + sc.Name() + ")"
+		addConnFlags(sc, &g.conn)
+		root.AddCommand(sc)
+	}
 	return root
 }
 
@@ -97,6 +103,10 @@ func newVMCmd(g *globals) *cobra.Command {
 		newHealthCmd(g, nil),
 		newTopCmd(g),
 		newTagCmd(g),
+		newCpCmd(g, nil),
+		newBgCmd(g),
+		newShellCmd(g),
+		newForwardCmd(g),
 	)
 	cmd.AddCommand(newLifecycleCmds(g)...)
 	return cmd

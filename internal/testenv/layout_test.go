@@ -96,7 +96,7 @@ func contains(list []string, s string) bool {
 func TestThirdPartyImports(t *testing.T) {
 	allowed := map[string][]string{
 		"api":              {},
-		"client":           {},
+		"client":           {"github.com/coder/websocket"},
 		"internal/cli":     {"github.com/spf13/cobra", "golang.org/x/sys/unix"},
 		"internal/agent":   {"github.com/hashicorp/yamux", "golang.org/x/sys/unix"},
 		"cmd/slicer-agent": {},
