@@ -13,6 +13,7 @@ type Paths struct {
 	Logs    string // <hostname>.txt serial consoles
 	Images  string // built images cache
 	Token   string // API bearer token
+	Secrets string // host-side secret store
 }
 
 // ResolvePaths returns the daemon's paths. With dataDir empty they are
@@ -29,6 +30,7 @@ func ResolvePaths(dataDir, cwd string) Paths {
 			Logs:    "/var/log/slicer",
 			Images:  "/var/lib/slicer/images",
 			Token:   "/var/lib/slicer/auth/token",
+			Secrets: filepath.Join(cwd, ".secrets"),
 		}
 	}
 	if !filepath.IsAbs(dataDir) {
@@ -42,6 +44,7 @@ func ResolvePaths(dataDir, cwd string) Paths {
 		Logs:    filepath.Join(dataDir, "logs"),
 		Images:  filepath.Join(dataDir, "images"),
 		Token:   filepath.Join(dataDir, "auth", "token"),
+		Secrets: filepath.Join(dataDir, "secrets"),
 	}
 }
 

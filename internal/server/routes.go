@@ -32,5 +32,10 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /vm/{hostname}/health", s.health) // HEAD: readiness, no body
 	mux.HandleFunc("GET /vm/{hostname}/logs", s.logs)
 
+	mux.HandleFunc("GET /secrets", s.withSecrets(s.listSecrets))
+	mux.HandleFunc("POST /secrets", s.withSecrets(s.createSecret))
+	mux.HandleFunc("PATCH /secrets/{name}", s.withSecrets(s.updateSecret))
+	mux.HandleFunc("DELETE /secrets/{name}", s.withSecrets(s.deleteSecret))
+
 	mux.HandleFunc("/", s.notFound)
 }

@@ -26,6 +26,7 @@ type Server struct {
 	// shutdown is called by POST /daemon/shutdown; it must not block.
 	shutdown func()
 	metrics  *metrics
+	secrets  SecretStore // nil: secrets endpoints answer 501
 }
 
 // Options configure a Server.
@@ -36,6 +37,8 @@ type Options struct {
 	Token    string
 	Info     api.Info
 	Shutdown func()
+	// Secrets is the host-side secret store; nil disables /secrets.
+	Secrets SecretStore
 }
 
 // New returns a Server.
@@ -44,7 +47,7 @@ func New(opt Options) *Server {
 	if shutdown == nil {
 		shutdown = func() {}
 	}
-	return &Server{vms: opt.Manager, log: opt.Log, token: opt.Token, info: opt.Info, shutdown: shutdown, metrics: newMetrics(opt.Manager)}
+	return &Server{vms: opt.Manager, log: opt.Log, token: opt.Token, info: opt.Info, shutdown: shutdown, metrics: newMetrics(opt.Manager), secrets: opt.Secrets}
 }
 
 // Handler returns the http.Handler of the API.

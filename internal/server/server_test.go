@@ -15,6 +15,7 @@ import (
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/config"
 	"github.com/openslicer/openslicer/internal/hypervisor/hypervisortest"
+	"github.com/openslicer/openslicer/internal/secrets"
 	"github.com/openslicer/openslicer/internal/store"
 	"github.com/openslicer/openslicer/internal/vm"
 )
@@ -31,6 +32,10 @@ func clone(ctx context.Context, src, dst string, size int64) error {
 
 // newTestServer serves the API over a Manager with a fake backend.
 func newTestServer(t *testing.T, token string) *httptest.Server {
+	return newTestServerWith(t, token, nil)
+}
+
+func newTestServerWith(t *testing.T, token string, sec SecretStore) *httptest.Server {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.Open(filepath.Join(dir, "state.db"))
@@ -45,7 +50,7 @@ func newTestServer(t *testing.T, token string) *httptest.Server {
 		Config: cfg, Backend: &hypervisortest.Fake{}, Store: st, Images: images{}, Clone: clone,
 		DisksDir: dir, RunDir: filepath.Join(dir, "run"), LogDir: filepath.Join(dir, "logs"), Log: log,
 	})
-	ts := httptest.NewServer(New(Options{Manager: m, Log: log, Token: token, Info: api.Info{Version: "test"}}).Handler())
+	ts := httptest.NewServer(New(Options{Manager: m, Log: log, Token: token, Info: api.Info{Version: "test"}, Secrets: sec}).Handler())
 	t.Cleanup(func() {
 		ts.Close()
 		m.Close(context.Background())
@@ -158,5 +163,40 @@ func TestLoadOrCreateToken(t *testing.T) {
 	again, err := LoadOrCreateToken(path)
 	if err != nil || again != tok {
 		t.Fatalf("second LoadOrCreateToken = %q, %v; want the same token", again, err)
+	}
+}
+
+func TestSecretsRoutes(t *testing.T) {
+	st, err := secrets.Open(filepath.Join(t.TempDir(), "secrets"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := newTestServerWith(t, "", st)
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		contains           string
+	}{
+		{"GET", "/secrets", "", 200, "[]"},
+		{"POST", "/secrets", `{"name":"db","data":"c2VjcmV0","permissions":"0640","uid":1000}`, 201, `"name":"db","size":6,"permissions":"0640","uid":1000`},
+		{"POST", "/secrets", `{"name":"db","data":"eA=="}`, 409, "exists"},
+		{"POST", "/secrets", `{"name":"../x","data":"eA=="}`, 400, "name"},
+		{"POST", "/secrets", `{"name":"y","data":"not base64!"}`, 400, "base64"},
+		{"PATCH", "/secrets/db", `{"data":"bmV3LXZhbHVl"}`, 200, `"size":9`},
+		{"PATCH", "/secrets/nope", `{"data":"eA=="}`, 404, ""},
+		{"GET", "/secrets", "", 200, `"modified_at"`},
+		{"DELETE", "/secrets/db", "", 200, ""},
+		{"DELETE", "/secrets/db", "", 404, ""},
+	} {
+		status, body := do(t, ts, tc.method, tc.path, "", tc.body)
+		if status != tc.status || !strings.Contains(body, tc.contains) {
+			t.Errorf("%s %s %s = %d %s; want %d containing %q", tc.method, tc.path, tc.body, status, body, tc.status, tc.contains)
+		}
+		if strings.Contains(body, "c2VjcmV0") || strings.Contains(body, "secret\"") {
+			t.Errorf("%s %s leaked a secret value: %s", tc.method, tc.path, body)
+		}
+	}
+	if status, _ := do(t, newTestServer(t, ""), "GET", "/secrets", "", ""); status != 501 {
+		t.Errorf("GET /secrets without a store = %d, want 501", status)
 	}
 }
