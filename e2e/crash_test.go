@@ -47,8 +47,7 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	time.Sleep(700 * time.Millisecond)
 	d.cmd.Process.Kill()
-	d.cmd.Wait()
-	d.cmd = nil
+	d.wait()
 	wg.Wait()
 
 	d.start(filepath.Join(d.dataDir, "slicer.yaml"))

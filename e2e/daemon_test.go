@@ -75,11 +75,9 @@ func TestRestart(t *testing.T) {
 	if err := d.client.ShutdownDaemon(ctx); err != nil {
 		t.Fatalf("ShutdownDaemon: %v", err)
 	}
-	if err := d.cmd.Wait(); err != nil {
+	if err := d.wait(); err != nil {
 		t.Fatalf("daemon exited with %v after POST /daemon/shutdown", err)
 	}
-	d.cmd = nil
-	d.log.Close()
 	d.assertNothingLeft(t)
 	st, err := store.Open(filepath.Join(d.dataDir, ".slicer", "state.db"))
 	if err != nil {

@@ -206,6 +206,17 @@ func TestErrors(t *testing.T) {
 	_, err = client.New(d.socket, "wrong-token").ListNodes(ctx, client.ListOptions{})
 	wantStatus("wrong token", err, http.StatusUnauthorized)
 
+	// Secrets through the daemon: 201, then 409 for the same name (the Go
+	// SDK's ErrSecretExists), and the list carries no value.
+	if err := c.CreateSecret(ctx, api.CreateSecretRequest{Name: "token", Data: "aHVudGVyMg=="}); err != nil {
+		t.Errorf("CreateSecret: %v", err)
+	}
+	err = c.CreateSecret(ctx, api.CreateSecretRequest{Name: "token", Data: "eA=="})
+	wantStatus("duplicate secret", err, http.StatusConflict)
+	if list, err := c.ListSecrets(ctx); err != nil || len(list) != 1 || list[0].Size != 7 {
+		t.Errorf("ListSecrets = %+v, %v", list, err)
+	}
+
 	_, err = c.CreateNode(ctx, "sbox", api.CreateNodeRequest{}, client.CreateOptions{Wait: "agent", Timeout: time.Millisecond})
 	wantStatus("wait timeout", err, http.StatusRequestTimeout)
 	if nodes, err := c.ListNodes(ctx, client.ListOptions{}); err != nil || len(nodes) != 0 {

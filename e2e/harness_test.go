@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/openslicer/openslicer/client"
+	"github.com/openslicer/openslicer/internal/network"
 )
 
 // Shared by every test of one run: binaries built once, and the min image
@@ -66,6 +67,10 @@ type daemon struct {
 	cmd     *exec.Cmd
 	log     *os.File
 	client  *client.Client
+	// netns, when set, is the network namespace the daemon runs in.
+	netns string
+	// exited receives the daemon's exit status once (see wait).
+	exited chan error
 }
 
 // groupYAML is a host group with a small footprint for tests.
@@ -91,8 +96,15 @@ func startDaemon(t *testing.T, groups ...string) *daemon {
 // startDaemonYAML is startDaemon with the host_groups list given as YAML.
 func startDaemonYAML(t *testing.T, groups string) *daemon {
 	t.Helper()
+	return startDaemonIn(t, "", groups)
+}
+
+// startDaemonIn is startDaemonYAML with the daemon in the network
+// namespace at netns ("" for the test's own).
+func startDaemonIn(t *testing.T, netns, groups string) *daemon {
+	t.Helper()
 	dir := t.TempDir()
-	d := &daemon{t: t, dataDir: dir, socket: filepath.Join(dir, "api.sock")}
+	d := &daemon{t: t, dataDir: dir, socket: filepath.Join(dir, "api.sock"), netns: netns}
 	var b strings.Builder
 	b.WriteString("config:\n  host_groups:\n" + groups)
 	fmt.Fprintf(&b, "  image: min\n  hypervisor: qemu\n  graceful_shutdown: false\n  api:\n    bind_address: %q\n    auth:\n      enabled: true\n", d.socket)
@@ -124,9 +136,11 @@ func (d *daemon) start(cfg string) {
 	d.log = logf
 	d.cmd = exec.Command(filepath.Join(binDir, "slicer"), "up", cfg, "--data-dir", d.dataDir, "--image-dir", imageDir, "--debug")
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	if err := d.cmd.Start(); err != nil {
+	if err := network.InNetNS(d.netns, d.cmd.Start); err != nil {
 		t.Fatal(err)
 	}
+	d.exited = make(chan error, 1)
+	go func(cmd *exec.Cmd) { d.exited <- cmd.Wait() }(d.cmd)
 	// The first daemon of a run builds the image: allow minutes.
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
@@ -137,12 +151,27 @@ func (d *daemon) start(cfg string) {
 				return
 			}
 		}
-		if d.cmd.ProcessState != nil || time.Now().After(deadline) || syscall.Kill(d.cmd.Process.Pid, 0) != nil {
+		select {
+		case err := <-d.exited:
+			d.cmd = nil
 			d.dumpLog()
-			t.Fatalf("daemon did not come up")
+			t.Fatalf("daemon exited while starting: %v", err)
+		case <-time.After(100 * time.Millisecond):
 		}
-		time.Sleep(100 * time.Millisecond)
+		if time.Now().After(deadline) {
+			d.dumpLog()
+			t.Fatalf("daemon did not come up within 10m")
+		}
 	}
+}
+
+// wait waits for the daemon process to exit (after a kill, or a shutdown
+// asked over the API) and returns its exit status.
+func (d *daemon) wait() error {
+	err := <-d.exited
+	d.cmd = nil
+	d.log.Close()
+	return err
 }
 
 // stop sends SIGTERM and waits for the daemon to exit.
@@ -151,17 +180,15 @@ func (d *daemon) stop() {
 		return
 	}
 	d.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- d.cmd.Wait() }()
 	select {
-	case err := <-done:
+	case err := <-d.exited:
 		if err != nil {
 			d.t.Errorf("daemon exited with %v", err)
 			d.dumpLog()
 		}
 	case <-time.After(2 * time.Minute):
 		d.cmd.Process.Kill()
-		<-done
+		<-d.exited
 		d.t.Errorf("daemon did not stop within 2m of SIGTERM")
 		d.dumpLog()
 	}

@@ -92,6 +92,7 @@ func boot(log *slog.Logger) error {
 		{"mount runtime filesystems", false, func() error { return mountAll(lateMounts) }},
 		{"set hostname", false, setHostname},
 		{"bring up loopback", false, loopbackUp},
+		{"configure network", false, networkUp},
 	}
 	for _, st := range steps {
 		start := time.Now()

@@ -19,6 +19,8 @@ import (
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/config"
 	"github.com/openslicer/openslicer/internal/image"
+	"github.com/openslicer/openslicer/internal/network"
+	"github.com/openslicer/openslicer/internal/secrets"
 	"github.com/openslicer/openslicer/internal/server"
 	"github.com/openslicer/openslicer/internal/store"
 	"github.com/openslicer/openslicer/internal/vm"
@@ -62,6 +64,14 @@ func Run(ctx context.Context, opt Options) error {
 	if err != nil {
 		return err
 	}
+	netHost, err := openNetwork(ctx, cfg, opt.Log)
+	if err != nil {
+		return err
+	}
+	if netHost != nil {
+		defer netHost.Close()
+	}
+
 	for _, dir := range []string{paths.DataDir, filepath.Dir(paths.State), paths.Disks, paths.Run, paths.Logs, paths.Images} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
@@ -82,10 +92,14 @@ func Run(ctx context.Context, opt Options) error {
 		return err
 	}
 	defer st.Close()
-	mgr := vm.New(vm.Options{
+	vopt := vm.Options{
 		Config: cfg, Backend: backend, Store: st, Images: images, Clone: image.Clone,
 		DisksDir: paths.Disks, RunDir: paths.Run, LogDir: paths.Logs, Log: opt.Log,
-	})
+	}
+	if netHost != nil {
+		vopt.Network = netHost
+	}
+	mgr := vm.New(vopt)
 	if err := mgr.Recover(ctx); err != nil {
 		opt.Log.Error("recover vms", "err", err)
 	}
@@ -116,8 +130,14 @@ func serve(ctx context.Context, opt Options, cfg *config.Config, paths Paths, mg
 		mgr.Close(context.Background())
 		return err
 	}
+	sec, err := secrets.Open(paths.Secrets)
+	if err != nil {
+		l.Close()
+		mgr.Close(context.Background())
+		return err
+	}
 	srv := server.New(server.Options{
-		Manager: mgr, Log: opt.Log, Token: token, Shutdown: stop,
+		Manager: mgr, Log: opt.Log, Token: token, Shutdown: stop, Secrets: sec,
 		Info: api.Info{Version: opt.Version, GitCommit: opt.GitCommit, Platform: runtime.GOOS, Arch: runtime.GOARCH},
 	})
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
@@ -166,6 +186,28 @@ func loadConfig(path string, out io.Writer) (*config.Config, error) {
 		return nil, fmt.Errorf("embedded default config (a bug): %w", err)
 	}
 	return cfg, nil
+}
+
+// openNetwork returns the network host when a group has a network, after
+// checking that this host can run every group's network (one error naming
+// each fix); nil when no group has one.
+func openNetwork(ctx context.Context, cfg *config.Config, log *slog.Logger) (*network.Host, error) {
+	networked := false
+	for _, g := range cfg.HostGroups {
+		networked = networked || g.Network != nil
+	}
+	if !networked {
+		return nil, nil
+	}
+	h, err := network.New(network.Options{Log: log})
+	if err != nil {
+		return nil, err
+	}
+	if err := h.CheckHost(ctx, cfg.HostGroups); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("this host cannot run the configured networks:\n%w", err)
+	}
+	return h, nil
 }
 
 // findAgent locates the slicer-agent binary.

@@ -13,6 +13,7 @@ import (
 	"github.com/openslicer/openslicer/internal/agent"
 	"github.com/openslicer/openslicer/internal/config"
 	"github.com/openslicer/openslicer/internal/hypervisor"
+	"github.com/openslicer/openslicer/internal/network"
 	"github.com/openslicer/openslicer/internal/store"
 )
 
@@ -22,6 +23,9 @@ const (
 	WaitAgent    = "agent"
 	WaitUserdata = "userdata"
 )
+
+// guestNIC is the name the guest kernel gives the VM's one NIC.
+const guestNIC = "eth0"
 
 // DefaultWaitTimeout bounds a create's wait when the caller gives none.
 const DefaultWaitTimeout = 5 * time.Minute
@@ -119,11 +123,14 @@ func checkCreate(g config.HostGroup, req api.CreateNodeRequest, opt CreateOption
 		set  bool
 	}{
 		{"import_user", req.ImportUser != "" || req.GitHubUser != ""},
-		{"secrets", len(req.Secrets) > 0}, {"network", req.Network != nil}, {"ip", req.IP != ""},
+		{"secrets", len(req.Secrets) > 0}, {"ip", req.IP != ""},
 	} {
 		if f.set {
 			return 0, 0, fmt.Errorf("%s is not supported by this daemon yet: %w", f.name, api.ErrNotImplemented)
 		}
+	}
+	if err := checkNetwork(g, req.Network); err != nil {
+		return 0, 0, err
 	}
 	return cpus, ram, nil
 }
@@ -157,6 +164,14 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus i
 	undo.push(func(context.Context) error { return m.opt.Store.Delete(rec.Hostname) })
 
 	in := &instance{rec: rec, created: make(chan struct{}), abort: abort}
+	if g.Network != nil {
+		if err := m.assignPlanLocked(g, in, req.Network); err != nil {
+			return nil, errors.Join(err, undo.run(context.Background()))
+		}
+		if err := m.opt.Store.Put(in.rec); err != nil {
+			return nil, errors.Join(err, undo.run(context.Background()))
+		}
+	}
 	m.vms[rec.Hostname] = in
 	undo.push(func(context.Context) error {
 		m.mu.Lock()
@@ -196,8 +211,9 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	if err := os.MkdirAll(m.opt.LogDir, 0o755); err != nil {
 		return err
 	}
-	if g.Network != nil {
-		log.Warn("networking is not implemented yet: booting without a NIC", "mode", g.Network.Mode)
+	plan, err := m.ensurePlan(g, in)
+	if err != nil {
+		return err
 	}
 
 	spec := hypervisor.Spec{
@@ -209,7 +225,28 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	if m.opt.Config.KernelFile != "" {
 		spec.Kernel = m.opt.Config.KernelFile
 	}
-	machine, err := m.opt.Backend.Start(ctx, spec)
+	var netns string
+	if plan != nil {
+		if err := m.writePlan(rec.Hostname, *plan); err != nil {
+			return err
+		}
+		if fresh {
+			undo.push(func(context.Context) error { return removeFile(m.planPath(rec.Hostname)) })
+		}
+		att, err := m.setupNetwork(ctx, *plan, undo)
+		if err != nil {
+			return err
+		}
+		spec.TAP, spec.MAC, netns = att.TAP, att.MAC, att.NetNS
+		spec.Cmdline += " " + plan.Guest.KernelArg(rec.Hostname, guestNIC)
+		log.Debug("network set up", "mode", plan.Mode, "ip", plan.Guest.Address, "tap", att.TAP)
+	}
+	var machine hypervisor.Machine
+	err = network.InNetNS(netns, func() error {
+		var err error
+		machine, err = m.opt.Backend.Start(ctx, spec)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("start machine: %w", err)
 	}

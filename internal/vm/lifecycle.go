@@ -73,7 +73,9 @@ func (m *Manager) teardown(ctx context.Context, in *instance) error {
 			errs = append(errs, fmt.Errorf("kill machine: %w", err))
 		}
 	}
-	errs = append(errs, removeFile(rec.Disk), removeFile(m.statePath(rec.Hostname)), os.RemoveAll(rec.RunDir), m.opt.Store.Delete(rec.Hostname))
+	errs = append(errs, m.networkDown(ctx, in))
+	errs = append(errs, removeFile(rec.Disk), removeFile(m.statePath(rec.Hostname)), removeFile(m.planPath(rec.Hostname)),
+		os.RemoveAll(rec.RunDir), m.opt.Store.Delete(rec.Hostname))
 	m.mu.Lock()
 	delete(m.vms, rec.Hostname)
 	m.mu.Unlock()
@@ -113,6 +115,10 @@ func (m *Manager) watch(in *instance) {
 			return
 		}
 		log.Info("vm exited: persistent vm kept stopped")
+		// Before it is marked stopped, so a relaunch finds nothing of it.
+		if err := m.networkDown(context.Background(), in); err != nil {
+			log.Error("tear down network of stopped vm", "err", err)
+		}
 		in.mu.Lock()
 		in.rec.State, in.machine = store.StateStopped, nil
 		if in.endLife != nil {
@@ -170,7 +176,30 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	wg.Wait()
 	m.wg.Wait()
+	errs = append(errs, m.reclaimAtClose(ctx))
 	return errors.Join(errs...)
+}
+
+// reclaimAtClose removes the network objects that no VM left running
+// needs, group bridges included, so that a stopped daemon leaves only what
+// its persistent VMs use.
+func (m *Manager) reclaimAtClose(ctx context.Context) error {
+	if m.opt.Network == nil {
+		return nil
+	}
+	liveVMs, liveGroups := map[string]bool{}, map[string]bool{}
+	m.mu.Lock()
+	for host, in := range m.vms {
+		in.mu.Lock()
+		if in.plan != nil && in.machine != nil {
+			liveVMs[host], liveGroups[in.rec.Group] = true, true
+		}
+		in.mu.Unlock()
+	}
+	m.mu.Unlock()
+	keepVM := func(vm string) bool { return liveVMs[vm] }
+	keepGroup := func(g string) bool { return liveGroups[g] }
+	return m.opt.Network.Reclaim(context.WithoutCancel(ctx), keepVM, keepGroup)
 }
 
 // Recover reconciles the store with what is running after a daemon start:
@@ -183,13 +212,18 @@ func (m *Manager) Recover(ctx context.Context) error {
 		return err
 	}
 	var errs []error
+	live := map[string]bool{} // VMs whose machine runs with a network
 	for _, rec := range recs {
 		in := &instance{rec: rec, created: make(chan struct{}), abort: func() {}}
 		close(in.created)
+		plan, err := m.readPlan(rec.Hostname)
+		errs = append(errs, err)
+		in.plan = plan
 		in.machine = m.attach(ctx, rec)
 		_, known := m.groups[rec.Group]
 		if rec.State == store.StateCreating || !rec.Persistent || !known {
 			m.log.Info("reclaiming vm left by an earlier daemon", "vm", rec.Hostname, "state", rec.State)
+			in.plan = nil // its network goes with every other leftover, in one pass below
 			errs = append(errs, m.teardown(ctx, in))
 			continue
 		}
@@ -203,10 +237,19 @@ func (m *Manager) Recover(ctx context.Context) error {
 			}
 			continue
 		}
+		if plan != nil && m.opt.Network != nil {
+			live[rec.Hostname] = true
+			// Applied again: what an earlier daemon left half-done, or a
+			// rule removed by hand, is put right.
+			if _, err := m.opt.Network.Setup(ctx, *plan); err != nil {
+				errs = append(errs, fmt.Errorf("re-apply network of %s: %w", rec.Hostname, err))
+			}
+		}
 		in.agent = agent.NewClient(in.machine.DialAgent, m.log.With("vm", rec.Hostname))
 		m.log.Info("re-attached persistent vm", "vm", rec.Hostname)
 		m.watch(in)
 	}
+	errs = append(errs, m.reclaimNetwork(ctx, live))
 	return errors.Join(errs...)
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/openslicer/openslicer/internal/agent"
 	"github.com/openslicer/openslicer/internal/config"
 	"github.com/openslicer/openslicer/internal/hypervisor"
+	"github.com/openslicer/openslicer/internal/network"
 	"github.com/openslicer/openslicer/internal/store"
 )
 
@@ -53,6 +54,9 @@ type Options struct {
 	Store   *store.Store
 	Images  Images
 	Clone   CloneFunc
+	// Network wires the VMs of groups with a network; it may be nil when
+	// no group has one.
+	Network Network
 	// DisksDir holds <hostname>.img; RunDir holds one directory per VM for
 	// its sockets and pidfile; LogDir holds <hostname>.txt console logs.
 	DisksDir, RunDir, LogDir string
@@ -79,6 +83,8 @@ type instance struct {
 	rec     store.VM
 	machine hypervisor.Machine
 	agent   *agent.Client
+	// plan is the VM's network, nil when its group has none.
+	plan *network.Plan
 	// created is closed when the create that made this instance returns;
 	// abort cancels that create (a delete during boot).
 	created chan struct{}
@@ -200,7 +206,7 @@ func (in *instance) node() api.Node {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	return api.Node{
-		Hostname: in.rec.Hostname, HostGroup: in.rec.Group, IP: in.rec.IP,
+		Hostname: in.rec.Hostname, HostGroup: in.rec.Group, IP: bareIP(in.rec.IP),
 		RamBytes: in.rec.RamBytes, CPUs: in.rec.CPUs, CreatedAt: in.rec.CreatedAt,
 		LastAgentCall: in.lastAgent, Arch: archName(),
 		Tags: append([]string(nil), in.rec.Tags...), Status: displayStatus(in.rec.State),

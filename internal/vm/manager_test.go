@@ -39,19 +39,25 @@ type env struct {
 
 func newEnv(t *testing.T, fake *hypervisortest.Fake) *env {
 	t.Helper()
+	return newEnvWith(t, fake, []config.HostGroup{{Name: "sbox", VCPU: 2, RamGB: 1}}, nil)
+}
+
+// newEnvWith is newEnv with the given host groups and network host.
+func newEnvWith(t *testing.T, fake *hypervisortest.Fake, groups []config.HostGroup, net Network) *env {
+	t.Helper()
 	dir := t.TempDir()
 	st, err := store.Open(filepath.Join(dir, "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	no := false
-	cfg := &config.Config{HostGroups: []config.HostGroup{{Name: "sbox", VCPU: 2, RamGB: 1}}, Image: "min", GracefulShutdown: &no}
+	cfg := &config.Config{HostGroups: groups, Image: "min", GracefulShutdown: &no}
 	config.ApplyDefaults(cfg, "qemu")
 	e := &env{fake: fake, store: st, dir: dir}
 	e.m = New(Options{
 		Config: cfg, Backend: fake, Store: st, Images: fakeImages{dir}, Clone: fakeClone,
 		DisksDir: filepath.Join(dir, "disks"), RunDir: filepath.Join(dir, "run"), LogDir: filepath.Join(dir, "logs"),
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Network: net,
 	})
 	os.MkdirAll(e.m.opt.DisksDir, 0o755)
 	t.Cleanup(func() {

@@ -82,15 +82,8 @@ func (m *Manager) Describe(hostname string) (api.VMDescription, error) {
 		return api.VMDescription{}, err
 	}
 	node := in.node()
-	d := api.VMDescription{
+	return api.VMDescription{
 		Node: node, Storage: "image", Image: m.opt.Config.Image,
-		Network: api.VMNetworkDescription{
-			HostGroup: api.VMNetworkPolicy{Allow: []string{}, Drop: []string{}},
-			Effective: api.VMNetworkPolicy{Allow: []string{}, Drop: []string{}},
-		},
-	}
-	if g := m.groups[node.HostGroup]; g.Network != nil {
-		d.Network.Mode = g.Network.Mode
-	}
-	return d, nil
+		Network: m.networkDescription(in),
+	}, nil
 }

@@ -45,6 +45,9 @@ func (m *Manager) Suspend(ctx context.Context, hostname string) error {
 		return fmt.Errorf("suspend vm %q: %w", hostname, err)
 	}
 	<-machine.Done()
+	if err := m.networkDown(ctx, in); err != nil {
+		m.log.Error("tear down network of suspended vm", "vm", hostname, "err", err)
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.machine = nil
