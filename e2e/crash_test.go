@@ -25,15 +25,10 @@ func TestCrashRecovery(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, "cr")
 	c, ctx := d.client, context.Background()
-	keep, err := c.CreateNode(ctx, "cr", api.CreateNodeRequest{Persistent: true}, client.CreateOptions{Wait: "agent", Timeout: 3 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	keep := createReady(t, c, "cr", api.CreateNodeRequest{Persistent: true})
 	root := u32(0)
 	execIn(t, c, keep.Hostname, &api.ExecRequest{Command: "setsid sleep 5151 </dev/null >/dev/null 2>&1 &", Shell: "/bin/sh", UID: root}, nil)
-	if _, err := c.CreateNode(ctx, "cr", api.CreateNodeRequest{}, client.CreateOptions{Wait: "agent", Timeout: 3 * time.Minute}); err != nil {
-		t.Fatal(err) // a running ephemeral VM at crash time
-	}
+	createReady(t, c, "cr", api.CreateNodeRequest{}) // a running ephemeral VM at crash time
 
 	// Creates in flight, at whatever step they have reached, when the
 	// daemon dies.
@@ -101,10 +96,7 @@ func TestCountAndSizes(t *testing.T) {
 		t.Errorf("count vm nproc = %q, want the group's 2", out)
 	}
 
-	small, err := c.CreateNode(ctx, "cnt", api.CreateNodeRequest{CPUs: 1, RamBytes: 256 << 20}, client.CreateOptions{Wait: "agent", Timeout: 3 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	small := createReady(t, c, "cnt", api.CreateNodeRequest{CPUs: 1, RamBytes: 256 << 20})
 	out, _, _ = execIn(t, c, small.Hostname, &api.ExecRequest{Command: "nproc; grep MemTotal /proc/meminfo", Shell: "/bin/sh"}, nil)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 2 || lines[0] != "1" {

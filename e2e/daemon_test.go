@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/client"
@@ -65,10 +64,7 @@ func TestRestart(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, "rs")
 	ctx := context.Background()
-	first, err := d.client.CreateNode(ctx, "rs", api.CreateNodeRequest{}, client.CreateOptions{Wait: "agent", Timeout: 3 * time.Minute})
-	if err != nil {
-		t.Fatalf("CreateNode: %v", err)
-	}
+	first := createReady(t, d.client, "rs", api.CreateNodeRequest{})
 
 	// POST /daemon/shutdown answers 202 and stops the daemon as SIGTERM
 	// does: ephemeral VMs go with it.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/client"
 	"github.com/openslicer/openslicer/internal/network"
 )
@@ -235,4 +236,15 @@ func qemuProcesses(dir string) []string {
 		}
 	}
 	return out
+}
+
+// createReady creates a VM in group and waits for its agent, failing the
+// test if that does not work within 3 minutes.
+func createReady(t *testing.T, c *client.Client, group string, req api.CreateNodeRequest) *api.CreateNodeResponse {
+	t.Helper()
+	node, err := c.CreateNode(context.Background(), group, req, client.CreateOptions{Wait: "agent", Timeout: 3 * time.Minute})
+	if err != nil {
+		t.Fatalf("CreateNode(%s) with wait=agent: %v", group, err)
+	}
+	return node
 }

@@ -43,10 +43,7 @@ func TestPauseAndShutdown(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, "pz")
 	c, ctx := d.client, context.Background()
-	node, err := c.CreateNode(ctx, "pz", api.CreateNodeRequest{}, client.CreateOptions{Wait: "agent", Timeout: 3 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	node := createReady(t, c, "pz", api.CreateNodeRequest{})
 	if err := c.Pause(ctx, node.Hostname); err != nil {
 		t.Fatalf("Pause: %v", err)
 	}
@@ -75,10 +72,7 @@ func TestPersistent(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, "ps")
 	c, ctx := d.client, context.Background()
-	node, err := c.CreateNode(ctx, "ps", api.CreateNodeRequest{Persistent: true}, client.CreateOptions{Wait: "agent", Timeout: 3 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	node := createReady(t, c, "ps", api.CreateNodeRequest{Persistent: true})
 	host := node.Hostname
 	root := u32(0)
 	execIn(t, c, host, &api.ExecRequest{Command: "setsid sleep 4242 </dev/null >/dev/null 2>&1 & echo kept > /root/marker; sync", Shell: "/bin/sh", UID: root}, nil)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -58,11 +57,7 @@ func pings(t *testing.T, c *client.Client, host, addr string) bool {
 
 func createNet(t *testing.T, c *client.Client, group string, pol *api.CreateNodeNetworkPolicy) api.CreateNodeResponse {
 	t.Helper()
-	resp, err := c.CreateNode(context.Background(), group, api.CreateNodeRequest{Network: pol}, client.CreateOptions{Wait: "agent", Timeout: 3 * time.Minute})
-	if err != nil {
-		t.Fatalf("create in %s: %v", group, err)
-	}
-	return *resp
+	return *createReady(t, c, group, api.CreateNodeRequest{Network: pol})
 }
 
 func bareIP(cidr string) string { ip, _, _ := strings.Cut(cidr, "/"); return ip }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/openslicer/openslicer/api"
-	"github.com/openslicer/openslicer/client"
 	"github.com/openslicer/openslicer/internal/testenv"
 )
 
@@ -18,10 +17,7 @@ func TestSuspendRestore(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, "sr")
 	c, ctx := d.client, context.Background()
-	node, err := c.CreateNode(ctx, "sr", api.CreateNodeRequest{}, client.CreateOptions{Wait: "agent", Timeout: 3 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	node := createReady(t, c, "sr", api.CreateNodeRequest{})
 	host, root := node.Hostname, u32(0)
 	execIn(t, c, host, &api.ExecRequest{Command: "setsid sleep 6262 </dev/null >/dev/null 2>&1 & echo in-memory > /tmp/mem", Shell: "/bin/sh", UID: root}, nil)
 

@@ -92,12 +92,7 @@ func newBgExecCmd(g *globals) *cobra.Command {
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Name, o.Command = args[0], args[1:]
-			if cmd.Flags().Changed("uid") {
-				o.UID = &uid
-			}
-			if cmd.Flags().Changed("gid") {
-				o.GID = &gid
-			}
+			o.UID, o.GID = ifChanged(cmd, "uid", &uid), ifChanged(cmd, "gid", &gid)
 			return runBg(cmd.Context(), o, runBgExec)
 		},
 	}

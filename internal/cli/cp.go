@@ -34,12 +34,7 @@ func newCpCmd(g *globals, runF func(context.Context, *cpOptions) error) *cobra.C
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Src, o.Dst = args[0], args[1]
-			if cmd.Flags().Changed("uid") {
-				o.UID = &uid
-			}
-			if cmd.Flags().Changed("gid") {
-				o.GID = &gid
-			}
+			o.UID, o.GID = ifChanged(cmd, "uid", &uid), ifChanged(cmd, "gid", &gid)
 			if runF != nil {
 				return runF(cmd.Context(), o)
 			}

@@ -39,12 +39,7 @@ func newExecCmd(g *globals, runF func(context.Context, *execOptions) error) *cob
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Name, o.Command = args[0], args[1:]
-			if cmd.Flags().Changed("uid") {
-				o.UID = &uid
-			}
-			if cmd.Flags().Changed("gid") {
-				o.GID = &gid
-			}
+			o.UID, o.GID = ifChanged(cmd, "uid", &uid), ifChanged(cmd, "gid", &gid)
 			if runF != nil {
 				return runF(cmd.Context(), o)
 			}

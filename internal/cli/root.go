@@ -205,3 +205,13 @@ func firstNonEmpty(s ...string) string {
 	}
 	return ""
 }
+
+// ifChanged returns v when the flag name was given on the command line and
+// nil otherwise, for options where omitted and zero mean different things
+// (uid/gid: omitted is the guest's default user, 0 is root).
+func ifChanged(cmd *cobra.Command, name string, v *uint32) *uint32 {
+	if cmd.Flags().Changed(name) {
+		return v
+	}
+	return nil
+}

@@ -50,12 +50,7 @@ func newSecretWriteCmd(g *globals, verb, short string, run func(context.Context,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Name = args[0]
 			o.literalSet = cmd.Flags().Changed("from-literal")
-			if cmd.Flags().Changed("uid") {
-				o.UID = &uid
-			}
-			if cmd.Flags().Changed("gid") {
-				o.GID = &gid
-			}
+			o.UID, o.GID = ifChanged(cmd, "uid", &uid), ifChanged(cmd, "gid", &gid)
 			if verb == "create" && o.Permissions == "" {
 				o.Permissions = defaultSecretPermissions
 			}

@@ -34,12 +34,7 @@ func newShellCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Name = args[0]
-			if cmd.Flags().Changed("uid") {
-				o.UID = &uid
-			}
-			if cmd.Flags().Changed("gid") {
-				o.GID = &gid
-			}
+			o.UID, o.GID = ifChanged(cmd, "uid", &uid), ifChanged(cmd, "gid", &gid)
 			return runShell(cmd.Context(), o)
 		},
 	}
