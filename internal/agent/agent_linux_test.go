@@ -628,6 +628,10 @@ func TestExecBackgroundChild(t *testing.T) {
 	if got.ExitCode != 0 {
 		t.Errorf("exit code %d, want 0", got.ExitCode)
 	}
+	// Hanging up after the exit frame is what every caller does; give the
+	// agent a moment to see it, then the child must still be there.
+	body.Close()
+	time.Sleep(300 * time.Millisecond)
 	if processDead(child) {
 		t.Errorf("background child %d was killed after a normal exit", child)
 	}

@@ -78,7 +78,8 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request, req *api.Exe
 		_ = fw.write(errorFrame(err))
 		return
 	}
-	defer p.killOnCancel(ctx)()
+	disarm := p.killOnCancel(ctx)
+	defer disarm()
 	var stdinDone chan struct{}
 	if req.Stdin {
 		stdinDone = make(chan struct{})
@@ -101,6 +102,9 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request, req *api.Exe
 		}
 	}
 	<-p.exited
+	// The command is over: a caller hanging up after the exit frame must not
+	// kill what it left running in the background.
+	disarm()
 	if err := fw.write(exitFrame(p.status, p.ended, time.Now().UTC())); err != nil {
 		s.log.Debug("exec caller went away", "pid", p.pid, "err", fw.err)
 	}
@@ -120,7 +124,8 @@ func (s *Server) execBuffered(w http.ResponseWriter, r *http.Request, req *api.E
 		writeJSON(w, http.StatusOK, api.ExecResult{Error: err.Error(), ExitCode: startErrorCode(err)})
 		return
 	}
-	defer p.killOnCancel(r.Context())()
+	disarm := p.killOnCancel(r.Context())
+	defer disarm()
 	out := make(chan chunk, 16)
 	go p.pump(false, out)
 	var stdout, stderr capped
@@ -132,6 +137,7 @@ func (s *Server) execBuffered(w http.ResponseWriter, r *http.Request, req *api.E
 		}
 	}
 	<-p.exited
+	disarm()
 	writeJSON(w, http.StatusOK, bufferedResult(req.Stdio, p.pid, p.started, p.ended, p.status, stdout, stderr))
 }
 
