@@ -29,6 +29,10 @@ func run(args []string) int {
 		return 0
 	case "serve":
 		return serve(args[1:], log)
+	case "upload":
+		return uploadCmd(args[1:], log)
+	case "secrets":
+		return secretsCmd(args[1:], log)
 	case "help", "-h", "--help":
 		usage(os.Stdout)
 		return 0

@@ -28,6 +28,7 @@ type Server struct {
 	etcDir  string // where passwd and group are read
 	paths   guestPaths
 	fb      firstBootState
+	bg      bgRegistry // background execs
 }
 
 // NewServer returns the agent's server for a process that is not PID 1;
@@ -43,6 +44,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+pathExec, s.exec)
 	mux.HandleFunc("PUT "+pathFirstBoot, s.firstBoot)
 	mux.HandleFunc("GET "+pathStats, s.stats)
+	s.routeCopy(mux)
+	s.routeFS(mux)
+	s.routeBackground(mux)
+	s.routeShell(mux)
+	s.routeSecrets(mux)
 	return mux
 }
 

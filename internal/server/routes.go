@@ -32,6 +32,25 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /vm/{hostname}/health", s.health) // HEAD: readiness, no body
 	mux.HandleFunc("GET /vm/{hostname}/logs", s.logs)
 
+	// Guest operations the agent answers; the daemon passes them through
+	// (guestops.go), except shell and forward, which it bridges from a
+	// WebSocket (shell.go).
+	mux.HandleFunc("GET /vm/{hostname}/exec", s.guest("/v1/exec"))
+	mux.HandleFunc("GET /vm/{hostname}/exec/{id}", s.guest("/v1/exec/{id}"))
+	mux.HandleFunc("DELETE /vm/{hostname}/exec/{id}", s.guest("/v1/exec/{id}"))
+	mux.HandleFunc("POST /vm/{hostname}/exec/{id}/kill", s.guest("/v1/exec/{id}/kill"))
+	mux.HandleFunc("GET /vm/{hostname}/exec/{id}/wait-exit", s.guest("/v1/exec/{id}/wait-exit"))
+	mux.HandleFunc("GET /vm/{hostname}/exec/{id}/logs", s.guest("/v1/exec/{id}/logs"))
+	mux.HandleFunc("GET /vm/{hostname}/cp", s.guest("/v1/cp"))
+	mux.HandleFunc("POST /vm/{hostname}/cp", s.guest("/v1/cp"))
+	mux.HandleFunc("GET /vm/{hostname}/fs/readdir", s.guest("/v1/fs/readdir"))
+	mux.HandleFunc("GET /vm/{hostname}/fs/stat", s.guest("/v1/fs/stat"))
+	mux.HandleFunc("POST /vm/{hostname}/fs/mkdir", s.guest("/v1/fs/mkdir"))
+	mux.HandleFunc("DELETE /vm/{hostname}/fs/remove", s.guest("/v1/fs/remove"))
+	mux.HandleFunc("GET /vm/{hostname}/fs/watch", s.guest("/v1/fs/watch"))
+	mux.HandleFunc("GET /vm/{hostname}/shell", s.shell)
+	mux.HandleFunc("/vm/{hostname}/forward", s.forward) // any method, as inlets clients send
+
 	mux.HandleFunc("GET /secrets", s.withSecrets(s.listSecrets))
 	mux.HandleFunc("POST /secrets", s.withSecrets(s.createSecret))
 	mux.HandleFunc("PATCH /secrets/{name}", s.withSecrets(s.updateSecret))

@@ -98,7 +98,7 @@ func TestThirdPartyImports(t *testing.T) {
 		"api":              {},
 		"client":           {"github.com/coder/websocket"},
 		"internal/cli":     {"github.com/spf13/cobra", "golang.org/x/sys/unix"},
-		"internal/agent":   {"github.com/hashicorp/yamux", "golang.org/x/sys/unix"},
+		"internal/agent":   {"github.com/hashicorp/yamux", "golang.org/x/sys/unix", "github.com/creack/pty", "github.com/fsnotify/fsnotify"},
 		"cmd/slicer-agent": {},
 	}
 	for _, p := range listPackages(t) {
