@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/openslicer/openslicer/api"
@@ -39,15 +38,8 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 
 // plan works out how to run req from the image's accounts.
 func (s *Server) plan(req *api.ExecRequest) (procSpec, error) {
-	passwd, err := os.ReadFile(filepath.Join(s.etcDir, "passwd"))
-	if err != nil && !os.IsNotExist(err) {
-		s.log.Warn("read passwd", "err", err)
-	}
-	grp, err := os.ReadFile(filepath.Join(s.etcDir, "group"))
-	if err != nil && !os.IsNotExist(err) {
-		s.log.Warn("read group", "err", err)
-	}
-	return planExec(req, parsePasswd(passwd), parseGroup(grp), isDir)
+	accounts, groups := s.readAccounts()
+	return planExec(req, accounts, groups, isDir)
 }
 
 func isDir(p string) bool {
