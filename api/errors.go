@@ -20,6 +20,8 @@ var (
 	ErrUnavailable    = errors.New("unavailable")
 	ErrNotImplemented = errors.New("not implemented")
 	ErrGone           = errors.New("gone")
+	// ErrInsufficientStorage: a write does not fit in the free space left.
+	ErrInsufficientStorage = errors.New("insufficient storage")
 )
 
 // classes is the one table between error classes and HTTP status codes.
@@ -38,6 +40,7 @@ var classes = []struct {
 	{ErrGone, http.StatusGone},
 	{ErrNotImplemented, http.StatusNotImplemented},
 	{ErrUnavailable, http.StatusServiceUnavailable},
+	{ErrInsufficientStorage, http.StatusInsufficientStorage},
 }
 
 // StatusOf returns the HTTP status for err: the status of the first class it

@@ -4,10 +4,15 @@
 //
 //	slicer-agent version
 //	slicer-agent serve [--device PATH]
+//	slicer-agent upload check | finalise|abort --manifest PATH [--uid U] [--gid G]
+//	slicer-agent secrets sync
 //
 // serve answers the host on the agent channel without doing init's work,
 // for development and tests: PATH is a virtio-serial port device or a unix
-// socket to dial, and defaults to the port named "slicer.agent".
+// socket to dial, and defaults to the port named "slicer.agent". upload
+// assembles the chunks of a chunked copy (Slicer's CpToVMChunked); secrets
+// sync asks the running agent to fetch this VM's secrets from the host
+// again.
 //
 // Build it static: CGO_ENABLED=0 go build -ldflags='-s -w' ./cmd/slicer-agent
 package main

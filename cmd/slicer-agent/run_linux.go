@@ -70,6 +70,9 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   slicer-agent version
   slicer-agent serve [--device PATH] [--debug]
+  slicer-agent upload check
+  slicer-agent upload finalise|abort --manifest PATH [--uid UID] [--gid GID]
+  slicer-agent secrets sync
 
 As PID 1 (the initramfs /init) slicer-agent is the guest's init.
 `)

@@ -5,9 +5,13 @@
 //	(b) POST /hostgroup/{g}/nodes?wait=agent until the response, through a
 //	    real daemon and the public client;
 //	(c) exec of `true` on a ready VM;
+//	(d)-(g) 64 MiB copied into and out of that VM with cp-v1, next to the
+//	    same bytes through the agent channel with no files involved (a
+//	    port-forward tunnel to a guest process), see copy.go;
 //
-// and prints the median and p95 of each, and the ratio b/a (how much the
-// daemon adds on top of the floor). `make bench` runs it.
+// and prints the median and p95 of each, the ratio b/a (how much the
+// daemon adds on top of the floor), and copy throughput as a share of the
+// channel's. `make bench` runs it.
 package main
 
 import (
@@ -36,16 +40,17 @@ import (
 func main() {
 	boots := flag.Int("boots", 10, "samples of (a) and (b)")
 	execs := flag.Int("execs", 30, "samples of (c)")
+	copies := flag.Int("copies", 3, "samples of (d)-(g)")
 	imageDir := flag.String("image-dir", "/var/lib/slicer/images", "image cache")
 	agentBin := flag.String("agent", "bin/slicer-agent", "slicer-agent binary")
 	flag.Parse()
-	if err := run(*boots, *execs, *imageDir, *agentBin); err != nil {
+	if err := run(*boots, *execs, *copies, *imageDir, *agentBin); err != nil {
 		fmt.Fprintln(os.Stderr, "slicer-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(boots, execs int, imageDir, agentBin string) error {
+func run(boots, execs, copies int, imageDir, agentBin string) error {
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tmp, err := os.MkdirTemp("", "slicer-bench-")
@@ -62,7 +67,7 @@ func run(boots, execs int, imageDir, agentBin string) error {
 	if err != nil {
 		return fmt.Errorf("raw boot: %w", err)
 	}
-	creates, execTimes, err := measureDaemon(ctx, tmp, imageDir, agentBin, log, boots, execs)
+	creates, execTimes, copied, err := measureDaemon(ctx, tmp, imageDir, agentBin, log, boots, execs, copies)
 	if err != nil {
 		return err
 	}
@@ -80,6 +85,14 @@ func run(boots, execs int, imageDir, agentBin string) error {
 	row("(b) create ?wait=agent until response", creates)
 	row("(c) exec `true` on a ready VM", execTimes)
 	fmt.Printf("ratio b/a (median): %.2f\n", float64(median(creates))/float64(median(raw)))
+	fmt.Printf("\n%-44s %6s %10s %10s\n", "copy (MiB/s, higher is better)", "n", "median", "min")
+	for _, t := range copied {
+		fmt.Printf("%-44s %6d %10.1f %10.1f\n", t.name, len(t.samples), medianF(t.samples), slices.Min(t.samples))
+	}
+	if len(copied) == 4 {
+		fmt.Printf("cp in / channel in: %.2f; cp out / channel out: %.2f (medians)\n",
+			medianF(copied[0].samples)/medianF(copied[1].samples), medianF(copied[2].samples)/medianF(copied[3].samples))
+	}
 	return nil
 }
 
@@ -157,13 +170,13 @@ func foreground(args []string) []string {
 
 // measureDaemon starts a daemon in this process and times creates and
 // execs through the public client over its unix socket.
-func measureDaemon(ctx context.Context, tmp, imageDir, agentBin string, log *slog.Logger, boots, execs int) (creates, execTimes []time.Duration, err error) {
+func measureDaemon(ctx context.Context, tmp, imageDir, agentBin string, log *slog.Logger, boots, execs, copies int) (creates, execTimes []time.Duration, copied []throughput, err error) {
 	data := filepath.Join(tmp, "data")
 	sock := filepath.Join(data, "api.sock")
 	cfg := filepath.Join(tmp, "bench.yaml")
 	yaml := fmt.Sprintf("config:\n  host_groups:\n  - name: bench\n    count: 0\n    vcpu: 1\n    ram_mb: 256\n    storage_size: 1G\n  image: min\n  hypervisor: qemu\n  graceful_shutdown: false\n  api:\n    bind_address: %q\n", sock)
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	dctx, stop := context.WithCancel(ctx)
 	ready := make(chan string, 1)
@@ -183,7 +196,7 @@ func measureDaemon(ctx context.Context, tmp, imageDir, agentBin string, log *slo
 	select {
 	case <-ready:
 	case err := <-errc:
-		return nil, nil, fmt.Errorf("daemon: %w", err)
+		return nil, nil, nil, fmt.Errorf("daemon: %w", err)
 	}
 	c := client.New(sock, "")
 
@@ -192,7 +205,7 @@ func measureDaemon(ctx context.Context, tmp, imageDir, agentBin string, log *slo
 		start := time.Now()
 		node, err := c.CreateNode(ctx, "bench", api.CreateNodeRequest{}, client.CreateOptions{Wait: "agent", Timeout: 2 * time.Minute})
 		if err != nil {
-			return nil, nil, fmt.Errorf("create: %w", err)
+			return nil, nil, nil, fmt.Errorf("create: %w", err)
 		}
 		creates = append(creates, time.Since(start))
 		if i == boots-1 {
@@ -200,19 +213,30 @@ func measureDaemon(ctx context.Context, tmp, imageDir, agentBin string, log *slo
 			break
 		}
 		if _, err := c.DeleteNode(ctx, "bench", node.Hostname); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	for range execs {
 		start := time.Now()
 		res, err := c.ExecBuffered(ctx, host, &api.ExecRequest{Command: "true", UID: new(uint32)})
 		if err != nil || res.ExitCode != 0 {
-			return nil, nil, fmt.Errorf("exec true: %+v %v", res, err)
+			return nil, nil, nil, fmt.Errorf("exec true: %+v %v", res, err)
 		}
 		execTimes = append(execTimes, time.Since(start))
 	}
+	if copies > 0 {
+		if copied, err = measureCopy(ctx, c, host, tmp, copies); err != nil {
+			return nil, nil, nil, err
+		}
+	}
 	_, err = c.DeleteNode(ctx, "bench", host)
-	return creates, execTimes, err
+	return creates, execTimes, copied, err
+}
+
+func medianF(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 func median(d []time.Duration) time.Duration { return quantile(d, 0.5) }

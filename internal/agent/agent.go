@@ -11,8 +11,9 @@
 //     as EOF; the guest retries and reopens, so a disconnect only means
 //     "wait for the next host".
 //  2. hashicorp/yamux multiplexes that stream. The host is the yamux client
-//     and opens every stream; the guest is the yamux server and accepts
-//     them.
+//     and opens the streams of the routes below; the guest is the yamux
+//     server and accepts them. The guest opens a stream only to ask the
+//     host something (GET /v1/host/secrets).
 //  3. Each stream carries one plain HTTP/1.1 request (no keep-alive). The
 //     routes are ours, not a public contract.
 //
@@ -30,10 +31,106 @@
 //	                    request body is the process's stdin, read while the
 //	                    answer streams (full duplex). With buffered=true the
 //	                    answer is one api.ExecResult.
+//	POST /v1/exec?background=true  (spec §3.7) starts the command in a
+//	                    session of its own, stdin /dev/null, output into a
+//	                    log ring of ring_bytes (default 1 MiB; all rings of
+//	                    execs not deleted share 256 MiB, beyond that 503).
+//	                    201 api.ExecBackgroundResponse ("ex_" + hex id);
+//	                    400 with stdin or buffered, or a command or cwd
+//	                    that cannot be run. It outlives its caller.
+//	GET  /v1/exec       200 []api.ExecBackgroundInfo, oldest first: running
+//	                    execs and exited ones not deleted.
+//	GET  /v1/exec/{id}  200 api.ExecBackgroundInfo; 404 unknown; 410 deleted
+//	                    (true of every {id} route).
+//	DELETE /v1/exec/{id} 200 api.ExecDeleteResponse and the exec and its log
+//	                    are forgotten; 409 while it runs.
+//	POST /v1/exec/{id}/kill optional body api.ExecKillRequest: signal TERM
+//	                    (default), KILL, INT, HUP, QUIT, USR1, USR2 (with or
+//	                    without SIG, any case; else 400) to the process
+//	                    group; TERM is followed by KILL after grace_ms
+//	                    (default 5000) if the process is still there. 200
+//	                    api.ExecKillResponse; once the process has exited
+//	                    nothing is sent and signal_sent is empty.
+//	GET  /v1/exec/{id}/wait-exit query timeout: whole seconds, default 30,
+//	                    0 answers at once, over 600 counts as 600. 200
+//	                    api.ExecWaitExitResponse once the exit frame is
+//	                    logged, or timed_out with running at the timeout.
+//	GET  /v1/exec/{id}/logs query follow, from_id. NDJSON api.ExecFrame with
+//	                    ids from 1, output base64 in data; first a gap
+//	                    frame (dropped_bytes, dropped_frames, message; id
+//	                    of the last frame dropped) if frames from from_id
+//	                    were evicted. follow=false ends after the ring's
+//	                    frames; follow=true waits for more and ends after
+//	                    the exit frame.
 //	PUT  /v1/firstboot  body: FirstBoot as JSON. Installs the SSH keys and
 //	                    starts userdata, unless first boot is done already
 //	                    (the marker exists) or under way; 204 either way.
 //	GET  /v1/stats      api.Snapshot as JSON, read from the guest's /proc.
+//	GET  /v1/shell      query: uid, gid, shell, cwd (all optional); headers
+//	                    Connection: Upgrade, Upgrade: slicer-shell. Starts
+//	                    the shell (default: the user's login shell, else
+//	                    /bin/sh) on a PTY as a session leader, then answers
+//	                    101 and the stream carries ShellFrames both ways:
+//	                    data and window sizes in, data out; a shutdown
+//	                    frame or the host's EOF hangs the shell up; when it
+//	                    exits the agent sends api.ShellSessionClose and
+//	                    closes.
+//	GET  /v1/forward    query: upstream (host:port or unix:/path); headers
+//	                    Connection: Upgrade, Upgrade: slicer-forward. Dials
+//	                    the upstream in the guest (503 when it cannot), then
+//	                    answers 101 and splices raw bytes both ways; EOF on
+//	                    either side half-closes the other.
+//	POST /v1/cp         upload, the public /vm/{h}/cp wire protocol of spec
+//	                    §3.8 as it is (query; body; Content-Type,
+//	                    Content-Length, X-Slicer-Unpacked-Size): cp-v1 and
+//	                    legacy modes, cp(1)-like destinations, writes
+//	                    through temp files, 507 when the declared size does
+//	                    not fit. Answer: 200 {"path","bytes"}.
+//	GET  /v1/cp         download, likewise public: the file's bytes or the
+//	                    directory's tar, X-Slicer-Source-Type,
+//	                    X-Slicer-Source-Name-Base64 (cp-v1) and
+//	                    X-Slicer-File-Mode (files). "slicer-agent upload"
+//	                    (RunUpload) finalises chunked uploads.
+//	GET  /v1/fs/readdir query path (absolute, or relative to the default
+//	                    user's home, "~/x"; the same for every fs route).
+//	                    200 []api.FSInfo sorted by name, types as lstat
+//	                    sees them, mode as four octal digits with the
+//	                    setuid/setgid/sticky bits ("0644", "1777"); 404
+//	                    missing, 400 not a directory.
+//	GET  /v1/fs/stat    query path. 200 api.FSInfo (lstat), or 404.
+//	POST /v1/fs/mkdir   body api.FSMkdirRequest. 200 {"path"}: the
+//	                    directory gets mode (default 0755), missing parents
+//	                    (recursive) 0755, all owned by the default user;
+//	                    409 it exists (without recursive) or is a file, 404
+//	                    a missing parent, 400 a bad mode or a file parent.
+//	DELETE /v1/fs/remove query path, recursive. 200 {"path"}; 409 a
+//	                    non-empty directory without recursive, 404 missing,
+//	                    400 "/".
+//	GET  /v1/fs/watch   the public watch query and Last-Event-ID header of
+//	                    spec §3.10. text/event-stream of "watch" events
+//	                    (api.FSWatchEvent), a comment every 15 s; 400 or
+//	                    404 before the stream starts (see fsWatch).
+//	PUT  /v1/secrets    body: the VM's complete set of secrets, JSON
+//	                    []SecretFile (data base64). /run/slicer/secrets
+//	                    (root, 0755) is made to hold exactly those files,
+//	                    each written to a temporary file, chowned uid:gid,
+//	                    chmodded, renamed into place; other entries are
+//	                    removed. 204; 400 (nothing written) for a bad body,
+//	                    a name that is not [A-Za-z0-9._-]{1,253} without a
+//	                    leading '.', a repeated name or a mode over 0777.
+//
+// The other way round, the guest opens a stream to the host for
+//
+//	GET  /v1/host/secrets  answered by the Client's ServeGuest handler
+//	                    (HostSecretsHandler): 200 JSON []SecretFile, the
+//	                    VM's set; 501 from a client that serves nothing.
+//
+// and PID 1 serves programs in the guest on the control socket
+// /run/slicer/agent.sock (0600; other users than root get 403):
+//
+//	POST /v1/secrets/sync  pulls GET /v1/host/secrets and applies it as
+//	                    PUT /v1/secrets does; 200 {"synced":[names]}, 503
+//	                    when no host session is up.
 //
 // Errors before the first frame are JSON api.ErrorResponse bodies with the
 // status of their api error class; the Client turns them back into

@@ -45,6 +45,7 @@ type Client struct {
 	mu     sync.Mutex
 	sess   *session
 	closed bool
+	guest  http.Handler // answers the streams the guest opens (ServeGuest)
 }
 
 // session is a yamux client session and the number of streams handed out
@@ -283,6 +284,7 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 	}
 	c.log.Debug("agent session started")
 	c.sess = &session{mux: mux, active: 1}
+	go c.serveGuest(mux, c.guest)
 	return c.sess, nil
 }
 

@@ -1,6 +1,141 @@
 package agent
 
-import "net/http"
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
 
-// routeCopy registers the routes of this file (placeholder, being built).
-func (s *Server) routeCopy(mux *http.ServeMux) {}
+	"github.com/openslicer/openslicer/api"
+)
+
+// pathCopy is the route of file copies, both ways.
+const pathCopy = "/v1/cp"
+
+// routeCopy registers the copy routes (spec §3.8, cp-v1). They speak the
+// public wire protocol of /vm/{h}/cp as it is, so the daemon passes
+// requests and answers through unchanged.
+func (s *Server) routeCopy(mux *http.ServeMux) {
+	mux.HandleFunc("POST "+pathCopy, s.copyUpload)
+	mux.HandleFunc("GET "+pathCopy, s.copyDownload)
+}
+
+// copyUpload writes a file or a tar stream into the guest and answers 200
+// with a copyResult.
+func (s *Server) copyUpload(w http.ResponseWriter, r *http.Request) {
+	u, err := parseUpload(r.URL.Query(), r.Header, r.ContentLength)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	res, err := s.receive(r.Context(), u, r.Body)
+	if err != nil {
+		s.log.Info("copy upload failed", "path", u.rawPath, "err", err)
+		writeError(w, err)
+		return
+	}
+	s.log.Debug("copy upload", "path", res.Path, "bytes", res.Bytes)
+	writeJSON(w, http.StatusOK, res)
+}
+
+// copyDownload sends a file's bytes or a directory's tar. Everything that
+// can fail before the first byte is answered with a status; a failure
+// while streaming aborts the stream, so the host sees a broken body
+// rather than a short copy.
+func (s *Server) copyDownload(w http.ResponseWriter, r *http.Request) {
+	d, err := parseDownload(r.URL.Query())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	p, err := guestPath("path", d.rawPath, s.user(d.uid, d.gid).Home)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	fi, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		writeError(w, fmt.Errorf("%w: %q does not exist", api.ErrNotFound, p))
+		return
+	}
+	if err != nil {
+		writeError(w, fsError("stat", p, err))
+		return
+	}
+	isTar, err := downloadIsTar(d.mode, p, fi.Mode())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if d.v1 {
+		typ := api.CopySourceFile
+		if isTar {
+			typ = api.CopySourceDirectory
+		}
+		w.Header().Set(api.HeaderSourceType, typ)
+		w.Header().Set(api.HeaderSourceNameBase64, base64.RawURLEncoding.EncodeToString([]byte(downloadName(d.rawPath, p))))
+	}
+	if isTar {
+		s.sendTree(w, r, p, d.exclude)
+		return
+	}
+	s.sendFile(w, r, p)
+}
+
+// sendFile streams one regular file, with its mode in X-Slicer-File-Mode.
+func (s *Server) sendFile(w http.ResponseWriter, r *http.Request, p string) {
+	f, err := os.Open(p)
+	if err != nil {
+		writeError(w, fsError("open", p, err))
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%w: %q is not a regular file", api.ErrInvalid, p)
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set(api.HeaderFileMode, octalMode(fi.Mode()))
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.WriteHeader(http.StatusOK)
+	n, rerr, werr := copyBuffer(w, ctxReader{r.Context(), f}, make([]byte, copyBufSize))
+	if err := errors.Join(rerr, werr); err != nil {
+		s.abortDownload(p, n, err)
+	}
+	s.log.Debug("copy download", "path", p, "bytes", n)
+}
+
+// sendTree streams a directory as a copy tar. A path that is a symbolic
+// link to a directory sends the directory.
+func (s *Server) sendTree(w http.ResponseWriter, r *http.Request, p string, exclude []string) {
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		writeError(w, fsError("resolve", p, err))
+		return
+	}
+	dir, err := os.Open(real)
+	if err != nil {
+		writeError(w, fsError("open", p, err))
+		return
+	}
+	dir.Close()
+	w.Header().Set("Content-Type", "application/x-tar")
+	w.WriteHeader(http.StatusOK)
+	if err := writeTree(r.Context(), w, real, exclude, make([]byte, copyBufSize)); err != nil {
+		s.abortDownload(p, -1, err)
+	}
+	s.log.Debug("copy download", "path", p, "tar", true)
+}
+
+// abortDownload ends a download whose answer has started: the stream is
+// cut, which the host reads as a failed copy.
+func (s *Server) abortDownload(p string, sent int64, err error) {
+	s.log.Warn("copy download failed while streaming", "path", p, "sent", sent, "err", err)
+	panic(http.ErrAbortHandler)
+}

@@ -21,7 +21,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Background {
-		writeError(w, fmt.Errorf("background exec: %w", api.ErrNotImplemented))
+		s.execBackground(w, req)
 		return
 	}
 	sp, err := s.plan(req)

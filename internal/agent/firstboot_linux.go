@@ -37,6 +37,7 @@ type guestPaths struct {
 	rootHome    string // userdata's working directory and HOME
 	proc        string // procfs, for stats
 	statfsRoot  string // the file system whose space stats reports
+	secretsDir  string // holds the VM's secrets, one file each
 }
 
 func defaultPaths() guestPaths {
@@ -47,6 +48,7 @@ func defaultPaths() guestPaths {
 		rootHome:    "/root",
 		proc:        "/proc",
 		statfsRoot:  "/",
+		secretsDir:  "/run/slicer/secrets",
 	}
 }
 

@@ -28,6 +28,7 @@ func testPaths(t *testing.T) guestPaths {
 		rootHome:    filepath.Join(dir, "root"),
 		proc:        "/proc",
 		statfsRoot:  "/",
+		secretsDir:  filepath.Join(dir, "run", "slicer", "secrets"),
 	}
 	if err := os.WriteFile(p.console, nil, 0o600); err != nil {
 		t.Fatal(err)

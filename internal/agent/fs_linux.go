@@ -1,6 +1,248 @@
 package agent
 
-import "net/http"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 
-// routeFS registers the routes of this file (placeholder, being built).
-func (s *Server) routeFS(mux *http.ServeMux) {}
+	"golang.org/x/sys/unix"
+
+	"github.com/openslicer/openslicer/api"
+)
+
+// Filesystem routes (spec §3.9-§3.10); the daemon passes the public
+// /vm/{h}/fs/... requests through to them unchanged.
+const (
+	pathFSReadDir = "/v1/fs/readdir"
+	pathFSStat    = "/v1/fs/stat"
+	pathFSMkdir   = "/v1/fs/mkdir"
+	pathFSRemove  = "/v1/fs/remove"
+	pathFSWatch   = "/v1/fs/watch"
+)
+
+// routeFS registers the filesystem routes.
+func (s *Server) routeFS(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+pathFSReadDir, s.fsReadDir)
+	mux.HandleFunc("GET "+pathFSStat, s.fsStat)
+	mux.HandleFunc("POST "+pathFSMkdir, s.fsMkdir)
+	mux.HandleFunc("DELETE "+pathFSRemove, s.fsRemove)
+	mux.HandleFunc("GET "+pathFSWatch, s.fsWatch)
+}
+
+// fsPath resolves the path a filesystem request names ("~" is the default
+// user's home).
+func (s *Server) fsPath(p string) (string, error) {
+	return guestPath("path", p, s.user(nil, nil).Home)
+}
+
+// fsReadDir lists a directory, sorted by name, each entry described as
+// lstat sees it. An entry that disappears while being listed is left out.
+func (s *Server) fsReadDir(w http.ResponseWriter, r *http.Request) {
+	p, err := s.fsPath(r.URL.Query().Get("path"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		writeError(w, fsOpError("readdir", p, err))
+		return
+	}
+	if !fi.IsDir() {
+		writeError(w, fmt.Errorf("%w: readdir %s: not a directory", api.ErrInvalid, p))
+		return
+	}
+	entries, err := os.ReadDir(p) // sorted by name
+	if err != nil {
+		writeError(w, fsOpError("readdir", p, err))
+		return
+	}
+	infos := make([]api.FSInfo, 0, len(entries))
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		infos = append(infos, fsInfo(e.Name(), fi))
+	}
+	writeJSON(w, http.StatusOK, infos)
+}
+
+// fsStat describes one path as lstat sees it; Name is its base name.
+func (s *Server) fsStat(w http.ResponseWriter, r *http.Request) {
+	p, err := s.fsPath(r.URL.Query().Get("path"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	fi, err := os.Lstat(p)
+	if err != nil {
+		writeError(w, fsOpError("stat", p, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, fsInfo(filepath.Base(p), fi))
+}
+
+// fsMkdir creates a directory, and with recursive its missing parents;
+// what it creates is owned by the default user.
+func (s *Server) fsMkdir(w http.ResponseWriter, r *http.Request) {
+	var req api.FSMkdirRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeError(w, fmt.Errorf("%w: decode mkdir request: %v", api.ErrInvalid, err))
+		return
+	}
+	mode, err := parseDirMode(req.Mode)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	owner := s.user(nil, nil)
+	p, err := guestPath("path", req.Path, owner.Home)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	todo, err := dirsToCreate(p, req.Recursive)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	for i, d := range todo {
+		perm := uint32(defaultDirMode)
+		if i == len(todo)-1 {
+			perm = mode
+		}
+		if err := s.makeDir(d, perm, owner); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, fsPathResponse{Path: p})
+}
+
+// dirsToCreate returns the directories mkdir must create for p, outermost
+// first: p, and with recursive its missing parents. An existing directory
+// p is nothing to do with recursive (as mkdir -p) and a conflict without;
+// a missing parent without recursive is not found, naming the parent. A
+// path through a file (ENOTDIR) is followed up to the file, so the error
+// names it.
+func dirsToCreate(p string, recursive bool) ([]string, error) {
+	var todo []string
+	for dir := p; ; dir = filepath.Dir(dir) {
+		fi, err := os.Stat(dir)
+		switch {
+		case err == nil && !fi.IsDir() && dir == p:
+			return nil, fmt.Errorf("%w: mkdir %s: exists and is not a directory", api.ErrAlreadyExists, p)
+		case err == nil && !fi.IsDir():
+			return nil, fmt.Errorf("%w: mkdir %s: parent %s is not a directory", api.ErrInvalid, p, dir)
+		case err == nil && dir == p && !recursive:
+			return nil, fmt.Errorf("%w: mkdir %s: directory exists", api.ErrAlreadyExists, p)
+		case err == nil:
+			slices.Reverse(todo)
+			return todo, nil
+		case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTDIR):
+			return nil, fsOpError("mkdir", dir, err)
+		case dir != p && !recursive:
+			return nil, fmt.Errorf("%w: mkdir %s: parent %s does not exist (use recursive)", api.ErrNotFound, p, dir)
+		}
+		todo = append(todo, dir) // "/" exists, so the loop ends
+	}
+}
+
+// makeDir creates one directory with exactly perm (no umask), owned by
+// owner. Someone else creating it first is fine. Ownership is skipped
+// when the agent is not root and may not give files away (tests).
+func (s *Server) makeDir(dir string, perm uint32, owner account) error {
+	if err := unix.Mkdir(dir, perm); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			if fi, serr := os.Stat(dir); serr == nil && fi.IsDir() {
+				return nil
+			}
+		}
+		return fsOpError("mkdir", dir, err)
+	}
+	err := unix.Lchown(dir, int(owner.UID), int(owner.GID))
+	switch {
+	case errors.Is(err, unix.EPERM) && os.Geteuid() != 0:
+		s.log.Debug("mkdir: not root, owner left as is", "path", dir, "uid", owner.UID)
+	case err != nil:
+		return fsOpError("chown", dir, err)
+	}
+	// After chown, which may clear the setgid bit, and without the umask.
+	if err := unix.Chmod(dir, perm); err != nil {
+		return fsOpError("chmod", dir, err)
+	}
+	return nil
+}
+
+// fsRemove deletes a path: a file, a symlink (not its target), an empty
+// directory, or with recursive=true a directory and everything under it.
+// "/" is never removed.
+func (s *Server) fsRemove(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	recursive, err := parseOptionalBool("recursive", q.Get("recursive"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	p, err := s.fsPath(q.Get("path"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if p == "/" {
+		writeError(w, fmt.Errorf("%w: refusing to remove /", api.ErrInvalid))
+		return
+	}
+	fi, err := os.Lstat(p)
+	if err != nil {
+		writeError(w, fsOpError("remove", p, err))
+		return
+	}
+	if recursive && fi.IsDir() {
+		err = os.RemoveAll(p)
+	} else {
+		err = os.Remove(p)
+	}
+	if err != nil {
+		writeError(w, fsOpError("remove", p, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, fsPathResponse{Path: p})
+}
+
+// fsOpError gives err, from a filesystem operation op on path, its api
+// class: missing is not found, exists and not empty are conflicts, a
+// non-directory in the path is a bad request, permission and read-only
+// file systems are forbidden, a full disk is insufficient storage. The
+// message reads "class: op path: reason".
+func fsOpError(op, path string, err error) error {
+	reason := err
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		reason = pe.Err
+	}
+	var class error
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		class = api.ErrNotFound
+	case errors.Is(err, unix.ENOTEMPTY):
+		return fmt.Errorf("%w: %s %s: directory not empty (use recursive=true)", api.ErrConflict, op, path)
+	case errors.Is(err, fs.ErrExist):
+		class = api.ErrAlreadyExists
+	case errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EISDIR), errors.Is(err, unix.ENAMETOOLONG), errors.Is(err, unix.ELOOP):
+		class = api.ErrInvalid
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, unix.EROFS):
+		class = api.ErrForbidden
+	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT):
+		class = api.ErrInsufficientStorage
+	default:
+		return fmt.Errorf("%s %s: %w", op, path, reason)
+	}
+	return fmt.Errorf("%w: %s %s: %v", class, op, path, reason)
+}

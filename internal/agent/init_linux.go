@@ -48,6 +48,10 @@ func RunInit(ctx context.Context, log *slog.Logger) {
 		err := srv.ServeDevice(ctx, "")
 		log.Error("agent stopped", "err", err)
 	}()
+	go func() {
+		err := srv.ServeControl(ctx, ControlSocket)
+		log.Error("control socket stopped", "err", err)
+	}()
 	for {
 		select {
 		case <-ctx.Done():

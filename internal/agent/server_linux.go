@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -29,6 +30,8 @@ type Server struct {
 	paths   guestPaths
 	fb      firstBootState
 	bg      bgRegistry // background execs
+	secrets sync.Mutex // serializes writes of the secrets directory
+	host    hostLink   // the current session, for requests to the host
 }
 
 // NewServer returns the agent's server for a process that is not PID 1;
@@ -65,6 +68,8 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 	}
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
 	defer stop()
+	s.host.set(sess)
+	defer s.host.clear(sess)
 	hs := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: time.Minute,
@@ -77,7 +82,9 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
-	case errors.Is(err, io.EOF), errors.Is(err, yamux.ErrSessionShutdown), errors.Is(err, net.ErrClosed):
+	case errors.Is(err, io.EOF), errors.Is(err, yamux.ErrSessionShutdown), errors.Is(err, net.ErrClosed),
+		errors.Is(err, unix.ECONNRESET), errors.Is(err, unix.EPIPE):
+		// The host went away, cleanly or with frames still unread.
 		return nil
 	}
 	return fmt.Errorf("serve agent session: %w", err)

@@ -92,8 +92,12 @@ func Run(ctx context.Context, opt Options) error {
 		return err
 	}
 	defer st.Close()
+	sec, err := secrets.Open(paths.Secrets)
+	if err != nil {
+		return err
+	}
 	vopt := vm.Options{
-		Config: cfg, Backend: backend, Store: st, Images: images, Clone: image.Clone,
+		Config: cfg, Backend: backend, Store: st, Images: images, Clone: image.Clone, Secrets: sec,
 		DisksDir: paths.Disks, RunDir: paths.Run, LogDir: paths.Logs, Log: opt.Log,
 	}
 	if netHost != nil {
@@ -106,12 +110,12 @@ func Run(ctx context.Context, opt Options) error {
 	if err := mgr.EnsureCount(ctx); err != nil {
 		opt.Log.Error("launch config vms", "err", err)
 	}
-	return serve(ctx, opt, cfg, paths, mgr)
+	return serve(ctx, opt, cfg, paths, mgr, sec)
 }
 
 // serve runs the API until ctx ends or a shutdown is requested, then stops
 // the VMs.
-func serve(ctx context.Context, opt Options, cfg *config.Config, paths Paths, mgr *vm.Manager) error {
+func serve(ctx context.Context, opt Options, cfg *config.Config, paths Paths, mgr *vm.Manager, sec *secrets.Store) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	token := ""
@@ -127,12 +131,6 @@ func serve(ctx context.Context, opt Options, cfg *config.Config, paths Paths, mg
 	}
 	l, err := server.Listen(bind, cfg.API.Port, cfg.API.IsUnixSocket())
 	if err != nil {
-		mgr.Close(context.Background())
-		return err
-	}
-	sec, err := secrets.Open(paths.Secrets)
-	if err != nil {
-		l.Close()
 		mgr.Close(context.Background())
 		return err
 	}

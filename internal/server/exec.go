@@ -3,7 +3,6 @@ package server
 import (
 	"bufio"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -23,7 +22,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 	}
 	host := r.PathValue("hostname")
 	if req.Background {
-		s.writeError(w, r, fmt.Errorf("background exec is not supported by this daemon yet: %w", api.ErrNotImplemented))
+		s.guest("/v1/exec")(w, r) // the agent keeps background execs
 		return
 	}
 	if req.Buffered {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -51,6 +52,11 @@ func (s *Server) guest(target string) http.HandlerFunc {
 		w.WriteHeader(resp.StatusCode)
 		if err := copyFlushing(w, resp.Body); err != nil {
 			s.log.Debug("guest answer ended early", "vm", host, "path", path, "err", err)
+			if errors.Is(err, errGuestBroke) {
+				// Cut the connection rather than end the body cleanly: a
+				// truncated download must not look complete.
+				panic(http.ErrAbortHandler)
+			}
 		}
 	}
 }
@@ -79,7 +85,12 @@ func guestRequest(r *http.Request, path string) (*http.Request, error) {
 	return out, nil
 }
 
-// copyFlushing copies src to w, flushing after every read.
+// errGuestBroke marks a guest answer that broke off, as opposed to a
+// caller that went away.
+var errGuestBroke = errors.New("guest answer broke off")
+
+// copyFlushing copies src to w, flushing after every read. A failed read
+// of src is wrapped in errGuestBroke.
 func copyFlushing(w http.ResponseWriter, src io.Reader) error {
 	rc := http.NewResponseController(w)
 	buf := make([]byte, guestCopyBuffer)
@@ -97,7 +108,7 @@ func copyFlushing(w http.ResponseWriter, src io.Reader) error {
 			return nil
 		}
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: %w", errGuestBroke, err)
 		}
 	}
 }

@@ -43,12 +43,13 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// observe records one API request. Long-lived streams (exec) are counted
-// but kept out of the duration histogram, where they would only add noise.
+// observe records one API request. Long-lived streams (exec, background
+// exec logs and waits, copies, watches, shells, tunnels) are counted but
+// kept out of the duration histogram, where they would only add noise.
 func (m *metrics) observe(r *http.Request, status int, d time.Duration) {
 	code := strconv.Itoa(status)
 	m.requests.WithLabelValues(r.Method, code).Inc()
-	if !strings.HasSuffix(r.URL.Path, "/exec") {
+	if !longLived(r.URL.Path) {
 		m.duration.WithLabelValues(r.Method, code).Observe(d.Seconds())
 	}
 	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/hostgroup/") && strings.HasSuffix(r.URL.Path, "/nodes") {
@@ -84,4 +85,18 @@ func (c vmCollector) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range counts {
 		ch <- prometheus.MustNewConstMetric(vmRunningDesc, prometheus.GaugeValue, float64(v), k.group, k.api, k.state)
 	}
+}
+
+// longLived reports whether path is a streaming endpoint, whose duration
+// is the caller's business.
+func longLived(path string) bool {
+	if strings.Contains(path, "/exec/") && (strings.HasSuffix(path, "/logs") || strings.HasSuffix(path, "/wait-exit")) {
+		return true
+	}
+	for _, suffix := range []string{"/exec", "/cp", "/fs/watch", "/shell", "/forward"} {
+		if strings.HasSuffix(path, suffix) {
+			return true
+		}
+	}
+	return false
 }

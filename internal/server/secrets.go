@@ -48,6 +48,7 @@ func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.syncSecrets(r)
 	writeJSON(w, http.StatusCreated, sec)
 }
 
@@ -62,6 +63,7 @@ func (s *Server) updateSecret(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.syncSecrets(r)
 	writeJSON(w, http.StatusOK, sec)
 }
 
@@ -70,5 +72,16 @@ func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.syncSecrets(r)
 	writeText(w, http.StatusOK, "deleted")
+}
+
+// syncSecrets pushes the changed store to the running VMs before the
+// answer, so that a caller who then reads a secret in a guest sees the
+// change. A VM that cannot take it is logged: the store did change, and
+// the guest gets its set again when its agent next comes up.
+func (s *Server) syncSecrets(r *http.Request) {
+	if err := s.vms.SyncSecrets(r.Context()); err != nil {
+		s.log.Warn("sync secrets into vms", "err", err)
+	}
 }

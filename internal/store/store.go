@@ -61,6 +61,7 @@ type VM struct {
 	Protected  bool            `json:"protected,omitempty"`
 	Userdata   string          `json:"userdata,omitempty"`
 	SSHKeys    []string        `json:"ssh_keys,omitempty"`
+	Secrets    []string        `json:"secrets,omitempty"` // names of the secrets the VM gets; none: all
 	State      string          `json:"state"`
 	CreatedAt  time.Time       `json:"created_at"`
 	Disk       string          `json:"disk"`

@@ -53,6 +53,9 @@ func (m *Manager) create(ctx context.Context, g config.HostGroup, req api.Create
 	if err != nil {
 		return api.CreateNodeResponse{}, err
 	}
+	if err := m.checkSecrets(req.Secrets); err != nil {
+		return api.CreateNodeResponse{}, err
+	}
 	ctx, abort := context.WithCancel(ctx)
 	defer abort()
 
@@ -123,7 +126,7 @@ func checkCreate(g config.HostGroup, req api.CreateNodeRequest, opt CreateOption
 		set  bool
 	}{
 		{"import_user", req.ImportUser != "" || req.GitHubUser != ""},
-		{"secrets", len(req.Secrets) > 0}, {"ip", req.IP != ""},
+		{"ip", req.IP != ""},
 	} {
 		if f.set {
 			return 0, 0, fmt.Errorf("%s is not supported by this daemon yet: %w", f.name, api.ErrNotImplemented)
@@ -153,7 +156,7 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus i
 		return store.VM{
 			Hostname: hostname, Group: g.Name, Index: index, CPUs: cpus, RamBytes: ram,
 			Tags: req.Tags, Persistent: req.Persistent, Protected: protected, State: store.StateCreating,
-			Userdata: fb.Userdata, SSHKeys: fb.SSHKeys,
+			Userdata: fb.Userdata, SSHKeys: fb.SSHKeys, Secrets: secretScope(req.Secrets),
 			CreatedAt: time.Now().UTC().Truncate(time.Second),
 			Disk:      m.diskPath(hostname), RunDir: m.runDir(hostname),
 		}
@@ -251,7 +254,7 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 		return fmt.Errorf("start machine: %w", err)
 	}
 	undo.push(func(ctx context.Context) error { return machine.Kill(ctx) })
-	client := agent.NewClient(machine.DialAgent, m.log.With("vm", rec.Hostname))
+	client := m.newAgent(in, machine)
 	undo.push(func(context.Context) error { return client.Close() })
 
 	handle, err := json.Marshal(machine.Handle())
@@ -260,12 +263,12 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	}
 	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
 	undo.push(func(context.Context) error { endLife(); return nil })
+	delivered := m.deliverBootData(life, in, client, agent.FirstBoot{Userdata: rec.Userdata, SSHKeys: rec.SSHKeys})
 	in.mu.Lock()
-	in.machine, in.agent, in.endLife = machine, client, endLife
+	in.machine, in.agent, in.endLife, in.delivered = machine, client, endLife, delivered
 	in.rec.Machine, in.rec.State = handle, store.StateRunning
 	rec = in.rec
 	in.mu.Unlock()
-	m.deliverFirstBoot(life, in, agent.FirstBoot{Userdata: rec.Userdata, SSHKeys: rec.SSHKeys})
 	return m.opt.Store.Put(rec)
 }
 
@@ -286,15 +289,25 @@ func (m *Manager) wait(ctx context.Context, in *instance, opt CreateOptions) err
 	return m.waitUserdata(ctx, in, max(left-time.Since(start), time.Millisecond))
 }
 
-// waitAgent blocks until the guest agent answers, the timeout passes
-// (ErrTimeout) or ctx ends.
+// waitAgent blocks until the guest agent answers and has been handed its
+// secrets and first-boot data, the timeout passes (ErrTimeout) or ctx ends.
 func (m *Manager) waitAgent(ctx context.Context, in *instance, timeout time.Duration) error {
 	if timeout == 0 {
 		timeout = DefaultWaitTimeout
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err := in.agent.WaitReady(wctx)
+	in.mu.Lock()
+	client, delivered := in.agent, in.delivered
+	in.mu.Unlock()
+	err := client.WaitReady(wctx)
+	if err == nil {
+		select {
+		case <-delivered:
+		case <-wctx.Done():
+			err = wctx.Err()
+		}
+	}
 	switch {
 	case err == nil:
 		return nil

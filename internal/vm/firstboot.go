@@ -29,20 +29,32 @@ func (m *Manager) firstBootFor(g config.HostGroup, req api.CreateNodeRequest) (a
 	return fb, nil
 }
 
-// deliverFirstBoot hands fb to the guest agent once it answers, for the
-// life of the machine. The agent acts on it once per disk, so delivering it
-// again on a relaunch is harmless.
-func (m *Manager) deliverFirstBoot(life context.Context, in *instance, fb agent.FirstBoot) {
+// deliverBootData hands the guest agent, once it answers, the VM's
+// secrets and then fb (in that order, so that userdata finds the secrets),
+// for the life of the machine. The agent acts on fb once per disk, so
+// delivering it again on a relaunch or re-attach is harmless. A failure is
+// logged, not fatal. The channel is closed once both are delivered, have
+// failed, or the machine's life has ended.
+func (m *Manager) deliverBootData(life context.Context, in *instance, client *agent.Client, fb agent.FirstBoot) <-chan struct{} {
+	in.mu.Lock()
+	log := m.log.With("vm", in.rec.Hostname)
+	in.mu.Unlock()
+	done := make(chan struct{})
 	go func() {
-		if err := in.agent.WaitReady(life); err != nil {
+		defer close(done)
+		if err := client.WaitReady(life); err != nil {
 			return // the VM went away first
 		}
 		ctx, cancel := context.WithTimeout(life, time.Minute)
 		defer cancel()
-		if err := in.agent.FirstBoot(ctx, fb); err != nil && life.Err() == nil {
-			m.log.Warn("deliver first-boot data", "vm", in.rec.Hostname, "err", err)
+		if err := m.pushSecrets(ctx, in, client); err != nil && life.Err() == nil {
+			log.Warn("deliver secrets", "err", err)
+		}
+		if err := client.FirstBoot(ctx, fb); err != nil && life.Err() == nil {
+			log.Warn("deliver first-boot data", "err", err)
 		}
 	}()
+	return done
 }
 
 // waitUserdata blocks until the guest reports its userdata has run.

@@ -245,7 +245,9 @@ func (m *Manager) Recover(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("re-apply network of %s: %w", rec.Hostname, err))
 			}
 		}
-		in.agent = agent.NewClient(in.machine.DialAgent, m.log.With("vm", rec.Hostname))
+		life, endLife := context.WithCancel(context.WithoutCancel(ctx))
+		in.agent, in.endLife = m.newAgent(in, in.machine), endLife
+		in.delivered = m.deliverBootData(life, in, in.agent, agent.FirstBoot{Userdata: rec.Userdata, SSHKeys: rec.SSHKeys})
 		m.log.Info("re-attached persistent vm", "vm", rec.Hostname)
 		m.watch(in)
 	}

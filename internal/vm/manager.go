@@ -57,6 +57,9 @@ type Options struct {
 	// Network wires the VMs of groups with a network; it may be nil when
 	// no group has one.
 	Network Network
+	// Secrets are synced into guests; nil means the daemon has no secret
+	// store, and a create that names secrets is ErrNotImplemented.
+	Secrets SecretSource
 	// DisksDir holds <hostname>.img; RunDir holds one directory per VM for
 	// its sockets and pidfile; LogDir holds <hostname>.txt console logs.
 	DisksDir, RunDir, LogDir string
@@ -91,6 +94,11 @@ type instance struct {
 	abort   context.CancelFunc
 	// endLife ends the background work tied to the running machine.
 	endLife context.CancelFunc
+	// delivered is closed once the running machine's agent has been
+	// handed its secrets and first-boot data (deliverBootData).
+	delivered <-chan struct{}
+	// secretsMu makes pushes of the VM's secrets take turns.
+	secretsMu sync.Mutex
 	// removed is set once teardown has begun, so it happens only once.
 	removed   bool
 	lastAgent time.Time

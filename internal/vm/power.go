@@ -27,7 +27,11 @@ func (m *Manager) Pause(ctx context.Context, hostname string) error {
 
 // Resume thaws a paused VM.
 func (m *Manager) Resume(ctx context.Context, hostname string) error {
-	return m.setPaused(ctx, hostname, false)
+	if err := m.setPaused(ctx, hostname, false); err != nil {
+		return err
+	}
+	m.resyncSecrets(ctx, hostname)
+	return nil
 }
 
 func (m *Manager) setPaused(ctx context.Context, hostname string, pause bool) error {

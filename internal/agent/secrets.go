@@ -1,0 +1,170 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"slices"
+	"strconv"
+
+	"github.com/openslicer/openslicer/api"
+)
+
+// Secrets reach a guest two ways, both carrying the complete set the VM
+// should have as a JSON []SecretFile:
+//
+//   - push: the host PUTs the set to pathSecrets whenever it changes and
+//     whenever the agent comes up;
+//   - pull: `slicer-agent secrets sync` in the guest asks PID 1 on the
+//     control socket (pathSecretsSync), which GETs pathHostSecrets on a
+//     stream it opens to the host, answered by HostSecretsHandler.
+//
+// Either way the agent makes its secrets directory (/run/slicer/secrets, a
+// tmpfs) hold exactly that set.
+const (
+	pathSecrets     = "/v1/secrets"      // PUT, host to guest
+	pathHostSecrets = "/v1/host/secrets" // GET, guest to host
+	pathSecretsSync = "/v1/secrets/sync" // POST, on the guest's control socket
+)
+
+// ControlSocket is the guest-local unix socket on which PID 1 takes
+// requests from programs in the guest (`slicer-agent secrets sync`). It is
+// mode 0600 and owned by root.
+const ControlSocket = "/run/slicer/agent.sock"
+
+const (
+	// maxSecretsBody bounds a request or answer carrying secrets.
+	maxSecretsBody = 64 << 20
+	// maxSecretNameLen is the longest secret name accepted; it matches
+	// the host store's limit (internal/secrets.MaxNameLen).
+	maxSecretNameLen = 253
+)
+
+// SecretFile is one secret as a guest gets it: the file
+// /run/slicer/secrets/<Name> holding Data, with mode Permissions and owner
+// UID:GID.
+type SecretFile struct {
+	Name string `json:"name"`
+	Data []byte `json:"data"` // base64 in JSON
+	// Permissions is the file mode in octal, e.g. "0600"; at most 0777.
+	Permissions string `json:"permissions"`
+	UID         uint32 `json:"uid"`
+	GID         uint32 `json:"gid"`
+}
+
+// syncResult is the answer of the control socket's sync: the names of the
+// secrets the guest holds now, sorted.
+type syncResult struct {
+	Synced []string `json:"synced"`
+}
+
+// checkSecretFiles validates a set of secrets before any of it is written:
+// every name is a safe single path element, no name is repeated, and every
+// mode parses. Errors wrap api.ErrInvalid and name the secret.
+func checkSecretFiles(files []SecretFile) error {
+	seen := make(map[string]bool, len(files))
+	var errs []error
+	for _, f := range files {
+		if err := validateSecretName(f.Name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if seen[f.Name] {
+			errs = append(errs, fmt.Errorf("secret %q is given twice", f.Name))
+		}
+		seen[f.Name] = true
+		if _, err := parseSecretMode(f.Permissions); err != nil {
+			errs = append(errs, fmt.Errorf("secret %q: %w", f.Name, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", api.ErrInvalid, errors.Join(errs...))
+	}
+	return nil
+}
+
+// validateSecretName mirrors the host store's rule (the agent may not
+// import it): 1 to maxSecretNameLen characters of [A-Za-z0-9._-], not
+// starting with '.'. Such a name is one path element that is not "." or
+// "..", and never collides with the agent's temporary files.
+func validateSecretName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("secret name is empty")
+	case len(name) > maxSecretNameLen:
+		return fmt.Errorf("secret name is %d characters, more than %d", len(name), maxSecretNameLen)
+	case name[0] == '.':
+		return fmt.Errorf("secret name %q starts with '.'", name)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-'
+		if !ok {
+			return fmt.Errorf("secret name %q has %q at %d, want only [A-Za-z0-9._-]", name, c, i)
+		}
+	}
+	return nil
+}
+
+// parseSecretMode parses an octal mode such as "0600" or "600", at most
+// 0777.
+func parseSecretMode(s string) (fs.FileMode, error) {
+	v, err := strconv.ParseUint(s, 8, 32)
+	switch {
+	case s == "":
+		return 0, errors.New("permissions are empty")
+	case err != nil:
+		return 0, fmt.Errorf("permissions %q are not octal", s)
+	case v > 0o777:
+		return 0, fmt.Errorf("permissions %q exceed 0777", s)
+	}
+	return fs.FileMode(v), nil
+}
+
+// staleEntries returns the names in have (a directory's entries) that the
+// set want does not hold, in the order of have.
+func staleEntries(have []string, want []SecretFile) []string {
+	keep := make(map[string]bool, len(want))
+	for _, f := range want {
+		keep[f.Name] = true
+	}
+	var out []string
+	for _, name := range have {
+		if !keep[name] {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// secretNames returns the names of files, sorted.
+func secretNames(files []SecretFile) []string {
+	names := make([]string, 0, len(files))
+	for _, f := range files {
+		names = append(names, f.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// HostSecretsHandler answers the guest's pull, GET /v1/host/secrets, with
+// the JSON []SecretFile list returns: the set of the VM whose client serves
+// it (Client.ServeGuest). An error of list is answered with the status of
+// its api error class.
+func HostSecretsHandler(list func(ctx context.Context) ([]SecretFile, error)) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+pathHostSecrets, func(w http.ResponseWriter, r *http.Request) {
+		files, err := list(r.Context())
+		if err != nil {
+			writeError(w, fmt.Errorf("list secrets for the guest: %w", err))
+			return
+		}
+		if files == nil {
+			files = []SecretFile{}
+		}
+		writeJSON(w, http.StatusOK, files)
+	})
+	return mux
+}
