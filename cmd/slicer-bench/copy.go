@@ -26,11 +26,10 @@ type throughput struct {
 }
 
 // measureCopy times 64 MiB copies into and out of host's VM through the
-// public client (cp-v1 binary), and, as the baseline, the same bytes
-// through the agent channel without the copy code: a port-forward tunnel
-// to a guest process that discards them (in), or to a guest HTTP server
-// sending the seeded file (out). Files live on the VM's disk, not in its
-// tmpfs /tmp.
+// public client (cp-v1 binary), and the same bytes through a port-forward
+// tunnel to a guest process that counts them (in), or from a guest HTTP
+// server sending the seeded file (out). Files live on the VM's disk, not
+// in its tmpfs /tmp.
 func measureCopy(ctx context.Context, c *client.Client, host, tmp string, n int) ([]throughput, error) {
 	src := filepath.Join(tmp, "copy-src.bin")
 	if err := writeRandomFile(src, copySize); err != nil {
@@ -47,10 +46,10 @@ func measureCopy(ctx context.Context, c *client.Client, host, tmp string, n int)
 	}
 	defer stopBackground(ctx, c, host, web.ExecID)
 
-	in := throughput{name: "(d) cp 64 MiB into the VM"}
-	out := throughput{name: "(e) cp 64 MiB out of the VM"}
-	rawIn := throughput{name: "(f) agent channel in, no files (tunnel)"}
-	rawOut := throughput{name: "(g) agent channel out, no files (tunnel)"}
+	in := throughput{name: "(f) cp 64 MiB into the VM"}
+	out := throughput{name: "(g) cp 64 MiB out of the VM"}
+	rawIn := throughput{name: "(h) forward tunnel in, to nc"}
+	rawOut := throughput{name: "(i) forward tunnel out, from httpd"}
 	dst := filepath.Join(tmp, "copy-dst.bin")
 	for range n {
 		d, err := timed(func() error {
@@ -75,7 +74,7 @@ func measureCopy(ctx context.Context, c *client.Client, host, tmp string, n int)
 		}
 		rawOut.add(d)
 	}
-	return []throughput{in, rawIn, out, rawOut}, nil
+	return []throughput{in, out, rawIn, rawOut}, nil
 }
 
 func (t *throughput) add(d time.Duration) {
@@ -88,10 +87,10 @@ func timed(f func() error) (time.Duration, error) {
 	return time.Since(start), err
 }
 
-// rawSend streams src through a tunnel into a guest nc that writes it to
-// /dev/null, and times it until nc has exited (it has read everything).
+// rawSend streams src through a tunnel into a guest nc that hands it to
+// wc -c, and times it until nc has exited (it has read everything).
 func rawSend(ctx context.Context, c *client.Client, host, src string) (time.Duration, error) {
-	sink, err := c.ExecBackground(ctx, host, &api.ExecRequest{Command: "nc -l -p 9100 >/dev/null", Shell: "/bin/sh", UID: new(uint32)})
+	sink, err := c.ExecBackground(ctx, host, &api.ExecRequest{Command: "nc", Args: []string{"-l", "-p", "9100", "-e", "wc", "-c"}, UID: new(uint32)})
 	if err != nil {
 		return 0, err
 	}

@@ -5,9 +5,10 @@
 //	(b) POST /hostgroup/{g}/nodes?wait=agent until the response, through a
 //	    real daemon and the public client;
 //	(c) exec of `true` on a ready VM;
-//	(d)-(g) 64 MiB copied into and out of that VM with cp-v1, next to the
-//	    same bytes through the agent channel with no files involved (a
-//	    port-forward tunnel to a guest process), see copy.go;
+//	(d)-(i) 64 MiB through the bare agent channel each way (a VM started
+//	    without the daemon, the agent's channel probes), then copied into
+//	    and out of a daemon's VM with cp-v1, and through a port-forward
+//	    tunnel; see copy.go;
 //
 // and prints the median and p95 of each, the ratio b/a (how much the
 // daemon adds on top of the floor), and copy throughput as a share of the
@@ -67,6 +68,12 @@ func run(boots, execs, copies int, imageDir, agentBin string) error {
 	if err != nil {
 		return fmt.Errorf("raw boot: %w", err)
 	}
+	var channel []throughput
+	if copies > 0 {
+		if channel, err = measureChannel(ctx, img, filepath.Join(tmp, "channel"), copies, log); err != nil {
+			return fmt.Errorf("agent channel: %w", err)
+		}
+	}
 	creates, execTimes, copied, err := measureDaemon(ctx, tmp, imageDir, agentBin, log, boots, execs, copies)
 	if err != nil {
 		return err
@@ -86,12 +93,12 @@ func run(boots, execs, copies int, imageDir, agentBin string) error {
 	row("(c) exec `true` on a ready VM", execTimes)
 	fmt.Printf("ratio b/a (median): %.2f\n", float64(median(creates))/float64(median(raw)))
 	fmt.Printf("\n%-44s %6s %10s %10s\n", "copy (MiB/s, higher is better)", "n", "median", "min")
-	for _, t := range copied {
+	for _, t := range append(channel, copied...) {
 		fmt.Printf("%-44s %6d %10.1f %10.1f\n", t.name, len(t.samples), medianF(t.samples), slices.Min(t.samples))
 	}
-	if len(copied) == 4 {
+	if len(channel) == 2 && len(copied) == 4 {
 		fmt.Printf("cp in / channel in: %.2f; cp out / channel out: %.2f (medians)\n",
-			medianF(copied[0].samples)/medianF(copied[1].samples), medianF(copied[2].samples)/medianF(copied[3].samples))
+			medianF(copied[0].samples)/medianF(channel[0].samples), medianF(copied[1].samples)/medianF(channel[1].samples))
 	}
 	return nil
 }
@@ -105,15 +112,9 @@ func measureRawBoot(ctx context.Context, img *image.Image, dir string, n int) ([
 		if err := os.MkdirAll(run, 0o700); err != nil {
 			return nil, err
 		}
-		disk := filepath.Join(run, "disk.img")
-		if err := image.Clone(ctx, img.RootFS, disk, 0); err != nil {
+		spec, err := rawSpec(ctx, img, run)
+		if err != nil {
 			return nil, err
-		}
-		spec := hypervisor.Spec{
-			ID: run, Name: "bench", VCPUs: 1, MemoryBytes: 256 << 20,
-			Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: vm.KernelCmdline("bench"),
-			Disks: []hypervisor.Disk{{Path: disk, Format: "raw"}}, RunDir: run,
-			ConsoleLog: filepath.Join(run, "console.txt"),
 		}
 		d, err := bootOnce(ctx, spec)
 		os.RemoveAll(run)
@@ -123,6 +124,21 @@ func measureRawBoot(ctx context.Context, img *image.Image, dir string, n int) ([
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// rawSpec is the machine the daemon would start for a 1-vCPU 256 MiB
+// VM, with its disk cloned into run.
+func rawSpec(ctx context.Context, img *image.Image, run string) (hypervisor.Spec, error) {
+	disk := filepath.Join(run, "disk.img")
+	if err := image.Clone(ctx, img.RootFS, disk, 0); err != nil {
+		return hypervisor.Spec{}, err
+	}
+	return hypervisor.Spec{
+		ID: run, Name: "bench", VCPUs: 1, MemoryBytes: 256 << 20,
+		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: vm.KernelCmdline("bench"),
+		Disks: []hypervisor.Disk{{Path: disk, Format: "raw"}}, RunDir: run,
+		ConsoleLog: filepath.Join(run, "console.txt"),
+	}, nil
 }
 
 // initMarker starts the first line the agent prints as PID 1 (its first

@@ -118,6 +118,10 @@
 //	                    removed. 204; 400 (nothing written) for a bad body,
 //	                    a name that is not [A-Za-z0-9._-]{1,253} without a
 //	                    leading '.', a repeated name or a mode over 0777.
+//	POST /v1/channel/sink    reads the body to the end; 200 {"bytes": n}.
+//	GET  /v1/channel/source  query bytes=N (at most 1 GiB): N zero bytes.
+//	                    Channel probes: they touch nothing but the channel,
+//	                    for the benchmark's raw-throughput baseline.
 //
 // The other way round, the guest opens a stream to the host for
 //
@@ -164,6 +168,9 @@ const (
 	pathExec      = "/v1/exec"
 	pathFirstBoot = "/v1/firstboot"
 	pathStats     = "/v1/stats"
+
+	pathChannelSink   = "/v1/channel/sink"
+	pathChannelSource = "/v1/channel/source"
 )
 
 const contentTypeNDJSON = "application/x-ndjson"

@@ -52,6 +52,7 @@ func (s *Server) Handler() http.Handler {
 	s.routeBackground(mux)
 	s.routeShell(mux)
 	s.routeSecrets(mux)
+	s.routeChannel(mux)
 	return mux
 }
 
