@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,23 +18,7 @@ func TestCLI(t *testing.T) {
 	testenv.RequireE2E(t)
 	t.Parallel() // also shows two daemons running side by side
 	d := startDaemon(t, "cli")
-	slicer := func(stdin string, args ...string) (string, int) {
-		t.Helper()
-		cmd := exec.Command(filepath.Join(binDir, "slicer"), args...)
-		cmd.Env = append(cmd.Environ(), "SLICER_URL="+d.socket, "SLICER_TOKEN="+d.token)
-		cmd.Stdin = strings.NewReader(stdin)
-		var out, errOut bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		err := cmd.Run()
-		var ee *exec.ExitError
-		if err != nil && !errors.As(err, &ee) {
-			t.Fatalf("slicer %v: %v", args, err)
-		}
-		if errOut.Len() > 0 {
-			t.Logf("slicer %v stderr: %s", args, errOut.String())
-		}
-		return out.String(), cmd.ProcessState.ExitCode()
-	}
+	slicer := func(stdin string, args ...string) (string, int) { return d.cli(t, stdin, args...) }
 
 	out, code := slicer("", "vm", "add", "cli", "--wait", "--tag", "role=ci")
 	if code != 0 || !strings.Contains(out, "Hostname: cli-1") {

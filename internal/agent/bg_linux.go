@@ -47,7 +47,7 @@ func (s *Server) execBackground(w http.ResponseWriter, req *api.ExecRequest) {
 		writeError(w, err)
 		return
 	}
-	p, err := s.startDetached(sp)
+	p, err := s.startProcess(sp, startOptions{detach: true})
 	if err != nil {
 		s.bg.release(ringBytes)
 		writeError(w, startError(req.Command, err))

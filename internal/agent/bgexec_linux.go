@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os/exec"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -257,41 +255,4 @@ func (e *bgExec) escalate(grace time.Duration) {
 	case <-t.C:
 		_, _ = e.signal(unix.SIGKILL) // a no-op if it exits meanwhile
 	}
-}
-
-// startDetached starts sp the way startProcess does, but in a session of
-// its own (so no terminal or process group of the agent reaches it) and
-// with stdin on /dev/null. It goes through s.starter, so that as PID 1 the
-// init's reaper collects it.
-func (s *Server) startDetached(sp procSpec) (*process, error) {
-	path, err := lookPath(sp.Argv[0], envValue(sp.Env, "PATH"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := &exec.Cmd{
-		Path: path, Args: sp.Argv, Env: sp.Env, Dir: sp.Dir,
-		SysProcAttr: &syscall.SysProcAttr{Setsid: true, Credential: credential(sp)},
-	}
-	pp, err := openPipes(false)
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = pp.outW, pp.errW
-	wait, err := s.starter.start(cmd)
-	closeFiles(pp.outW, pp.errW) // the child has its copies
-	if err != nil {
-		closeFiles(pp.outR, pp.errR)
-		return nil, err
-	}
-	p := &process{
-		pid: cmd.Process.Pid, started: time.Now().UTC(),
-		stdout: pp.outR, stderr: pp.errR,
-		exited: make(chan struct{}),
-	}
-	go func() {
-		st := statusOf(wait())
-		p.status, p.ended = st, time.Now().UTC()
-		close(p.exited)
-	}()
-	return p, nil
 }

@@ -65,7 +65,7 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request, req *api.Exe
 	fw := &frameWriter{enc: json.NewEncoder(w), rc: rc}
 	fw.enc.SetEscapeHTML(false)
 
-	p, err := s.startProcess(sp, req.Stdin)
+	p, err := s.startProcess(sp, startOptions{stdin: req.Stdin})
 	if err != nil {
 		_ = fw.write(errorFrame(err))
 		return
@@ -111,7 +111,7 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request, req *api.Exe
 // execBuffered runs the command to the end and answers with one ExecResult.
 // A command that cannot start is still a 200, with error and exit code set.
 func (s *Server) execBuffered(w http.ResponseWriter, r *http.Request, req *api.ExecRequest, sp procSpec) {
-	p, err := s.startProcess(sp, false)
+	p, err := s.startProcess(sp, startOptions{})
 	if err != nil {
 		writeJSON(w, http.StatusOK, api.ExecResult{Error: err.Error(), ExitCode: startErrorCode(err)})
 		return

@@ -71,23 +71,33 @@ type process struct {
 	ended  time.Time
 }
 
-// startProcess starts sp in its own process group, with stdout and stderr
-// on pipes and stdin on a pipe (withStdin) or /dev/null.
-func (s *Server) startProcess(sp procSpec, withStdin bool) (*process, error) {
+// startOptions say how a process is started.
+type startOptions struct {
+	stdin bool // stdin on a pipe; otherwise /dev/null
+	// detach starts it in a session of its own, so no terminal or process
+	// group of the agent reaches it (background execs); otherwise it gets
+	// a process group of its own.
+	detach bool
+}
+
+// startProcess starts sp with stdout and stderr on pipes, as opt says. It
+// goes through s.starter, so that as PID 1 the init's reaper collects it.
+func (s *Server) startProcess(sp procSpec, opt startOptions) (*process, error) {
 	path, err := lookPath(sp.Argv[0], envValue(sp.Env, "PATH"))
 	if err != nil {
 		return nil, err
 	}
-	cmd := &exec.Cmd{
-		Path: path, Args: sp.Argv, Env: sp.Env, Dir: sp.Dir,
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Credential: credential(sp)},
+	attr := &syscall.SysProcAttr{Setpgid: true, Credential: credential(sp)}
+	if opt.detach {
+		attr = &syscall.SysProcAttr{Setsid: true, Credential: credential(sp)}
 	}
-	pp, err := openPipes(withStdin)
+	cmd := &exec.Cmd{Path: path, Args: sp.Argv, Env: sp.Env, Dir: sp.Dir, SysProcAttr: attr}
+	pp, err := openPipes(opt.stdin)
 	if err != nil {
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = pp.outW, pp.errW
-	if withStdin {
+	if opt.stdin {
 		cmd.Stdin = pp.inR
 	}
 	wait, err := s.starter.start(cmd)
