@@ -8,8 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -32,7 +35,14 @@ func TestGuestOps(t *testing.T) {
 	t.Run("watch", func(t *testing.T) { testWatch(t, c, vm) })
 	t.Run("background exec", func(t *testing.T) { testBackground(t, c, vm) })
 	t.Run("shell", func(t *testing.T) { testShell(t, c, vm) })
+	t.Run("shell cli with piped input", func(t *testing.T) {
+		out, code := d.cli(t, "echo piped-$((20+22))\n", "vm", "shell", vm)
+		if code != 0 || !strings.Contains(out, "piped-42") {
+			t.Errorf("echo ... | slicer vm shell = %q exit %d, want the command run and the shell ended", out, code)
+		}
+	})
 	t.Run("forward", func(t *testing.T) { testForward(t, c, vm) })
+	t.Run("forward cli", func(t *testing.T) { testForwardCLI(t, d, vm) })
 	if _, err := c.DeleteNode(context.Background(), "ops", vm); err != nil {
 		t.Fatal(err)
 	}
@@ -294,5 +304,56 @@ func echoOnce(ctx context.Context, c *client.Client, vm, msg string) error {
 			return fmt.Errorf("echo came back different (%d bytes)", len(msg))
 		}
 		return nil
+	}
+}
+
+// testForwardCLI runs `slicer vm forward NAME -L port:host:port` and talks
+// to a guest echo server through the local port it listens on.
+func testForwardCLI(t *testing.T, d *daemon, vm string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := d.client
+	server, err := c.ExecBackground(ctx, vm, &api.ExecRequest{Command: "nc", Args: []string{"-ll", "-p", "7008", "-e", "cat"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		c.ExecKill(ctx, vm, server.ExecID, api.ExecKillRequest{Signal: "KILL"})
+		c.ExecWaitExit(ctx, vm, server.ExecID, time.Minute)
+	}()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close() // the CLI takes it
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "slicer"), "vm", "forward", vm, "-L", fmt.Sprintf("127.0.0.1:%d:127.0.0.1:7008", port))
+	cmd.Env = append(cmd.Environ(), "SLICER_URL="+d.socket, "SLICER_TOKEN="+d.token)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	}()
+	for {
+		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			msg := "through the cli\n"
+			io.WriteString(conn, msg)
+			got := make([]byte, len(msg))
+			_, err = io.ReadFull(conn, got)
+			conn.Close()
+			if err == nil && string(got) == msg {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no echo through slicer vm forward: %v; its stderr: %s", err, stderr.String())
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }

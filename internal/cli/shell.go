@@ -73,7 +73,8 @@ func runShell(ctx context.Context, o *shellOptions) error {
 
 // pumpShell connects a session to the terminal: keystrokes from in, output
 // to out, resizes of term (when a terminal) and heartbeats, until the
-// session ends, in reaches EOF (then a shutdown is sent) or ctx is done.
+// session ends (piped input that reaches EOF ends it with ^D) or ctx is
+// done.
 func pumpShell(ctx context.Context, sh *client.ShellConn, in io.Reader, term *os.File, out io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -130,19 +131,50 @@ func pumpShell(ctx context.Context, sh *client.ShellConn, in io.Reader, term *os
 	}
 }
 
-// sendInput forwards in as keystrokes; at EOF it asks for a shutdown.
+// sendInput forwards in as keystrokes. Piped input ends the way a typed
+// session does, with the terminal's end-of-file character (twice after a
+// partial line, whose first ^D only flushes it). A shell with line editing
+// may switch its terminal mode after the input was queued, and the ^D is
+// lost then, so it is sent again every eofRepeat until the session ends
+// (ctx is cancelled when the read side returns). A read error asks for a
+// shutdown.
 func sendInput(ctx context.Context, sh *client.ShellConn, in io.Reader) {
 	buf := make([]byte, 32<<10)
+	atLineStart := true
 	for {
 		n, err := in.Read(buf)
 		if n > 0 {
 			if sh.SendData(ctx, buf[:n]) != nil {
 				return
 			}
+			atLineStart = buf[n-1] == '\n'
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, io.EOF):
+			if !atLineStart {
+				_ = sh.SendData(ctx, []byte{ctrlD})
+			}
+			t := time.NewTicker(eofRepeat)
+			defer t.Stop()
+			for {
+				if sh.SendData(ctx, []byte{ctrlD}) != nil {
+					return
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		case err != nil:
 			_ = sh.Shutdown(ctx)
 			return
 		}
 	}
 }
+
+// eofRepeat spaces the end-of-file characters sent after piped input.
+const eofRepeat = 500 * time.Millisecond
+
+// ctrlD is the terminal's default end-of-file character (VEOF).
+const ctrlD = 0x04

@@ -50,6 +50,9 @@ func (s *Server) guest(target string) http.HandlerFunc {
 			}
 		}
 		w.WriteHeader(resp.StatusCode)
+		// The caller has its answer now, even when the body (a watch, a
+		// followed log) has nothing to say for a while.
+		http.NewResponseController(w).Flush()
 		if err := copyFlushing(w, resp.Body); err != nil {
 			s.log.Debug("guest answer ended early", "vm", host, "path", path, "err", err)
 			if errors.Is(err, errGuestBroke) {
