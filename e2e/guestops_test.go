@@ -244,21 +244,37 @@ func testForward(t *testing.T, c *client.Client, vm string) {
 		c.ExecWaitExit(ctx, vm, server.ExecID, time.Minute)
 	}()
 
-	var wg sync.WaitGroup
-	errs := make(chan error, 20)
+	// Twenty tunnels open at once. They are opened one after another,
+	// because busybox nc listens with a backlog of one, and then all carry
+	// distinct payloads at the same time.
+	var conns []net.Conn
+	defer func() {
+		for _, conn := range conns {
+			conn.Close()
+		}
+	}()
 	for i := range 20 {
+		conn, err := dialEcho(ctx, c, vm, fmt.Sprintf("hello %d\n", i))
+		if err != nil {
+			t.Fatalf("tunnel %d: %v", i, err)
+		}
+		conns = append(conns, conn)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(conns))
+	for i, conn := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- echoOnce(ctx, c, vm, fmt.Sprintf("tunnel %d says %s\n", i, strings.Repeat("x", i*1000)))
+			if err := echo(conn, fmt.Sprintf("tunnel %d says %s\n", i, strings.Repeat("x", i*1000))); err != nil {
+				errs <- fmt.Errorf("tunnel %d: %v", i, err)
+			}
 		}()
 	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		if err != nil {
-			t.Error(err)
-		}
+		t.Error(err)
 	}
 
 	// A unix socket in the guest: the agent's own control socket answers
@@ -279,32 +295,38 @@ func testForward(t *testing.T, c *client.Client, vm string) {
 	}
 }
 
-// echoOnce sends msg through a tunnel to the guest's echo server and
-// checks it comes back, retrying while the server is not listening yet.
-func echoOnce(ctx context.Context, c *client.Client, vm, msg string) error {
+// dialEcho opens a tunnel to the guest's echo server and checks that
+// hello comes back, retrying while the server is not listening yet.
+func dialEcho(ctx context.Context, c *client.Client, vm, hello string) (net.Conn, error) {
 	for {
 		conn, err := c.DialForward(ctx, vm, "127.0.0.1:7007")
-		if err != nil {
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("forward: %v", err)
-			case <-time.After(200 * time.Millisecond):
-				continue
+		if err == nil {
+			if err = echo(conn, hello); err == nil {
+				return conn, nil
 			}
+			conn.Close()
 		}
-		defer conn.Close()
-		if _, err := io.WriteString(conn, msg); err != nil {
-			return err
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("forward: %v", err)
+		case <-time.After(200 * time.Millisecond):
 		}
-		got := make([]byte, len(msg))
-		if _, err := io.ReadFull(conn, got); err != nil {
-			return fmt.Errorf("echo of %d bytes: %v", len(msg), err)
-		}
-		if string(got) != msg {
-			return fmt.Errorf("echo came back different (%d bytes)", len(msg))
-		}
-		return nil
 	}
+}
+
+// echo sends msg on conn and checks that it comes back.
+func echo(conn net.Conn, msg string) error {
+	if _, err := io.WriteString(conn, msg); err != nil {
+		return err
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(conn, got); err != nil {
+		return fmt.Errorf("echo of %d bytes: %v", len(msg), err)
+	}
+	if string(got) != msg {
+		return fmt.Errorf("echo came back different (%d bytes)", len(msg))
+	}
+	return nil
 }
 
 // testForwardCLI runs `slicer vm forward NAME -L port:host:port` and talks
