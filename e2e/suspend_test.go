@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,10 +29,17 @@ func TestSuspendRestore(t *testing.T) {
 	if procs := qemuProcesses(d.dataDir); len(procs) != 0 {
 		t.Fatalf("suspended vm still has qemu processes %v", procs)
 	}
+	// Long enough that a guest clock that stood still is visibly behind.
+	time.Sleep(6 * time.Second)
 	if err := c.Restore(ctx, host, "agent", 2*time.Minute); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
-	out, _, _ := execIn(t, c, host, &api.ExecRequest{Command: "cat /tmp/mem; ps", Shell: "/bin/sh", UID: root}, nil)
+	out, _, _ := execIn(t, c, host, &api.ExecRequest{Command: "date", Args: []string{"+%s"}}, nil)
+	guest, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+	if skew := time.Now().Unix() - guest; err != nil || skew > 3 || skew < -3 {
+		t.Errorf("guest clock after restore = %q, host %d: want them within 3 s (the clock is set on restore)", out, time.Now().Unix())
+	}
+	out, _, _ = execIn(t, c, host, &api.ExecRequest{Command: "cat /tmp/mem; ps", Shell: "/bin/sh", UID: root}, nil)
 	if !strings.HasPrefix(out, "in-memory\n") || !strings.Contains(out, "sleep 6262") {
 		t.Fatalf("after restore memory and processes are not intact:\n%s", out)
 	}

@@ -66,6 +66,9 @@
 //	                    starts userdata, unless first boot is done already
 //	                    (the marker exists) or under way; 204 either way.
 //	GET  /v1/stats      api.Snapshot as JSON, read from the guest's /proc.
+//	PUT  /v1/clock      body Clock: sets the guest's wall clock to the
+//	                    host's (after a restore or resume it stood still);
+//	                    204, or 501 from an agent that is not init.
 //	GET  /v1/shell      query: uid, gid, shell, cwd (all optional); headers
 //	                    Connection: Upgrade, Upgrade: slicer-shell. Starts
 //	                    the shell (default: the user's login shell, else
@@ -168,6 +171,8 @@ const (
 	pathExec      = "/v1/exec"
 	pathFirstBoot = "/v1/firstboot"
 	pathStats     = "/v1/stats"
+
+	pathClock = "/v1/clock"
 
 	pathChannelSink   = "/v1/channel/sink"
 	pathChannelSource = "/v1/channel/source"

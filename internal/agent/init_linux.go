@@ -44,6 +44,7 @@ func RunInit(ctx context.Context, log *slog.Logger) {
 
 	srv := NewServer(log)
 	srv.starter = r
+	srv.setClock = setSystemClock
 	go func() {
 		err := srv.ServeDevice(ctx, "")
 		log.Error("agent stopped", "err", err)

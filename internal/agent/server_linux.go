@@ -32,6 +32,8 @@ type Server struct {
 	bg      bgRegistry // background execs
 	secrets sync.Mutex // serializes writes of the secrets directory
 	host    hostLink   // the current session, for requests to the host
+	// setClock sets the wall clock; nil (not init) refuses PUT /v1/clock.
+	setClock func(time.Time) error
 }
 
 // NewServer returns the agent's server for a process that is not PID 1;
@@ -53,6 +55,7 @@ func (s *Server) Handler() http.Handler {
 	s.routeShell(mux)
 	s.routeSecrets(mux)
 	s.routeChannel(mux)
+	s.routeClock(mux)
 	return mux
 }
 

@@ -2,7 +2,9 @@ package vm
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -29,7 +31,8 @@ func (m *Manager) firstBootFor(g config.HostGroup, req api.CreateNodeRequest) (a
 	return fb, nil
 }
 
-// deliverBootData hands the guest agent, once it answers, the VM's
+// deliverBootData hands the guest agent, once it answers, the host's
+// clock (a restored guest's stood still while it was suspended), the VM's
 // secrets and then fb (in that order, so that userdata finds the secrets),
 // for the life of the machine. The agent acts on fb once per disk, so
 // delivering it again on a relaunch or re-attach is harmless. A failure is
@@ -47,6 +50,7 @@ func (m *Manager) deliverBootData(life context.Context, in *instance, client *ag
 		}
 		ctx, cancel := context.WithTimeout(life, time.Minute)
 		defer cancel()
+		syncClock(ctx, log, client)
 		if err := m.pushSecrets(ctx, in, client); err != nil && life.Err() == nil {
 			log.Warn("deliver secrets", "err", err)
 		}
@@ -79,5 +83,17 @@ func (m *Manager) waitUserdata(ctx context.Context, in *instance, timeout time.D
 			return fmt.Errorf("vm %q: userdata not done within %s: %w", in.rec.Hostname, timeout, api.ErrTimeout)
 		case <-time.After(200 * time.Millisecond):
 		}
+	}
+}
+
+// syncClock sets the guest's wall clock to the host's. An agent that
+// cannot (not init) is left alone; a failure is logged.
+func syncClock(ctx context.Context, log *slog.Logger, client *agent.Client) {
+	err := client.SetClock(ctx, time.Now())
+	switch {
+	case errors.Is(err, api.ErrNotImplemented):
+		log.Debug("guest agent does not set its clock", "err", err)
+	case err != nil && ctx.Err() == nil:
+		log.Warn("set guest clock", "err", err)
 	}
 }

@@ -101,10 +101,13 @@ func (m *Manager) watch(in *instance) {
 			return // the daemon is stopping: Close decides the VM's fate
 		}
 		in.mu.Lock()
-		removed, rec := in.removed, in.rec
+		removed, rec, current := in.removed, in.rec, in.machine
 		in.mu.Unlock()
-		if removed || rec.State == store.StateSuspended {
-			return // deleted, detached, or suspended by the daemon
+		if removed || current != machine || rec.State == store.StateSuspended {
+			// Deleted, detached, or suspended by the daemon; or already
+			// started again (a quick restore), which this exit must not
+			// touch.
+			return
 		}
 		log := m.log.With("vm", rec.Hostname)
 		if !rec.Persistent {
@@ -120,6 +123,10 @@ func (m *Manager) watch(in *instance) {
 			log.Error("tear down network of stopped vm", "err", err)
 		}
 		in.mu.Lock()
+		if in.machine != machine {
+			in.mu.Unlock()
+			return // started again meanwhile
+		}
 		in.rec.State, in.machine = store.StateStopped, nil
 		if in.endLife != nil {
 			in.endLife()

@@ -30,7 +30,7 @@ func (m *Manager) Resume(ctx context.Context, hostname string) error {
 	if err := m.setPaused(ctx, hostname, false); err != nil {
 		return err
 	}
-	m.resyncSecrets(ctx, hostname)
+	m.resyncAfterResume(ctx, hostname)
 	return nil
 }
 

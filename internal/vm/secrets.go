@@ -187,11 +187,12 @@ func (m *Manager) SyncSecrets(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// resyncSecrets pushes hostname's set in the background after a resume: a
-// change made while the VM was paused skipped it.
-func (m *Manager) resyncSecrets(ctx context.Context, hostname string) {
+// resyncAfterResume sets the guest's clock, which stood still while it
+// was paused, and pushes its secrets, which a change made meanwhile
+// skipped; in the background, so that resume answers at once.
+func (m *Manager) resyncAfterResume(ctx context.Context, hostname string) {
 	in, err := m.get(hostname)
-	if err != nil || m.opt.Secrets == nil {
+	if err != nil {
 		return
 	}
 	in.mu.Lock()
@@ -200,9 +201,13 @@ func (m *Manager) resyncSecrets(ctx context.Context, hostname string) {
 	if client == nil {
 		return
 	}
+	log := m.log.With("vm", hostname)
 	go func() {
-		if err := m.pushSecrets(context.WithoutCancel(ctx), in, client); err != nil {
-			m.log.Warn("push secrets after resume", "vm", hostname, "err", err)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), secretPushTimeout)
+		defer cancel()
+		syncClock(ctx, log, client)
+		if err := m.pushSecrets(ctx, in, client); err != nil {
+			log.Warn("push secrets after resume", "err", err)
 		}
 	}()
 }
