@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,22 @@ func TestGuestOps(t *testing.T) {
 	t.Run("fs", func(t *testing.T) { testFS(t, c, vm) })
 	t.Run("watch", func(t *testing.T) { testWatch(t, c, vm) })
 	t.Run("background exec", func(t *testing.T) { testBackground(t, c, vm) })
+	t.Run("background exec cli", func(t *testing.T) {
+		out, code := d.cli(t, "", "vm", "bg", "exec", vm, "--json", "--", "sh", "-c", "echo bg-out; exit 5")
+		var launched api.ExecBackgroundResponse
+		if err := json.Unmarshal([]byte(out), &launched); code != 0 || err != nil || launched.ExecID == "" {
+			t.Fatalf("vm bg exec --json = %q exit %d (%v)", out, code, err)
+		}
+		if out, code := d.cli(t, "", "vm", "bg", "wait", vm, launched.ExecID); code != 5 || !strings.Contains(out, "exit_code=5") {
+			t.Errorf("vm bg wait = %q exit %d, want the command's exit code 5", out, code)
+		}
+		if out, code := d.cli(t, "", "vm", "bg", "logs", vm, launched.ExecID); code != 0 || out != "bg-out\n" {
+			t.Errorf("vm bg logs = %q exit %d, want bg-out", out, code)
+		}
+		if _, code := d.cli(t, "", "vm", "bg", "remove", vm, launched.ExecID); code != 0 {
+			t.Errorf("vm bg remove exit %d", code)
+		}
+	})
 	t.Run("shell", func(t *testing.T) { testShell(t, c, vm) })
 	t.Run("shell cli with piped input", func(t *testing.T) {
 		out, code := d.cli(t, "echo piped-$((20+22))\n", "vm", "shell", vm)
