@@ -219,13 +219,13 @@ func parseID(name, v string) (*uint32, error) {
 // parsePermissions reads an octal mode, with or without a leading 0 (or
 // 0o): "0644", "600", "4755". The setuid, setgid and sticky bits are kept.
 func parsePermissions(s string) (fs.FileMode, error) {
-	n, err := strconv.ParseUint(strings.TrimPrefix(s, "0o"), 8, 32)
-	if err != nil || n > 0o7777 {
+	n, ok := parseOctal(s, 0o7777)
+	if !ok {
 		return 0, fmt.Errorf("%w: permissions %q: want an octal mode like 0644", api.ErrInvalid, s)
 	}
 	m := fs.FileMode(n & 0o777)
 	specials := []struct {
-		bit  uint64
+		bit  uint32
 		flag fs.FileMode
 	}{{0o4000, fs.ModeSetuid}, {0o2000, fs.ModeSetgid}, {0o1000, fs.ModeSticky}}
 	for _, sp := range specials {

@@ -264,22 +264,15 @@ func tempName() string {
 	return ".slicer-cp-" + hex.EncodeToString(b)
 }
 
-// fsError wraps a file system error with the api class of its cause, so
-// the caller gets a status that says what went wrong: a full disk is 507,
-// a missing file 404, a refusal 403, the wrong kind of file 400.
+// fsError wraps a file system error of a copy with its api class
+// (fsClass), so the caller gets a status that says what went wrong; an
+// existing file where the copy needs something else is a bad request.
 func fsError(op, name string, err error) error {
-	var class error
-	switch {
-	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT), errors.Is(err, unix.EFBIG):
-		class = api.ErrInsufficientStorage
-	case errors.Is(err, fs.ErrNotExist):
-		class = api.ErrNotFound
-	case errors.Is(err, fs.ErrPermission), errors.Is(err, unix.EROFS):
-		class = api.ErrForbidden
-	case errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EISDIR), errors.Is(err, fs.ErrExist),
-		errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENAMETOOLONG):
+	class := fsClass(err)
+	if errors.Is(err, fs.ErrExist) {
 		class = api.ErrInvalid
-	default:
+	}
+	if class == nil {
 		return fmt.Errorf("%s %q: %w", op, name, err)
 	}
 	return fmt.Errorf("%w: %s %q: %w", class, op, name, err)

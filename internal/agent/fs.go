@@ -78,12 +78,22 @@ func parseDirMode(s string) (uint32, error) {
 	if s == "" {
 		return defaultDirMode, nil
 	}
-	digits := strings.TrimPrefix(strings.TrimPrefix(s, "0o"), "0O")
-	m, err := strconv.ParseUint(digits, 8, 32)
-	if err != nil || digits == "" || m > 0o7777 {
+	m, ok := parseOctal(s, 0o7777)
+	if !ok {
 		return 0, fmt.Errorf("%w: mode %q is not an octal mode like 0755", api.ErrInvalid, s)
 	}
-	return uint32(m), nil
+	return m, nil
+}
+
+// parseOctal parses an octal mode, with or without a leading 0, 0o or 0O,
+// of at most max. Every mode a request carries goes through it.
+func parseOctal(s string, max uint32) (uint32, bool) {
+	digits := strings.TrimPrefix(strings.TrimPrefix(s, "0o"), "0O")
+	m, err := strconv.ParseUint(digits, 8, 32)
+	if err != nil || digits == "" || m > uint64(max) {
+		return 0, false
+	}
+	return uint32(m), true
 }
 
 // parseOptionalBool parses a boolean query parameter: missing or empty is

@@ -217,9 +217,7 @@ func (s *Server) fsRemove(w http.ResponseWriter, r *http.Request) {
 }
 
 // fsOpError gives err, from a filesystem operation op on path, its api
-// class: missing is not found, exists and not empty are conflicts, a
-// non-directory in the path is a bad request, permission and read-only
-// file systems are forbidden, a full disk is insufficient storage. The
+// class: fsClass's, except that exists and not empty are conflicts. The
 // message reads "class: op path: reason".
 func fsOpError(op, path string, err error) error {
 	reason := err
@@ -227,22 +225,31 @@ func fsOpError(op, path string, err error) error {
 	if errors.As(err, &pe) {
 		reason = pe.Err
 	}
-	var class error
+	class := fsClass(err)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		class = api.ErrNotFound
 	case errors.Is(err, unix.ENOTEMPTY):
 		return fmt.Errorf("%w: %s %s: directory not empty (use recursive=true)", api.ErrConflict, op, path)
 	case errors.Is(err, fs.ErrExist):
 		class = api.ErrAlreadyExists
-	case errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EISDIR), errors.Is(err, unix.ENAMETOOLONG), errors.Is(err, unix.ELOOP):
-		class = api.ErrInvalid
-	case errors.Is(err, fs.ErrPermission), errors.Is(err, unix.EROFS):
-		class = api.ErrForbidden
-	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT):
-		class = api.ErrInsufficientStorage
-	default:
+	case class == nil:
 		return fmt.Errorf("%s %s: %w", op, path, reason)
 	}
 	return fmt.Errorf("%w: %s %s: %v", class, op, path, reason)
+}
+
+// fsClass is the api class of a file system error, or nil for none: a full
+// disk is 507, a missing file 404, a refusal 403, the wrong kind of file
+// in a path 400.
+func fsClass(err error) error {
+	switch {
+	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT), errors.Is(err, unix.EFBIG):
+		return api.ErrInsufficientStorage
+	case errors.Is(err, fs.ErrNotExist):
+		return api.ErrNotFound
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, unix.EROFS):
+		return api.ErrForbidden
+	case errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EISDIR), errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENAMETOOLONG):
+		return api.ErrInvalid
+	}
+	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"net/http"
 	"slices"
-	"strconv"
 
 	"github.com/openslicer/openslicer/api"
 )
@@ -111,11 +110,12 @@ func validateSecretName(name string) error {
 // parseSecretMode parses an octal mode such as "0600" or "600", at most
 // 0777.
 func parseSecretMode(s string) (fs.FileMode, error) {
-	v, err := strconv.ParseUint(s, 8, 32)
-	switch {
-	case s == "":
+	if s == "" {
 		return 0, errors.New("permissions are empty")
-	case err != nil:
+	}
+	v, ok := parseOctal(s, 0o7777)
+	switch {
+	case !ok:
 		return 0, fmt.Errorf("permissions %q are not octal", s)
 	case v > 0o777:
 		return 0, fmt.Errorf("permissions %q exceed 0777", s)

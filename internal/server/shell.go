@@ -32,18 +32,11 @@ func (s *Server) shell(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	hostname := r.PathValue("hostname")
-	guest, err := s.vms.Shell(r.Context(), hostname, q)
-	if err != nil {
-		s.writeError(w, r, err)
+	ws, guest, ok := s.acceptGuest(w, r, func() (net.Conn, error) { return s.vms.Shell(r.Context(), hostname, q) })
+	if !ok {
 		return
 	}
 	defer guest.Close()
-	ws, err := websocket.Accept(w, r, nil)
-	if err != nil {
-		s.log.Info("accept shell websocket", "vm", hostname, "err", err) // Accept has answered
-		return
-	}
-	ws.SetReadLimit(maxMessage)
 	if code, reason := bridgeShell(r.Context(), ws, guest); code != websocket.StatusNormalClosure {
 		s.log.Info("shell session ended", "vm", hostname, "status", code, "reason", reason)
 	}
@@ -134,22 +127,36 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hostname := r.PathValue("hostname")
-	guest, err := s.vms.Forward(r.Context(), hostname, upstream)
-	if err != nil {
-		s.writeError(w, r, err)
+	ws, guest, ok := s.acceptGuest(w, r, func() (net.Conn, error) { return s.vms.Forward(r.Context(), hostname, upstream) })
+	if !ok {
 		return
 	}
 	defer guest.Close()
-	ws, err := websocket.Accept(w, r, nil)
-	if err != nil {
-		s.log.Info("accept forward websocket", "vm", hostname, "err", err) // Accept has answered
-		return
-	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	client := websocket.NetConn(ctx, ws, websocket.MessageBinary)
 	ws.SetReadLimit(maxMessage) // NetConn lifts the limit
 	spliceConns(client, guest)
+}
+
+// acceptGuest opens the guest end with open first, so that its errors
+// (404, 409, 503, 400) are plain JSON answers, then accepts the WebSocket
+// with the read limit set. ok is false once the request is answered; the
+// caller closes guest otherwise.
+func (s *Server) acceptGuest(w http.ResponseWriter, r *http.Request, open func() (net.Conn, error)) (ws *websocket.Conn, guest net.Conn, ok bool) {
+	guest, err := open()
+	if err != nil {
+		s.writeError(w, r, err)
+		return nil, nil, false
+	}
+	ws, err = websocket.Accept(w, r, nil)
+	if err != nil {
+		guest.Close()
+		s.log.Info("accept websocket", "path", r.URL.Path, "err", err) // Accept has answered
+		return nil, nil, false
+	}
+	ws.SetReadLimit(maxMessage)
+	return ws, guest, true
 }
 
 // spliceConns copies both ways until either direction ends, then closes
