@@ -39,20 +39,20 @@ func FuzzShellFrame(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		checkParseShellFrame(t, b)
-		checkReadShellFrames(t, b)
+		fzCheckParseShellFrame(t, b)
+		fzCheckReadShellFrames(t, b)
 	})
 }
 
 // declared is the payload length a message's header declares.
-func declared(b []byte) int64 {
+func fzDeclared(b []byte) int64 {
 	return int64(binary.BigEndian.Uint32(b[1:shellFrameHeader]))
 }
 
-func checkParseShellFrame(t *testing.T, b []byte) {
+func fzCheckParseShellFrame(t *testing.T, b []byte) {
 	fr, err := ParseShellFrame(b)
 	typ, payload, cerr := client.DecodeShellFrame(b)
-	ok := len(b) >= shellFrameHeader && declared(b) <= int64(len(b)-shellFrameHeader) && declared(b) <= MaxShellPayload
+	ok := len(b) >= shellFrameHeader && fzDeclared(b) <= int64(len(b)-shellFrameHeader) && fzDeclared(b) <= MaxShellPayload
 	switch {
 	case ok != (err == nil):
 		t.Fatalf("ParseShellFrame(%x): err = %v, want ok = %v", b, err, ok)
@@ -61,7 +61,7 @@ func checkParseShellFrame(t *testing.T, b []byte) {
 	case !ok:
 		return
 	}
-	n := shellFrameHeader + int(declared(b))
+	n := shellFrameHeader + int(fzDeclared(b))
 	switch {
 	case !bytes.Equal(fr, b[:n]):
 		t.Fatalf("ParseShellFrame(%x) = %x, want the first %d bytes", b, []byte(fr), n)
@@ -75,11 +75,11 @@ func checkParseShellFrame(t *testing.T, b []byte) {
 		t.Fatalf("client encodes %d, %x as %x, want %x", typ, payload, client.EncodeShellFrame(typ, payload), []byte(fr))
 	}
 	if fr.Type() == api.ShellWindowSize {
-		checkWindowSize(t, fr.Payload())
+		fzCheckWindowSize(t, fr.Payload())
 	}
 }
 
-func checkWindowSize(t *testing.T, p []byte) {
+func fzCheckWindowSize(t *testing.T, p []byte) {
 	cols, rows, ok := windowSize(p)
 	if want := len(p) == 8 && binary.BigEndian.Uint32(p[:4]) != 0 && binary.BigEndian.Uint32(p[4:]) != 0; ok != want {
 		t.Fatalf("windowSize(%x) ok = %v, want %v", p, ok, want)
@@ -97,7 +97,7 @@ func checkWindowSize(t *testing.T, p []byte) {
 // the next bytes of b and parses as itself, and the stream ends with io.EOF
 // exactly at the end of b, io.ErrUnexpectedEOF inside a frame, or an error
 // for a header declaring more than MaxShellPayload.
-func checkReadShellFrames(t *testing.T, b []byte) {
+func fzCheckReadShellFrames(t *testing.T, b []byte) {
 	r := bytes.NewReader(b)
 	off := 0
 	for {
@@ -118,11 +118,11 @@ func checkReadShellFrames(t *testing.T, b []byte) {
 				t.Fatalf("io.EOF at offset %d of %d", off, len(b))
 			}
 		case errors.Is(err, io.ErrUnexpectedEOF):
-			if len(rest) == 0 || len(rest) >= shellFrameHeader && declared(rest) <= int64(len(rest)-shellFrameHeader) {
+			if len(rest) == 0 || len(rest) >= shellFrameHeader && fzDeclared(rest) <= int64(len(rest)-shellFrameHeader) {
 				t.Fatalf("io.ErrUnexpectedEOF at offset %d with a whole frame or nothing left: %x", off, rest)
 			}
 		default:
-			if len(rest) < shellFrameHeader || declared(rest) <= MaxShellPayload {
+			if len(rest) < shellFrameHeader || fzDeclared(rest) <= MaxShellPayload {
 				t.Fatalf("error %v at offset %d for a frame within the limit: %x", err, off, rest)
 			}
 		}
