@@ -35,7 +35,10 @@ func entryName(name string) (string, error) {
 func parseExcludes(globs []string) ([]string, error) {
 	var out []string
 	for _, g := range globs {
-		clean := strings.TrimPrefix(strings.TrimRight(g, "/"), "./")
+		clean := strings.TrimRight(g, "/")
+		for strings.HasPrefix(clean, "./") {
+			clean = strings.TrimLeft(clean[2:], "/")
+		}
 		if clean == "" {
 			continue
 		}
