@@ -59,7 +59,6 @@ type fuzzAgent struct {
 	root    string // the sandbox: the guest's "/"
 	outside string // next to the sandbox; must never change
 	sock    string // the forward upstream
-	homes   []string
 }
 
 // newFuzzAgent makes a sandbox with root's and the uid-1000 user's homes
@@ -70,7 +69,6 @@ func newFuzzAgent(t *testing.T) *fuzzAgent {
 	a := &fuzzAgent{base: base, root: filepath.Join(base, "root"), outside: filepath.Join(base, "outside")}
 	a.sock = filepath.Join(a.root, "upstream.sock")
 	rootHome, userHome := filepath.Join(a.root, "root"), filepath.Join(a.root, "home", "user")
-	a.homes = []string{rootHome, userHome, "/"} // "/": a uid the image does not know
 	for _, d := range []string{a.root, filepath.Join(a.root, "etc"), rootHome, userHome, filepath.Join(a.root, "tmp"), a.outside} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
@@ -131,15 +129,26 @@ func (a *fuzzAgent) inside(p string) bool {
 	return p == a.root || strings.HasPrefix(p, a.root+"/")
 }
 
+// homes are the home directories a request could resolve relative paths
+// against: the default user's, root's, and that of the uid it names (an
+// unknown uid's home is "/").
+func (a *fuzzAgent) homes(q url.Values) []string {
+	out := []string{a.srv.user(nil, nil).Home, a.srv.user(new(uint32), nil).Home}
+	if uid, err := parseID("uid", q.Get("uid")); err == nil && uid != nil {
+		out = append(out, a.srv.user(uid, nil).Home)
+	}
+	return out
+}
+
 // confine returns raw unchanged when it resolves inside the sandbox for
 // every home it could be relative to, else the path it resolves to from
 // the first home that escapes, moved under the sandbox (keeping a
 // trailing "/" or "/.", which cp-v1 reads).
-func (a *fuzzAgent) confine(raw string) string {
+func (a *fuzzAgent) confine(raw string, homes []string) string {
 	if raw == "" {
 		return raw
 	}
-	for _, home := range a.homes {
+	for _, home := range homes {
 		abs := workDir(raw, home, func(string) bool { return true })
 		if a.inside(abs) {
 			continue
@@ -159,9 +168,10 @@ func (a *fuzzAgent) confine(raw string) string {
 // confineQuery rewrites the path parameters of a query, and a forward's
 // upstream.
 func (a *fuzzAgent) confineQuery(q url.Values) {
+	homes := a.homes(q)
 	for _, k := range []string{"path", "paths"} {
 		for i, v := range q[k] {
-			q[k][i] = a.confine(v)
+			q[k][i] = a.confine(v, homes)
 		}
 	}
 	for i, v := range q["upstream"] {
@@ -172,9 +182,11 @@ func (a *fuzzAgent) confineQuery(q url.Values) {
 }
 
 // confineBody rewrites the path of a JSON object body (a mkdir request),
-// in every spelling encoding/json would take for it. A body that is not
-// such an object is returned as it is.
-func (a *fuzzAgent) confineBody(body []byte) []byte {
+// in every spelling encoding/json would take for it, for the homes of the
+// request's query. A body that is not such an object is returned as it
+// is.
+func (a *fuzzAgent) confineBody(body []byte, q url.Values) []byte {
+	homes := a.homes(q)
 	var m map[string]any
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
@@ -183,14 +195,14 @@ func (a *fuzzAgent) confineBody(body []byte) []byte {
 		if json.NewDecoder(bytes.NewReader(body)).Decode(&req) != nil {
 			return body // no route can read a path from it
 		}
-		req.Path = a.confine(req.Path)
+		req.Path = a.confine(req.Path, homes)
 		b, _ := json.Marshal(req)
 		return b
 	}
 	changed := false
 	for k, v := range m {
 		if s, ok := v.(string); ok && strings.EqualFold(k, "path") {
-			m[k], changed = a.confine(s), true
+			m[k], changed = a.confine(s, homes), true
 		}
 	}
 	if !changed {
@@ -298,17 +310,17 @@ func (w *fuzzResponse) FlushError() error {
 func (w *fuzzResponse) EnableFullDuplex() error          { return nil }
 func (w *fuzzResponse) SetReadDeadline(time.Time) error  { return nil }
 func (w *fuzzResponse) SetWriteDeadline(time.Time) error { return nil }
-func (w *fuzzResponse) code() int                        { return max(w.status, http.StatusOK) }
-func (w *fuzzResponse) text() string                     { return w.body.String() }
-func (w *fuzzResponse) isJSONError() (api.ErrorResponse, bool) {
-	return decodeErrorBody(w.body.Bytes())
+
+// code is the status the caller saw: 200 when the handler wrote nothing.
+func (w *fuzzResponse) code() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
 }
 
-func decodeErrorBody(b []byte) (api.ErrorResponse, bool) {
-	var e api.ErrorResponse
-	err := json.Unmarshal(b, &e)
-	return e, err == nil && e.Error != ""
-}
+// text is the start of the answer's body.
+func (w *fuzzResponse) text() string { return w.body.String() }
 
 // bodyReader is a request body as net/http hands it to a handler: it ends
 // after the declared Content-Length, and a body shorter than declared ends
