@@ -150,8 +150,8 @@ func (w *writer) block(level int, key, s string) {
 		return
 	}
 	header := "|"
-	if first := strings.TrimLeft(body, "\n"); strings.HasPrefix(first, " ") {
-		header += "2" // content indent cannot be guessed from a leading space
+	if first := strings.TrimLeft(body, "\n"); strings.HasPrefix(first, " ") || strings.HasPrefix(first, "\t") {
+		header += "2" // content indent cannot be guessed from leading white space
 	}
 	switch trailing := len(s) - len(body); {
 	case trailing == 0:
