@@ -148,7 +148,7 @@ func (s *fuzzServer) roundTrip(t *testing.T, raw []byte) (status int, ctype, bod
 	}
 	defer resp.Body.Close()
 	ctype = resp.Header.Get("Content-Type")
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if ne, isNet := err.(net.Error); isNet && ne.Timeout() {
 		return resp.StatusCode, ctype, string(b), resp.StatusCode < 500 // a stream that had started well
 	}
@@ -252,6 +252,8 @@ func fuzzServerSeeds() []fuzzServerSeed {
 		{"POST", "/hostgroup/sbox/nodes", "", strings.Repeat("[", 100000)},
 		{"POST", "/hostgroup/sbox/nodes", "Content-Length: 99999999", `{}`},
 		{"POST", "/hostgroup/sbox/nodes", "Transfer-Encoding: chunked", "5\r\n{}\r\n"},
+		{"POST", "/hostgroup/%B0/nodes", "", "{}"},
+		{"POST", "/hostgroup/" + strings.Repeat("g", 5000) + "/nodes", "", "{}"},
 		{"DELETE", "/hostgroup/sbox/nodes/sbox-1", "", ""},
 		{"DELETE", "/hostgroup/other/nodes/sbox-1", "", ""},
 		{"GET", "/nodes", "", ""},
