@@ -51,7 +51,7 @@ for t in "${targets[@]}"; do
   else
     result=FAIL
     failed=1
-    grep -E -- '--- FAIL|Failing input|\.go:[0-9]+:' "$log" | head -20
+    grep -v '^fuzz: elapsed' "$log" | tail -40
   fi
   execs=$(grep -o 'execs: [0-9]*' "$log" | tail -1 | awk '{print $2}')
   results+=("$(printf '%-24s %-50s %12s  %s' "$name" "${pkg#github.com/openslicer/openslicer/}" "${execs:-?}" "$result")")
