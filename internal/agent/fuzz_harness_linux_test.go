@@ -55,7 +55,6 @@ func (refuseStarter) start(cmd *exec.Cmd) (func() syscall.WaitStatus, error) {
 type fuzzAgent struct {
 	srv     *Server
 	handler http.Handler
-	base    string // holds root and outside
 	root    string // the sandbox: the guest's "/"
 	outside string // next to the sandbox; must never change
 	sock    string // the forward upstream
@@ -66,7 +65,7 @@ type fuzzAgent struct {
 func newFuzzAgent(t *testing.T) *fuzzAgent {
 	t.Helper()
 	base := t.TempDir()
-	a := &fuzzAgent{base: base, root: filepath.Join(base, "root"), outside: filepath.Join(base, "outside")}
+	a := &fuzzAgent{root: filepath.Join(base, "root"), outside: filepath.Join(base, "outside")}
 	a.sock = filepath.Join(a.root, "upstream.sock")
 	rootHome, userHome := filepath.Join(a.root, "root"), filepath.Join(a.root, "home", "user")
 	for _, d := range []string{a.root, filepath.Join(a.root, "etc"), rootHome, userHome, filepath.Join(a.root, "tmp"), a.outside} {
