@@ -63,6 +63,9 @@ func TestDependencyFences(t *testing.T) {
 			"api", "internal/hypervisor",
 		},
 		"internal/image": {},
+		"internal/doctor": {
+			"api", "internal/config", "internal/image", "internal/network",
+		},
 	}
 	for _, p := range listPackages(t) {
 		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
