@@ -19,7 +19,7 @@ import (
 // than over the REST API: up, new, image, doctor, service.
 func Commands(version, commit string, out, errOut io.Writer) []*cobra.Command {
 	return []*cobra.Command{upCommand(version, commit, out, errOut), newCommand(out), imageCommand(out, errOut),
-		doctorCommand(out)}
+		doctorCommand(out), serviceCommand(out)}
 }
 
 func upCommand(version, commit string, out, errOut io.Writer) *cobra.Command {

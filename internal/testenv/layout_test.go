@@ -63,6 +63,7 @@ func TestDependencyFences(t *testing.T) {
 			"api", "internal/hypervisor",
 		},
 		"internal/image": {},
+		"internal/systemd": {"api"},
 		"internal/doctor": {
 			"api", "internal/config", "internal/image", "internal/network",
 		},
