@@ -18,7 +18,7 @@ var (
 func main() {
 	io := cli.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}
 	root := cli.NewRoot(io)
-	root.Version = version
+	cli.SetBuild(root, version, commit)
 	root.AddCommand(daemon.Commands(version, commit, io.Out, io.Err)...)
 	os.Exit(cli.Main(root, io))
 }
