@@ -20,5 +20,8 @@ func main() {
 	root := cli.NewRoot(io)
 	cli.SetBuild(root, version, commit)
 	root.AddCommand(daemon.Commands(version, commit, io.Out, io.Err)...)
+	if vm, _, err := root.Find([]string{"vm"}); err == nil && vm != root {
+		vm.AddCommand(daemon.VMCommands(io.Out)...)
+	}
 	os.Exit(cli.Main(root, io))
 }
