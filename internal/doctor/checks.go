@@ -58,18 +58,22 @@ func mkfsResult(path string, err error) Result {
 	return Result{Check: "e2fsprogs", Status: OK, Detail: path + " -d makes an ext4 file from a directory"}
 }
 
-// kernelResult: a cached kernel package means apt is not needed; otherwise
-// apt's lists must name the package the metapackage depends on.
+// kernelResult: a cached kernel package means a build asks apt nothing;
+// otherwise apt's lists must name the package the metapackage depends on.
 func kernelResult(meta, cached, pkg string, err error) Result {
 	r := Result{Check: "kernel package"}
+	apt := fmt.Sprintf("apt knows %s: %s", meta, pkg)
+	if err != nil {
+		apt = "apt's lists do not know " + meta
+	}
 	switch {
 	case cached != "":
-		r.Status, r.Detail = OK, "cached "+cached+" (apt is not asked)"
+		r.Status, r.Detail = OK, "cached "+cached+", so builds do not ask apt; "+apt
 	case err != nil:
 		r.Status, r.Detail = Fail, err.Error()
 		r.Fix = "apt-get update (apt's lists must know " + meta + "; the min image is built from it)"
 	default:
-		r.Status, r.Detail = OK, fmt.Sprintf("apt knows %s: %s", meta, pkg)
+		r.Status, r.Detail = OK, apt
 	}
 	return r
 }
@@ -119,7 +123,7 @@ func networkResults(networked, root bool, p network.Probe, groupsErr error) []Re
 	case !root:
 		r.Status, r.Detail, r.Fix = Warn, "needs root: not checked", "run slicer doctor as root (slicer up needs root for networks)"
 	case groupsErr != nil:
-		r.Status, r.Detail, r.Fix = Fail, oneLine(groupsErr.Error()), "see the message"
+		r.Status, r.Detail, r.Fix = Fail, oneLine(groupsErr.Error()), "change the network settings the message names, or free what it says is in use"
 	default:
 		r.Status, r.Detail = OK, "every group's network is free on this host"
 	}

@@ -74,15 +74,17 @@ func TestKernelResult(t *testing.T) {
 		cached, pkg string
 		err         error
 		want        Status
+		says        string
 	}{
-		{"cached package, apt broken", "/img/debs/linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb", "", errors.New("no lists"), OK},
-		{"apt knows it", "", "linux-image-6.1.0-56-cloud-amd64", nil, OK},
-		{"apt does not", "", "", errors.New("apt-cache depends: E: No packages found"), Fail},
+		{"cached package, apt broken", "/img/debs/linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb", "", errors.New("no lists"), OK, "apt's lists do not know"},
+		{"cached package, apt fine", "/img/debs/x.deb", "linux-image-6.1.0-56-cloud-amd64", nil, OK, "cached /img/debs/x.deb, so builds do not ask apt; apt knows"},
+		{"apt knows it", "", "linux-image-6.1.0-56-cloud-amd64", nil, OK, "apt knows linux-image-cloud-amd64: linux-image-6.1.0-56-cloud-amd64"},
+		{"apt does not", "", "", errors.New("apt-cache depends: E: No packages found"), Fail, "No packages found"},
 	}
 	for _, tt := range tests {
 		r := kernelResult(meta, tt.cached, tt.pkg, tt.err)
-		if r.Status != tt.want {
-			t.Errorf("%s: kernelResult = %+v; want %s", tt.name, r, tt.want)
+		if r.Status != tt.want || !strings.Contains(r.Detail, tt.says) {
+			t.Errorf("%s: kernelResult = %+v; want %s containing %q", tt.name, r, tt.want, tt.says)
 		}
 		if r.Status == Fail && !strings.Contains(r.Fix, "apt-get update") {
 			t.Errorf("%s: fix %q does not say apt-get update", tt.name, r.Fix)

@@ -148,11 +148,8 @@ func agentCheck(find func() (string, error)) Result {
 
 func kernelCheck(ctx context.Context, imageDir string) Result {
 	cached, _ := image.CachedKernel(imageDir)
-	if cached != "" {
-		return kernelResult(image.KernelMetapackage(), cached, "", nil)
-	}
 	pkg, err := image.KernelPackage(ctx)
-	return kernelResult(image.KernelMetapackage(), "", pkg, err)
+	return kernelResult(image.KernelMetapackage(), cached, pkg, err)
 }
 
 // networkCheck probes host networking as root, and checks the config's
