@@ -26,6 +26,9 @@ type fakeAPI struct {
 	requests []string // "METHOD /path?query", in order
 	auth     []string // Authorization header of each request
 	created  api.CreateNodeRequest
+	// Health: the first notUp health requests answer 503 (agent not up),
+	// the next userdataPending report userdata_ran false.
+	notUp, userdataPending, healthCalls int
 }
 
 func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
@@ -65,9 +68,25 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 		writeTestJSON(w, 200, api.LogsResponse{Hostname: r.PathValue("h"), Lines: 2, Content: "boot\nready"})
 	})
 	mux.HandleFunc("GET /vm/{h}/health", func(w http.ResponseWriter, r *http.Request) {
-		code := 0
+		if f.node(r.PathValue("h")) == nil {
+			writeTestJSON(w, 404, api.ErrorResponse{Error: "vm not found"})
+			return
+		}
+		f.mu.Lock()
+		n := f.healthCalls
+		f.healthCalls++
+		f.mu.Unlock()
+		if n < f.notUp {
+			writeTestJSON(w, 503, api.ErrorResponse{Error: "agent not ready"})
+			return
+		}
+		ran := n >= f.notUp+f.userdataPending
+		var code *int
+		if ran {
+			code = new(0)
+		}
 		writeTestJSON(w, 200, api.AgentHealthResponse{Hostname: r.PathValue("h"), AgentVersion: "0.9.0",
-			AgentUptime: 90*time.Second + 300*time.Millisecond, SystemUptime: time.Hour, UserdataRan: true, UserdataExitCode: &code, IP: "192.168.138.2"})
+			AgentUptime: 90*time.Second + 300*time.Millisecond, SystemUptime: time.Hour, UserdataRan: ran, UserdataExitCode: code, IP: "192.168.138.2"})
 	})
 	mux.HandleFunc("POST /vm/{h}/pause", func(w http.ResponseWriter, r *http.Request) {
 		if f.node(r.PathValue("h")) == nil {

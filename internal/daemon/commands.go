@@ -16,9 +16,10 @@ import (
 )
 
 // Commands returns the subcommands of `slicer` that work on this host rather
-// than over the REST API: up, new and image.
+// than over the REST API: up, new, image, doctor, service.
 func Commands(version, commit string, out, errOut io.Writer) []*cobra.Command {
-	return []*cobra.Command{upCommand(version, commit, out, errOut), newCommand(out), imageCommand(out, errOut)}
+	return []*cobra.Command{upCommand(version, commit, out, errOut), newCommand(out), imageCommand(out, errOut),
+		doctorCommand(out), serviceCommand(out)}
 }
 
 func upCommand(version, commit string, out, errOut io.Writer) *cobra.Command {

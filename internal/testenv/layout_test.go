@@ -62,7 +62,11 @@ func TestDependencyFences(t *testing.T) {
 		"internal/hypervisor/qemu": {
 			"api", "internal/hypervisor",
 		},
-		"internal/image": {},
+		"internal/image":   {},
+		"internal/systemd": {"api"},
+		"internal/doctor": {
+			"api", "internal/config", "internal/image", "internal/network",
+		},
 	}
 	for _, p := range listPackages(t) {
 		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
