@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -31,11 +32,11 @@ func clone(ctx context.Context, src, dst string, size int64) error {
 }
 
 // newTestServer serves the API over a Manager with a fake backend.
-func newTestServer(t *testing.T, token string) *httptest.Server {
+func newTestServer(t testing.TB, token string) *httptest.Server {
 	return newTestServerWith(t, token, nil)
 }
 
-func newTestServerWith(t *testing.T, token string, sec SecretStore) *httptest.Server {
+func newTestServerWith(t testing.TB, token string, sec SecretStore) *httptest.Server {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.Open(filepath.Join(dir, "state.db"))
@@ -198,5 +199,37 @@ func TestSecretsRoutes(t *testing.T) {
 	}
 	if status, _ := do(t, newTestServer(t, ""), "GET", "/secrets", "", ""); status != 501 {
 		t.Errorf("GET /secrets without a store = %d, want 501", status)
+	}
+}
+
+// TestTagLimitsOverHTTP: past the tag limits, creates and tag updates are
+// 400 with the limit named, and nothing changes.
+func TestTagLimitsOverHTTP(t *testing.T) {
+	ts := newTestServer(t, "")
+	tagsJSON := func(n, size int) string {
+		tags := make([]string, n)
+		for i := range tags {
+			tags[i] = fmt.Sprintf("t%d=%s", i, strings.Repeat("v", size))
+		}
+		b, _ := json.Marshal(tags)
+		return string(b)
+	}
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		contains           string
+	}{
+		{"POST", "/hostgroup/sbox/nodes", `{"tags":` + tagsJSON(api.MaxTagsPerVM+1, 1) + `}`, 400, "at most 256 tags"},
+		{"POST", "/hostgroup/sbox/nodes", `{"tags":` + tagsJSON(1, api.MaxTagBytes) + `}`, 400, "limit is 1024 bytes"},
+		{"POST", "/hostgroup/sbox/nodes", `{"tags":["keep"]}`, 201, `"hostname":"sbox-1"`},
+		{"PATCH", "/vm/sbox-1/tags", `{"add":` + tagsJSON(api.MaxTagsPerVM, 1) + `}`, 400, "at most 256 tags (the limit), and this update would give it 257"},
+		{"PATCH", "/vm/sbox-1/tags", `{"replace":` + tagsJSON(1, api.MaxTagBytes) + `}`, 400, "limit is 1024 bytes"},
+		{"GET", "/vm/sbox-1/tags", "", 200, `"tags":["keep"]`},
+		{"PATCH", "/vm/sbox-1/tags", `{"replace":` + tagsJSON(api.MaxTagsPerVM, 1) + `}`, 200, `"t255=v"`},
+	} {
+		status, body := do(t, ts, tc.method, tc.path, "", tc.body)
+		if status != tc.status || !strings.Contains(body, tc.contains) {
+			t.Errorf("%s %s = %d %.300s; want %d containing %q", tc.method, tc.path, status, body, tc.status, tc.contains)
+		}
 	}
 }
