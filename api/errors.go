@@ -22,6 +22,9 @@ var (
 	ErrGone           = errors.New("gone")
 	// ErrInsufficientStorage: a write does not fit in the free space left.
 	ErrInsufficientStorage = errors.New("insufficient storage")
+	// ErrMethodNotAllowed: the path exists, not with this method; the
+	// server names the methods it takes in an Allow header.
+	ErrMethodNotAllowed = errors.New("method not allowed")
 )
 
 // classes is the one table between error classes and HTTP status codes.
@@ -41,6 +44,7 @@ var classes = []struct {
 	{ErrNotImplemented, http.StatusNotImplemented},
 	{ErrUnavailable, http.StatusServiceUnavailable},
 	{ErrInsufficientStorage, http.StatusInsufficientStorage},
+	{ErrMethodNotAllowed, http.StatusMethodNotAllowed},
 }
 
 // StatusOf returns the HTTP status for err: the status of the first class it

@@ -81,5 +81,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /proxy/v1/allows/revoke", s.notBuilt("the egress proxy"))
 	mux.HandleFunc("DELETE /proxy/v1/allows/{client}/{host}", s.notBuilt("the egress proxy"))
 
-	mux.HandleFunc("/", s.notFound)
+	// Anything else: 405 with Allow when the path has routes for other
+	// methods, 404 otherwise.
+	mux.HandleFunc("/", s.noRoute(mux))
 }

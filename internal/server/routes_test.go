@@ -102,3 +102,40 @@ func TestCatalogue(t *testing.T) {
 		}
 	}
 }
+
+// TestMethodNotAllowed: a known path with a method it does not take is 405
+// with an Allow header listing the methods it does take; an unknown path
+// is 404.
+func TestMethodNotAllowed(t *testing.T) {
+	ts := newTestServer(t, "")
+	for _, tc := range []struct {
+		method, path, allow string
+	}{
+		{"DELETE", "/info", "GET, HEAD"},
+		{"POST", "/nodes", "GET, HEAD"},
+		{"PUT", "/vm/sbox-9/exec", "GET, HEAD, POST"},
+		{"PUT", "/vm/sbox-9", "GET, HEAD"},
+		{"GET", "/vm/sbox-9/commit", "POST"},
+		{"PATCH", "/vm/commits", "GET, HEAD"},
+		{"POST", "/proxy/v1/clients/c1", "GET, HEAD, DELETE"},
+		{"DELETE", "/vm/sbox-9/forward", "GET, HEAD"},
+		{"GET", "/hostgroup/sbox/nodes/sbox-1", "DELETE"},
+		{"GET", "/no/such/route", ""},
+		{"GET", "/vm/sbox-9/nope", ""},
+		{"GET", "/proxy/v2/clients", ""},
+	} {
+		req, _ := http.NewRequest(tc.method, ts.URL+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		want := http.StatusMethodNotAllowed
+		if tc.allow == "" {
+			want = http.StatusNotFound
+		}
+		if resp.StatusCode != want || resp.Header.Get("Allow") != tc.allow {
+			t.Errorf("%s %s = %d, Allow %q; want %d, Allow %q", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Allow"), want, tc.allow)
+		}
+	}
+}
