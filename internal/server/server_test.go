@@ -233,3 +233,42 @@ func TestTagLimitsOverHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestBearerScheme: the scheme name matches in any case (RFC 7235), the
+// token must match exactly, and anything else is 401 with a JSON error.
+func TestBearerScheme(t *testing.T) {
+	const tok = "secret"
+	ts := newTestServer(t, tok)
+	for header, want := range map[string]int{
+		"Bearer secret":   200,
+		"bearer secret":   200,
+		"BEARER secret":   200,
+		"bEaReR  secret":  200,
+		"Bearer secret ":  200,
+		"Bearer Secret":   401,
+		"Bearer secretx":  401,
+		"Bearer":          401,
+		"Bearer ":         401,
+		"Bearersecret":    401,
+		"Basic secret":    401,
+		"secret":          401,
+		"Token secret":    401,
+		"Bearer secret x": 401,
+	} {
+		req, _ := http.NewRequest("GET", ts.URL+"/info", nil)
+		req.Header.Set("Authorization", header)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Authorization %q = %d, want %d", header, resp.StatusCode, want)
+		}
+		var e api.ErrorResponse
+		if want == 401 && (json.Unmarshal(body, &e) != nil || e.Error == "") {
+			t.Errorf("Authorization %q: 401 body %q is not a JSON error", header, body)
+		}
+	}
+}
