@@ -151,6 +151,19 @@ type VMTags struct {
 	Tags     []string `json:"tags"`
 }
 
+// Limits on a VM's tags. They are several times what cloud providers allow
+// per resource (AWS: 50 tags, values of 256 characters; GCP: 64 labels of
+// 63), so no real use should meet them, and together they bound one VM's
+// tags at 256 KiB: its store record, a tag update, and its share of every
+// list. A create or tag update past them is ErrInvalid (400), naming the
+// limit.
+const (
+	// MaxTagsPerVM is how many tags one VM may carry.
+	MaxTagsPerVM = 256
+	// MaxTagBytes is the longest tag, in bytes of UTF-8.
+	MaxTagBytes = 1024
+)
+
 // VMTagUpdate is the body of PATCH /vm/{h}/tags.
 type VMTagUpdate struct {
 	Add     []string  `json:"add,omitempty"`

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -31,11 +32,11 @@ func clone(ctx context.Context, src, dst string, size int64) error {
 }
 
 // newTestServer serves the API over a Manager with a fake backend.
-func newTestServer(t *testing.T, token string) *httptest.Server {
+func newTestServer(t testing.TB, token string) *httptest.Server {
 	return newTestServerWith(t, token, nil)
 }
 
-func newTestServerWith(t *testing.T, token string, sec SecretStore) *httptest.Server {
+func newTestServerWith(t testing.TB, token string, sec SecretStore) *httptest.Server {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.Open(filepath.Join(dir, "state.db"))
@@ -198,5 +199,120 @@ func TestSecretsRoutes(t *testing.T) {
 	}
 	if status, _ := do(t, newTestServer(t, ""), "GET", "/secrets", "", ""); status != 501 {
 		t.Errorf("GET /secrets without a store = %d, want 501", status)
+	}
+}
+
+// TestTagLimitsOverHTTP: past the tag limits, creates and tag updates are
+// 400 with the limit named, and nothing changes.
+func TestTagLimitsOverHTTP(t *testing.T) {
+	ts := newTestServer(t, "")
+	tagsJSON := func(n, size int) string {
+		tags := make([]string, n)
+		for i := range tags {
+			tags[i] = fmt.Sprintf("t%d=%s", i, strings.Repeat("v", size))
+		}
+		b, _ := json.Marshal(tags)
+		return string(b)
+	}
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		contains           string
+	}{
+		{"POST", "/hostgroup/sbox/nodes", `{"tags":` + tagsJSON(api.MaxTagsPerVM+1, 1) + `}`, 400, "at most 256 tags"},
+		{"POST", "/hostgroup/sbox/nodes", `{"tags":` + tagsJSON(1, api.MaxTagBytes) + `}`, 400, "limit is 1024 bytes"},
+		{"POST", "/hostgroup/sbox/nodes", `{"tags":["keep"]}`, 201, `"hostname":"sbox-1"`},
+		{"PATCH", "/vm/sbox-1/tags", `{"add":` + tagsJSON(api.MaxTagsPerVM, 1) + `}`, 400, "at most 256 tags (the limit), and this update would give it 257"},
+		{"PATCH", "/vm/sbox-1/tags", `{"replace":` + tagsJSON(1, api.MaxTagBytes) + `}`, 400, "limit is 1024 bytes"},
+		{"GET", "/vm/sbox-1/tags", "", 200, `"tags":["keep"]`},
+		{"PATCH", "/vm/sbox-1/tags", `{"replace":` + tagsJSON(api.MaxTagsPerVM, 1) + `}`, 200, `"t255=v"`},
+	} {
+		status, body := do(t, ts, tc.method, tc.path, "", tc.body)
+		if status != tc.status || !strings.Contains(body, tc.contains) {
+			t.Errorf("%s %s = %d %.300s; want %d containing %q", tc.method, tc.path, status, body, tc.status, tc.contains)
+		}
+	}
+}
+
+// TestJSONBodyLimit: a JSON body over api.MaxJSONBodyBytes is 413 naming
+// the limit, whether its length is declared or not, on every JSON route; a
+// body just under the limit is decoded.
+func TestJSONBodyLimit(t *testing.T) {
+	st, err := secrets.Open(filepath.Join(t.TempDir(), "secrets"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := newTestServerWith(t, "", st)
+	if status, body := do(t, ts, "POST", "/hostgroup/sbox/nodes", "", "{}"); status != 201 {
+		t.Fatalf("create: %d %s", status, body)
+	}
+	big := `{"userdata":"` + strings.Repeat("x", 10<<20) + `"}`
+	for _, tc := range []struct{ method, path string }{
+		{"POST", "/hostgroup/sbox/nodes"},
+		{"PATCH", "/vm/sbox-1/tags"},
+		{"POST", "/vm/sbox-1/shutdown"},
+		{"POST", "/secrets"},
+		{"PATCH", "/secrets/db"},
+	} {
+		for _, declared := range []bool{true, false} {
+			var body io.Reader = strings.NewReader(big)
+			if !declared {
+				body = io.MultiReader(body) // unknown length: sent chunked
+			}
+			req, _ := http.NewRequest(tc.method, ts.URL+tc.path, body)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s: %v", tc.method, tc.path, err)
+			}
+			data, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(data), "limit of 4194304 bytes (4 MiB)") {
+				t.Errorf("%s %s with 10 MB (length declared: %v) = %d %s; want 413 naming the limit", tc.method, tc.path, declared, resp.StatusCode, data)
+			}
+		}
+	}
+	// Just under the limit: decoded (and then refused for what it says).
+	under := `{"data":"` + strings.Repeat("A", api.MaxJSONBodyBytes-100) + `"}`
+	if status, body := do(t, ts, "POST", "/secrets", "", under); status != 400 || !strings.Contains(body, "name") {
+		t.Errorf("POST /secrets just under the limit = %d %.200s; want it decoded (400 for the missing name)", status, body)
+	}
+}
+
+// TestBearerScheme: the scheme name matches in any case (RFC 7235), the
+// token must match exactly, and anything else is 401 with a JSON error.
+func TestBearerScheme(t *testing.T) {
+	const tok = "secret"
+	ts := newTestServer(t, tok)
+	for header, want := range map[string]int{
+		"Bearer secret":   200,
+		"bearer secret":   200,
+		"BEARER secret":   200,
+		"bEaReR  secret":  200,
+		"Bearer secret ":  200,
+		"Bearer Secret":   401,
+		"Bearer secretx":  401,
+		"Bearer":          401,
+		"Bearer ":         401,
+		"Bearersecret":    401,
+		"Basic secret":    401,
+		"secret":          401,
+		"Token secret":    401,
+		"Bearer secret x": 401,
+	} {
+		req, _ := http.NewRequest("GET", ts.URL+"/info", nil)
+		req.Header.Set("Authorization", header)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Authorization %q = %d, want %d", header, resp.StatusCode, want)
+		}
+		var e api.ErrorResponse
+		if want == 401 && (json.Unmarshal(body, &e) != nil || e.Error == "") {
+			t.Errorf("Authorization %q: 401 body %q is not a JSON error", header, body)
+		}
 	}
 }

@@ -105,6 +105,9 @@ func checkCreate(g config.HostGroup, req api.CreateNodeRequest, opt CreateOption
 	if req.GPUCount > g.GPUCount {
 		errs = append(errs, fmt.Errorf("gpu_count %d exceeds host group %q limit of %d", req.GPUCount, g.Name, g.GPUCount))
 	}
+	if err := checkTags(req.Tags); err != nil {
+		errs = append(errs, err)
+	}
 	if req.DiskImage != "" {
 		errs = append(errs, errors.New("disk_image is not accepted: the disk is always <hostname>.img"))
 	}

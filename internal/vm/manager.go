@@ -99,6 +99,8 @@ type instance struct {
 	delivered <-chan struct{}
 	// secretsMu makes pushes of the VM's secrets take turns.
 	secretsMu sync.Mutex
+	// tagsMu makes tag updates of the VM take turns (UpdateTags).
+	tagsMu sync.Mutex
 	// removed is set once teardown has begun, so it happens only once.
 	removed   bool
 	lastAgent time.Time
