@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -68,7 +70,8 @@ func TestTwoDaemonsNetworks(t *testing.T) {
       gateway: 10.124.0.1/24
 `
 	b := startDaemonIn(t, lab.host, fmt.Sprintf(netGroupYAML, "nb", bridgeB)+fmt.Sprintf(netGroupYAML, "ni", isolatedNet+"      range: 10.125.0.0/22\n"))
-	if b.instance() == idA {
+	idB := b.instance()
+	if idB == idA {
 		t.Fatalf("both daemons have instance id %s", idA)
 	}
 	bWorks := func(when string, vms ...*api.CreateNodeResponse) {
@@ -104,6 +107,17 @@ func TestTwoDaemonsNetworks(t *testing.T) {
 	lab.kept("after B's kill -9", aObjects)
 	aWorks("after B's kill -9")
 	b.start(filepath.Join(b.dataDir, "slicer.yaml"))
+	// B reclaimed its ephemeral VM's objects at start, and kept what its
+	// re-attached VM uses.
+	var bNames []string
+	for _, o := range lab.state().of(idB) {
+		name, _, _ := strings.Cut(o, " ")
+		bNames = append(bNames, name)
+	}
+	slices.Sort(bNames)
+	if want := []string{"slicer-" + idB + "-group-nb", "sltbr1", "sltu0"}; !slices.Equal(bNames, want) {
+		t.Errorf("B's objects after its restart: %v, want %v", bNames, want)
+	}
 	lab.kept("after B's restart", aObjects)
 	aWorks("after B's restart")
 	bWorks("B restarted", &b3)
