@@ -64,7 +64,7 @@ func Run(ctx context.Context, opt Options) error {
 	if err != nil {
 		return err
 	}
-	netHost, err := openNetwork(ctx, cfg, opt.Log)
+	netHost, err := openNetwork(ctx, cfg, paths.DataDir, opt.Log)
 	if err != nil {
 		return err
 	}
@@ -188,8 +188,9 @@ func loadConfig(path string, out io.Writer) (*config.Config, error) {
 
 // openNetwork returns the network host when a group has a network, after
 // checking that this host can run every group's network (one error naming
-// each fix); nil when no group has one.
-func openNetwork(ctx context.Context, cfg *config.Config, log *slog.Logger) (*network.Host, error) {
+// each fix); nil when no group has one. The host names its objects with
+// the data directory's instance id.
+func openNetwork(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logger) (*network.Host, error) {
 	networked := false
 	for _, g := range cfg.HostGroups {
 		networked = networked || g.Network != nil
@@ -197,7 +198,12 @@ func openNetwork(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ne
 	if !networked {
 		return nil, nil
 	}
-	h, err := network.New(network.Options{Log: log})
+	id, err := loadInstance(dataDir, log)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("network objects are named with this data directory's instance id", "instance", id)
+	h, err := network.New(network.Options{Instance: id, Log: log})
 	if err != nil {
 		return nil, err
 	}

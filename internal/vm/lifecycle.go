@@ -11,6 +11,7 @@ import (
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/agent"
 	"github.com/openslicer/openslicer/internal/hypervisor"
+	"github.com/openslicer/openslicer/internal/network"
 	"github.com/openslicer/openslicer/internal/store"
 )
 
@@ -187,9 +188,10 @@ func (m *Manager) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// reclaimAtClose removes the network objects that no VM left running
-// needs, group bridges included, so that a stopped daemon leaves only what
-// its persistent VMs use.
+// reclaimAtClose removes this daemon's network objects that no VM left
+// running needs, group bridges included, so that a stopped daemon leaves
+// only what its persistent VMs use. Another daemon's objects are never
+// touched: the network host reclaims only its own instance's.
 func (m *Manager) reclaimAtClose(ctx context.Context) error {
 	if m.opt.Network == nil {
 		return nil
@@ -230,7 +232,9 @@ func (m *Manager) Recover(ctx context.Context) error {
 		_, known := m.groups[rec.Group]
 		if rec.State == store.StateCreating || !rec.Persistent || !known {
 			m.log.Info("reclaiming vm left by an earlier daemon", "vm", rec.Hostname, "state", rec.State)
-			in.plan = nil // its network goes with every other leftover, in one pass below
+			if plan != nil && plan.Naming == network.NamingInstance {
+				in.plan = nil // its network goes with every other leftover, in one pass below
+			} // a plan from before instance ids: that pass does not see its objects, its teardown does
 			errs = append(errs, m.teardown(ctx, in))
 			continue
 		}
