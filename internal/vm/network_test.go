@@ -339,7 +339,10 @@ func TestRecoverLegacyPlans(t *testing.T) {
 		}
 	}
 	// The daemon dies (its watchers with it); the next one recovers.
+	// Wait for its watchers to return, or one could still see a machine
+	// the next daemon kills and act on it.
 	e.m.closeOnce.Do(func() { close(e.m.closing) })
+	e.m.wg.Wait()
 	m2 := New(Options{
 		Config: e.m.opt.Config, Backend: fake, Store: e.store, Images: e.m.opt.Images, Clone: fakeClone,
 		DisksDir: e.m.opt.DisksDir, RunDir: e.m.opt.RunDir, LogDir: e.m.opt.LogDir,
