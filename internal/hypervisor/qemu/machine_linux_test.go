@@ -220,7 +220,14 @@ func TestQEMUStartCancelled(t *testing.T) {
 	kernel := testKernel(t)
 	spec := bootSpec(t, kernel, "console=ttyS0")
 	b := New(testLogger(t))
-	b.Accel() // probe before the clock starts
+	// Decide before the clock starts (SLICER_ACCEL, else auto).
+	mode, err := AccelModeFrom("", os.Getenv(AccelEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.DecideAccel(context.Background(), mode, kernel); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	m, err := b.Start(ctx, spec)
