@@ -22,6 +22,12 @@ var (
 	ErrGone           = errors.New("gone")
 	// ErrInsufficientStorage: a write does not fit in the free space left.
 	ErrInsufficientStorage = errors.New("insufficient storage")
+	// ErrBootFailed: a guest did not come up: it printed nothing on its
+	// console within the boot watchdog's bound, its machine exited before
+	// the agent answered, or a restored guest's agent did not answer in
+	// time. The daemon is the gateway to the guest, and the guest failed
+	// it: 502.
+	ErrBootFailed = errors.New("guest did not boot")
 )
 
 // classes is the one table between error classes and HTTP status codes.
@@ -41,6 +47,7 @@ var classes = []struct {
 	{ErrNotImplemented, http.StatusNotImplemented},
 	{ErrUnavailable, http.StatusServiceUnavailable},
 	{ErrInsufficientStorage, http.StatusInsufficientStorage},
+	{ErrBootFailed, http.StatusBadGateway},
 }
 
 // StatusOf returns the HTTP status for err: the status of the first class it

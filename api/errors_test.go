@@ -2,8 +2,24 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
 	"testing"
 )
+
+// A boot failure is a 502 on the server, and the client's error for a 502
+// unwraps to the same class.
+func TestBootFailedStatus(t *testing.T) {
+	err := fmt.Errorf("vm %q: %w: it printed nothing", "sb-1", ErrBootFailed)
+	if got := StatusOf(err); got != http.StatusBadGateway {
+		t.Errorf("StatusOf(boot failure) = %d, want 502", got)
+	}
+	back := &Error{Method: "POST", Path: "/hostgroup/sb/nodes", StatusCode: http.StatusBadGateway, Message: err.Error()}
+	if !errors.Is(back, ErrBootFailed) {
+		t.Errorf("client error for a 502 does not unwrap to ErrBootFailed")
+	}
+}
 
 // Without the extension fields, GET /info is byte for byte Slicer's.
 func TestInfoWireCompatible(t *testing.T) {

@@ -119,6 +119,7 @@ func Run(ctx context.Context, opt Options) error {
 	vopt := vm.Options{
 		Config: cfg, Backend: backend, Store: st, Images: images, Clone: image.Clone, Secrets: sec,
 		DisksDir: paths.Disks, RunDir: paths.Run, LogDir: paths.Logs, Log: opt.Log,
+		Accelerator: accel.Accelerator, BootWatchdog: vm.BootWatchdogFor(cfg, accel.Accel.KVM),
 	}
 	if netHost != nil {
 		vopt.Network = netHost
