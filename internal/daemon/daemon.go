@@ -86,6 +86,14 @@ func Run(ctx context.Context, opt Options) error {
 		}
 	}
 
+	// kvm and tcg need no kernel: decide before a possibly long image
+	// build, so a forced kvm that cannot work fails at once.
+	var accel qemu.AccelDecision
+	if accelMode != qemu.AccelAuto {
+		if accel, err = backend.DecideAccel(ctx, accelMode, ""); err != nil {
+			return err
+		}
+	}
 	agentBin, err := findAgent(opt.AgentBinary)
 	if err != nil {
 		return err
@@ -95,15 +103,16 @@ func Run(ctx context.Context, opt Options) error {
 	if err != nil {
 		return fmt.Errorf("prepare image %q: %w", cfg.Image, err)
 	}
-	// Decided now, once the kernel is known, so the first create pays
-	// nothing.
-	kernel := img.Kernel
-	if cfg.KernelFile != "" {
-		kernel = cfg.KernelFile
-	}
-	accel, err := backend.DecideAccel(ctx, accelMode, kernel)
-	if err != nil {
-		return err
+	// auto decides now, once the kernel is known, so the first create
+	// pays nothing.
+	if accelMode == qemu.AccelAuto {
+		kernel := img.Kernel
+		if cfg.KernelFile != "" {
+			kernel = cfg.KernelFile
+		}
+		if accel, err = backend.DecideAccel(ctx, accelMode, kernel); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(opt.Out, "Accelerator: %s (%s)\n", accel.Accelerator, accel.Reason)
 

@@ -176,6 +176,29 @@ type accelCacheEntry struct {
 // accelCache is the content of the cache file: one verdict per kernel.
 type accelCache struct {
 	Entries []accelCacheEntry `json:"entries"`
+	// Files remembers the kernel digests and QEMU versions computed for
+	// the key, with the identity of the file each came from, so a later
+	// start computes them again only when a file changed (hostProbes).
+	Files []fileMemo `json:"files,omitempty"`
+}
+
+// fileMemo is a value computed from a file (a digest, a version string),
+// kept with the identity the file had.
+type fileMemo struct {
+	fileID
+	Value string `json:"value"`
+}
+
+// fileID identifies a file's content without reading it: replacing or
+// rewriting a file changes its inode, size, mtime or ctime (and ctime
+// cannot be set back).
+type fileID struct {
+	Path    string `json:"path"`
+	Dev     uint64 `json:"dev"`
+	Ino     uint64 `json:"ino"`
+	Size    int64  `json:"size"`
+	MtimeNS int64  `json:"mtime_ns"`
+	CtimeNS int64  `json:"ctime_ns"`
 }
 
 // lookup returns the verdict stored for exactly key.
@@ -191,7 +214,7 @@ func (c accelCache) lookup(key accelCacheKey) (probeVerdict, bool) {
 // put stores v for key, replacing any verdict for the same kernel and
 // dropping those from an earlier host boot, which can never match again.
 func (c accelCache) put(key accelCacheKey, v probeVerdict) accelCache {
-	out := accelCache{Entries: []accelCacheEntry{}}
+	out := accelCache{Entries: []accelCacheEntry{}, Files: c.Files}
 	for _, e := range c.Entries {
 		if e.BootID == key.BootID && e.KernelSHA256 != key.KernelSHA256 {
 			out.Entries = append(out.Entries, e)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -71,23 +72,71 @@ func (h hostProbes) BootProbe(ctx context.Context, kernel string) BootProbe {
 	return runBootProbe(ctx, h.binary, kernel, Accel{KVM: true}, h.timeout)
 }
 
+// CacheKey hashes the kernel and asks QEMU its version, unless the cache
+// file remembers both for the files as they are (see fileMemo): hashing
+// a 14 MB kernel and starting QEMU cost about 0.1 s each on the 2-vCPU
+// build host, which a start that the cache answers should not pay.
 func (h hostProbes) CacheKey(kernel string) (accelCacheKey, error) {
 	if h.cacheFile == "" {
 		return accelCacheKey{}, errors.New("no cache directory")
-	}
-	sum, err := fileSHA256(kernel)
-	if err != nil {
-		return accelCacheKey{}, err
 	}
 	boot, err := os.ReadFile(h.bootID)
 	if err != nil {
 		return accelCacheKey{}, fmt.Errorf("host boot id: %w", err)
 	}
-	version, err := qemuVersion(h.binary)
+	c, _ := readAccelCache(h.cacheFile) // unreadable: compute everything
+	binary := h.binary
+	if p, err := exec.LookPath(binary); err == nil {
+		binary = p
+	}
+	sum, sumNew, err := memoized(c.Files, kernel, fileSHA256)
 	if err != nil {
 		return accelCacheKey{}, err
 	}
+	version, versionNew, err := memoized(c.Files, binary, qemuVersion)
+	if err != nil {
+		return accelCacheKey{}, err
+	}
+	if sumNew != nil || versionNew != nil {
+		c.Files = remember(c.Files, sumNew, versionNew)
+		writeAccelCache(h.cacheFile, c) // best effort: it only saves time
+	}
 	return accelCacheKey{KernelSHA256: sum, BootID: strings.TrimSpace(string(boot)), QEMUVersion: version}, nil
+}
+
+// memoized returns compute(path), from memos when one holds the file as
+// it is now; otherwise it computes it and returns the memo to keep (nil
+// when the file's identity is unknown).
+func memoized(memos []fileMemo, path string, compute func(string) (string, error)) (string, *fileMemo, error) {
+	id, idOK := identify(path)
+	if idOK {
+		for _, m := range memos {
+			if m.fileID == id {
+				return m.Value, nil, nil
+			}
+		}
+	}
+	v, err := compute(path)
+	if err != nil || !idOK {
+		return v, nil, err
+	}
+	return v, &fileMemo{fileID: id, Value: v}, nil
+}
+
+// maxFileMemos bounds the memos kept (a few kernels and one QEMU).
+const maxFileMemos = 8
+
+// remember adds the new memos, each replacing any of the same path, and
+// keeps the newest maxFileMemos.
+func remember(memos []fileMemo, add ...*fileMemo) []fileMemo {
+	for _, m := range add {
+		if m == nil {
+			continue
+		}
+		memos = slices.DeleteFunc(slices.Clone(memos), func(o fileMemo) bool { return o.Path == m.Path })
+		memos = append(memos, *m)
+	}
+	return memos[max(0, len(memos)-maxFileMemos):]
 }
 
 func (h hostProbes) LoadCache() (accelCache, error) {

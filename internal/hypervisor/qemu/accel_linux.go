@@ -123,3 +123,16 @@ func runBootProbe(ctx context.Context, binary, kernel string, accel Accel, timeo
 		}
 	}
 }
+
+// identify returns the identity of the file at path, false when it cannot
+// be read.
+func identify(path string) (fileID, bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return fileID{}, false
+	}
+	return fileID{
+		Path: path, Dev: st.Dev, Ino: st.Ino, Size: st.Size,
+		MtimeNS: st.Mtim.Nano(), CtimeNS: st.Ctim.Nano(),
+	}, true
+}

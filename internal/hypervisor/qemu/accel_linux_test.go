@@ -2,7 +2,9 @@ package qemu
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -122,4 +124,69 @@ func TestRunBootProbeCancelled(t *testing.T) {
 		t.Errorf("cancelled probe = %+v, want a failure naming the cancellation", got)
 	}
 	assertGone(t, pidFile)
+}
+
+// The real cache key: the kernel's digest, the boot id and QEMU's version,
+// computed once per file as it is (remembered in the cache file), and again
+// when the kernel or QEMU changes: a QEMU upgrade gives another key, so the
+// cached verdict no longer matches.
+func TestHostCacheKey(t *testing.T) {
+	dir := t.TempDir()
+	kernel, bootID, calls := filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "boot_id"), filepath.Join(dir, "calls")
+	writeFile(t, kernel, "kernel one")
+	writeFile(t, bootID, "boot-1\n")
+	qemu := filepath.Join(dir, "qemu")
+	writeQEMU := func(version string) {
+		// Written to a new file and renamed over, as a package upgrade does.
+		tmp := qemu + ".new"
+		script := "#!/bin/sh\necho x >> " + calls + "\necho 'QEMU emulator version " + version + "'\necho 'Copyright'\n"
+		if err := os.WriteFile(tmp, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, qemu); err != nil {
+			t.Fatal(err)
+		}
+	}
+	versionRuns := func() int {
+		b, _ := os.ReadFile(calls)
+		return strings.Count(string(b), "x")
+	}
+	writeQEMU("7.2.22")
+	p := hostProbes{binary: qemu, cacheFile: filepath.Join(dir, AccelCacheFile), bootID: bootID}
+
+	key, err := p.CacheKey(kernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := accelCacheKey{
+		KernelSHA256: fmt.Sprintf("%x", sha256.Sum256([]byte("kernel one"))),
+		BootID:       "boot-1", QEMUVersion: "QEMU emulator version 7.2.22",
+	}
+	if key != want {
+		t.Fatalf("CacheKey = %+v, want %+v", key, want)
+	}
+	if again, err := p.CacheKey(kernel); err != nil || again != key || versionRuns() != 1 {
+		t.Errorf("second CacheKey = %+v, %v after %d qemu runs; want the same key from the memo, qemu run once", again, err, versionRuns())
+	}
+
+	writeQEMU("8.2.0")
+	upgraded, err := p.CacheKey(kernel)
+	if err != nil || upgraded.QEMUVersion != "QEMU emulator version 8.2.0" || versionRuns() != 2 {
+		t.Errorf("CacheKey after a QEMU upgrade = %+v, %v (%d qemu runs); want the new version", upgraded, err, versionRuns())
+	}
+	if c, _ := readAccelCache(p.cacheFile); func() bool { _, ok := c.lookup(key); return ok }() {
+		t.Errorf("stale key still matches")
+	}
+
+	writeFile(t, kernel+".new", "kernel two")
+	if err := os.Rename(kernel+".new", kernel); err != nil {
+		t.Fatal(err)
+	}
+	if newKernel, err := p.CacheKey(kernel); err != nil || newKernel.KernelSHA256 == key.KernelSHA256 {
+		t.Errorf("CacheKey after replacing the kernel = %+v, %v; want another digest", newKernel, err)
+	}
+	c, err := readAccelCache(p.cacheFile)
+	if err != nil || len(c.Files) != 2 {
+		t.Errorf("cache memos = %+v, %v; want one for the kernel and one for qemu", c.Files, err)
+	}
 }

@@ -153,7 +153,7 @@ func TestAttachNotOurs(t *testing.T) {
 }
 
 // testKernel returns a guest kernel for the QEMU tests, or skips.
-func testKernel(t *testing.T) string {
+func testKernel(t testing.TB) string {
 	t.Helper()
 	if k := os.Getenv("SLICER_TEST_KERNEL"); k != "" {
 		return k
@@ -169,7 +169,7 @@ func testKernel(t *testing.T) string {
 	return ""
 }
 
-func requireQEMU(t *testing.T) {
+func requireQEMU(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("boots QEMU: skipped with -short")
