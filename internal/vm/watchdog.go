@@ -26,9 +26,9 @@ const (
 const watchdogTick = 200 * time.Millisecond
 
 // consoleTailLines and consoleTailBytes bound the console lines quoted in
-// a boot failure.
+// a boot failure: enough for a kernel panic with its call trace.
 const (
-	consoleTailLines = 10
+	consoleTailLines = 20
 	consoleTailBytes = 4096
 )
 
@@ -83,13 +83,13 @@ func (w bootWatch) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-w.exited:
-			return w.failure("its machine exited before the agent was ready")
+			return w.failure("its machine exited before the agent was ready", false)
 		case <-deadline:
 			if w.restore {
-				return w.failure(fmt.Sprintf("its agent did not answer within %s of the restore (boot watchdog under %s)", w.bound, w.accel))
+				return w.failure(fmt.Sprintf("its agent did not answer within %s of the restore", w.bound), true)
 			}
 			if !printed && !w.printed() {
-				return w.failure(fmt.Sprintf("it printed nothing on its console within %s (boot watchdog under %s)", w.bound, w.accel))
+				return w.failure(fmt.Sprintf("it printed nothing on its console within %s", w.bound), true)
 			}
 			printed = true
 		case <-tick.C:
@@ -104,9 +104,15 @@ func (w bootWatch) printed() bool {
 	return err == nil && fi.Size() > w.offset
 }
 
-func (w bootWatch) failure(what string) error {
-	return fmt.Errorf("vm %q: %w: %s; accelerator %s; last console lines:\n%s",
-		w.hostname, api.ErrBootFailed, what, w.accel, consoleTail(w.console, w.offset))
+// failure is the error for what happened; bounded says the watchdog's
+// bound ran out.
+func (w bootWatch) failure(what string, bounded bool) error {
+	how := "accelerator " + w.accel
+	if bounded {
+		how = "boot watchdog; " + how
+	}
+	return fmt.Errorf("vm %q: %w: %s (%s); last console lines:\n%s",
+		w.hostname, api.ErrBootFailed, what, how, consoleTail(w.console, w.offset))
 }
 
 // consoleTail returns the last lines the console log holds past offset,

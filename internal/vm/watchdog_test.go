@@ -45,7 +45,7 @@ func TestBootWatchdogSilentGuest(t *testing.T) {
 	if !errors.Is(err, api.ErrBootFailed) {
 		t.Fatalf("Create of a silent guest = %v, want ErrBootFailed", err)
 	}
-	for _, want := range []string{`vm "iso-1"`, "printed nothing on its console within 300ms", "boot watchdog under tcg", "last console lines:\n  (none)"} {
+	for _, want := range []string{`vm "iso-1"`, "printed nothing on its console within 300ms (boot watchdog; accelerator tcg)", "last console lines:\n  (none)"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
@@ -88,7 +88,7 @@ func TestBootWatchdogMachineExits(t *testing.T) {
 	if !errors.Is(err, api.ErrBootFailed) {
 		t.Fatalf("Create of a guest whose machine exits = %v, want ErrBootFailed", err)
 	}
-	for _, want := range []string{"its machine exited before the agent was ready", "accelerator tcg",
+	for _, want := range []string{"its machine exited before the agent was ready (accelerator tcg)",
 		"last console lines:\n  [    0.78] /dev/root: Can't open blockdev\n  [    0.78] Kernel panic - not syncing: VFS: Unable to mount root fs"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not contain %q", err, want)
@@ -179,15 +179,16 @@ func TestConsoleTail(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("from an earlier boot\n")
 	offset := int64(b.Len())
-	for i := range 15 {
+	const n = consoleTailLines + 5
+	for i := range n {
 		b.WriteString(strings.Repeat("x", i) + "line\r\n\n")
 	}
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	got := strings.Split(consoleTail(path, offset), "\n")
-	if len(got) != consoleTailLines || got[0] != "  "+strings.Repeat("x", 5)+"line" || got[9] != "  "+strings.Repeat("x", 14)+"line" {
-		t.Errorf("consoleTail = %q, want the last 10 non-empty lines, indented", got)
+	if len(got) != consoleTailLines || got[0] != "  "+strings.Repeat("x", 5)+"line" || got[len(got)-1] != "  "+strings.Repeat("x", n-1)+"line" {
+		t.Errorf("consoleTail = %q, want the last %d non-empty lines, indented", got, consoleTailLines)
 	}
 	if got := consoleTail(path, int64(b.Len())); got != "  (none)" {
 		t.Errorf("consoleTail with nothing new = %q", got)
