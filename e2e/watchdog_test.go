@@ -56,7 +56,7 @@ func TestBootWatchdog(t *testing.T) {
 	if (info.Accelerator != "kvm" && info.Accelerator != "tcg") || info.AcceleratorReason == "" {
 		t.Fatalf("GET /info accelerator = %q (%q), want kvm or tcg with a reason", info.Accelerator, info.AcceleratorReason)
 	}
-	if metrics := d.get(t, "/metrics"); !strings.Contains(metrics, `slicer_accelerator{accel="`+info.Accelerator+`"} 1`) {
+	if metrics := d.apiGet(t, "/metrics"); !strings.Contains(metrics, `slicer_accelerator{accel="`+info.Accelerator+`"} 1`) {
 		t.Errorf("/metrics has no slicer_accelerator gauge for %s", info.Accelerator)
 	}
 
@@ -92,8 +92,8 @@ func TestBootWatchdog(t *testing.T) {
 	}
 }
 
-// get GETs path from the daemon's API with its token and returns the body.
-func (d *daemon) get(t *testing.T, path string) string {
+// apiGet GETs path from the daemon's API with its token and returns the body.
+func (d *daemon) apiGet(t *testing.T, path string) string {
 	t.Helper()
 	hc := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
