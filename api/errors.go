@@ -28,6 +28,12 @@ var (
 	// ErrTooLarge: a request body is larger than its route takes
 	// (MaxJSONBodyBytes for a JSON body).
 	ErrTooLarge = errors.New("request body too large")
+	// ErrBootFailed: a guest did not come up: it printed nothing on its
+	// console within the boot watchdog's bound, its machine exited before
+	// the agent answered, or a restored guest's agent did not answer in
+	// time. The daemon is the gateway to the guest, and the guest failed
+	// it: 502.
+	ErrBootFailed = errors.New("guest did not boot")
 )
 
 // MaxJSONBodyBytes is the largest JSON request body the API takes, on every
@@ -57,6 +63,7 @@ var classes = []struct {
 	{ErrInsufficientStorage, http.StatusInsufficientStorage},
 	{ErrMethodNotAllowed, http.StatusMethodNotAllowed},
 	{ErrTooLarge, http.StatusRequestEntityTooLarge},
+	{ErrBootFailed, http.StatusBadGateway},
 }
 
 // StatusOf returns the HTTP status for err: the status of the first class it

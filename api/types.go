@@ -18,12 +18,18 @@ const (
 	StatusStopped = "Stopped"
 )
 
-// Info is the body of GET /info.
+// Info is the body of GET /info. The first four fields are Slicer's; the
+// accelerator fields are this daemon's extension (omitted when empty, so
+// the Slicer fields stay byte-compatible).
 type Info struct {
 	Version   string `json:"version,omitempty"`
 	GitCommit string `json:"git_commit,omitempty"`
 	Platform  string `json:"platform,omitempty"`
 	Arch      string `json:"arch,omitempty"`
+	// Accelerator is how guests run: "kvm" or "tcg" (extension).
+	Accelerator string `json:"accelerator,omitempty"`
+	// AcceleratorReason says why, in one sentence (extension).
+	AcceleratorReason string `json:"accelerator_reason,omitempty"`
 }
 
 // HostGroup is one element of GET /hostgroup.

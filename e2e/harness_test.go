@@ -104,11 +104,19 @@ func startDaemonYAML(t *testing.T, groups string) *daemon {
 // namespace at netns ("" for the test's own).
 func startDaemonIn(t *testing.T, netns, groups string) *daemon {
 	t.Helper()
+	return startDaemonWith(t, netns, groups, "")
+}
+
+// startDaemonWith is startDaemonIn with more top-level config lines (each
+// indented two spaces, under config:).
+func startDaemonWith(t *testing.T, netns, groups, extra string) *daemon {
+	t.Helper()
 	dir := t.TempDir()
 	d := &daemon{t: t, dataDir: dir, socket: filepath.Join(dir, "api.sock"), netns: netns}
 	var b strings.Builder
 	b.WriteString("config:\n  host_groups:\n" + groups)
 	fmt.Fprintf(&b, "  image: min\n  hypervisor: qemu\n  graceful_shutdown: false\n  api:\n    bind_address: %q\n    auth:\n      enabled: true\n", d.socket)
+	b.WriteString(extra)
 	cfg := filepath.Join(dir, "slicer.yaml")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)

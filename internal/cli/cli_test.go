@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/openslicer/openslicer/api"
 )
 
 // testGlobals returns globals with buffered IO, an empty environment, no
@@ -223,7 +225,7 @@ func TestLogsHealthInfoPause(t *testing.T) {
 			"Agent uptime:  1m30s\n" +
 			"System uptime: 1h0m0s\n" +
 			"Userdata:      ran, exit code 0\n"},
-		{[]string{"info"}, "Client version:  dev\nServer version:  0.9.0 (abc123)\nServer platform: linux/amd64\n"},
+		{[]string{"info"}, "Client version:  dev\nServer version:  0.9.0 (abc123)\nServer platform: linux/amd64\nAccelerator:     tcg (this host has no /dev/kvm)\n"},
 		{[]string{"vm", "pause", "web"}, "Paused task-2\n"},
 	}
 	for _, tt := range tests {
@@ -300,5 +302,17 @@ func TestResolveConn(t *testing.T) {
 				t.Errorf("resolveConn() = %q, %q; want %q, %q", url, token, tt.wantURL, tt.wantToken)
 			}
 		})
+	}
+}
+
+// A daemon that does not report its accelerator (Slicer's) gets no
+// accelerator line.
+func TestWriteInfoWithoutAccelerator(t *testing.T) {
+	var b strings.Builder
+	if err := writeInfo(&b, "dev", &api.Info{Version: "0.9.0", Platform: "linux", Arch: "arm64"}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "Client version:  dev\nServer version:  0.9.0\nServer platform: linux/arm64\n"; b.String() != want {
+		t.Errorf("writeInfo = %q, want %q", b.String(), want)
 	}
 }

@@ -43,7 +43,7 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /info", func(w http.ResponseWriter, r *http.Request) {
-		writeTestJSON(w, 200, api.Info{Version: "0.9.0", GitCommit: "abc123", Platform: "linux", Arch: "amd64"})
+		writeTestJSON(w, 200, api.Info{Version: "0.9.0", GitCommit: "abc123", Platform: "linux", Arch: "amd64", Accelerator: "tcg", AcceleratorReason: "this host has no /dev/kvm"})
 	})
 	mux.HandleFunc("GET /hostgroup", func(w http.ResponseWriter, r *http.Request) { writeTestJSON(w, 200, f.groups) })
 	mux.HandleFunc("GET /nodes", func(w http.ResponseWriter, r *http.Request) {

@@ -42,6 +42,7 @@ func Format(cfg *Config) string {
 	if cfg.InsecureRegistry {
 		w.line(1, "insecure_registry: true")
 	}
+	w.str(1, "boot_watchdog", plain(cfg.BootWatchdog))
 	formatAPI(w, cfg.API)
 	return w.String()
 }
@@ -70,6 +71,7 @@ func formatGroup(w *writer, g HostGroup) {
 		w.block(2, "userdata", g.Userdata)
 	}
 	w.str(2, "userdata_file", quote(g.UserdataFile))
+	w.str(2, "kernel_args", quote(g.KernelArgs))
 	if n := g.Network; n != nil {
 		w.line(2, "network:")
 		w.str(3, "mode", quote(n.Mode))

@@ -301,11 +301,12 @@ func TestFormatRoundTrip(t *testing.T) {
 		cfg := &Config{
 			HostGroups: []HostGroup{{
 				Name: "true", Count: new(2), RamBytes: 1 << 30, Userdata: u, UserdataFile: "x: y.sh",
-				Network: &Network{Mode: "bridge", Range: "10.0.0.2-10.0.0.9", Addresses: []string{"10.0.0.3"}},
+				KernelArgs: `console=ttyS1 "quoted" #x`,
+				Network:    &Network{Mode: "bridge", Range: "10.0.0.2-10.0.0.9", Addresses: []string{"10.0.0.3"}},
 			}},
 			SSHKeys:     []string{"ssh-rsa \"quoted\" key"},
 			KernelImage: "k", KernelFile: "/boot/vmlinuz", Hypervisor: "cloud-hypervisor",
-			GitHubUser: "null", InsecureRegistry: true,
+			GitHubUser: "null", InsecureRegistry: true, BootWatchdog: "1m30s",
 			API: API{BindAddress: "/run/slicer/api.sock", Auth: Auth{Token: "#secret: x"}},
 		}
 		text := Format(cfg)

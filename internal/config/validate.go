@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Hypervisors are the backends a config may name.
@@ -62,6 +63,55 @@ func checkConfig(p *problems, cfg *Config, opts ValidateOptions) {
 	if cfg.KernelFile != "" {
 		checkFile(p, "config.kernel_file", Resolve(opts.BaseDir, cfg.KernelFile))
 	}
+	checkBootWatchdog(p, cfg.BootWatchdog)
+}
+
+// maxBootWatchdog is the longest boot_watchdog accepted: beyond it the
+// create's own wait timeout (5 minutes by default) is the bound anyway.
+const maxBootWatchdog = time.Hour
+
+func checkBootWatchdog(p *problems, s string) {
+	if s == "" {
+		return
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		p.add("config.boot_watchdog", "%q is not a duration (want e.g. 20s or 2m)", s)
+	case d < time.Second || d > maxBootWatchdog:
+		p.add("config.boot_watchdog", "%s is out of range (want 1s to %s)", d, maxBootWatchdog)
+	}
+}
+
+// maxKernelArgs bounds kernel_args: the x86 kernel command line holds
+// 2048 bytes, and the daemon's own arguments need about 400.
+const maxKernelArgs = 1024
+
+// reservedKernelArgs are the arguments the daemon sets and the guest
+// agent reads; kernel_args may not override them.
+var reservedKernelArgs = []string{"slicer.", "ip="}
+
+func checkKernelArgs(p *problems, path, s string) {
+	if s == "" {
+		return
+	}
+	if len(s) > maxKernelArgs {
+		p.add(path, "is %d bytes, longer than the %d allowed", len(s), maxKernelArgs)
+		return
+	}
+	for _, r := range s {
+		if r < 0x20 || r > 0x7e {
+			p.add(path, "%q holds a character that is not printable ASCII (one line of space-separated arguments)", s)
+			return
+		}
+	}
+	for _, arg := range strings.Fields(s) {
+		for _, res := range reservedKernelArgs {
+			if strings.HasPrefix(arg, res) {
+				p.add(path, "%q is set by the daemon (%s...) and cannot be given here", arg, res)
+			}
+		}
+	}
 }
 
 // Resolve is path relative to baseDir, unless path is absolute or baseDir
@@ -105,6 +155,7 @@ func checkGroup(p *problems, path string, g HostGroup, opts ValidateOptions) {
 	if g.Network != nil {
 		checkNetwork(p, path+".network", g)
 	}
+	checkKernelArgs(p, path+".kernel_args", g.KernelArgs)
 }
 
 // hostnameDigits is how many digits of N a "<name>-N" hostname must leave

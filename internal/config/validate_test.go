@@ -184,6 +184,21 @@ func TestValidate(t *testing.T) {
 			want: []string{"slicer.yaml:5: config.kernel_file: stat " + filepath.Join(dir, "vmlinux") + ": no such file or directory"}},
 		{name: "kernel file present", doc: groupDoc() + yamlText("  kernel_file: init.sh"), opts: inDir},
 
+		{name: "boot watchdog and kernel args are valid", doc: groupDoc(`kernel_args: "console=ttyS1 rdinit=/nonexistent panic=0"`) + yamlText("  boot_watchdog: 10s")},
+		{name: "boot watchdog not a duration", doc: groupDoc() + yamlText("  boot_watchdog: 10"),
+			want: []string{`slicer.yaml:5: config.boot_watchdog: "10" is not a duration (want e.g. 20s or 2m)`}},
+		{name: "boot watchdog too short", doc: groupDoc() + yamlText("  boot_watchdog: 500ms"),
+			want: []string{"slicer.yaml:5: config.boot_watchdog: 500ms is out of range (want 1s to 1h0m0s)"}},
+		{name: "kernel args set what the daemon sets", doc: groupDoc(`kernel_args: "quiet slicer.hostname=x ip=10.0.0.2"`),
+			want: []string{
+				at(4, `kernel_args: "slicer.hostname=x" is set by the daemon (slicer....) and cannot be given here`),
+				at(4, `kernel_args: "ip=10.0.0.2" is set by the daemon (ip=...) and cannot be given here`),
+			}},
+		{name: "kernel args on two lines", doc: groupDoc(`kernel_args: "quiet\ndebug"`),
+			want: []string{at(4, `kernel_args: "quiet\ndebug" holds a character that is not printable ASCII (one line of space-separated arguments)`)}},
+		{name: "kernel args too long", doc: groupDoc("kernel_args: " + strings.Repeat("a", 1025)),
+			want: []string{at(4, "kernel_args: is 1025 bytes, longer than the 1024 allowed")}},
+
 		{name: "every problem at once", doc: yamlText("config:", "  host_groups:",
 			"  - name: Bad", "    vcpu: -1", "    storage_size: 25Q",
 			"  - name: ok", "    count: -1",

@@ -49,6 +49,7 @@ func upCommand(version, commit string, out, errOut io.Writer) *cobra.Command {
 	f.StringVar(&opt.DataDir, "data-dir", "", "keep every file the daemon writes under this directory")
 	f.StringVar(&opt.ImageDir, "image-dir", "", "image cache directory (default <data-dir>/images)")
 	f.StringVar(&opt.AgentBinary, "agent", "", "slicer-agent binary to put in images (default: next to slicer)")
+	f.StringVar(&opt.Accel, "accel", "", "accelerator: auto (KVM only when a boot probe proves it works), kvm or tcg (default $SLICER_ACCEL, else auto)")
 	f.BoolVar(&debug, "debug", false, "log at debug level")
 	return cmd
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/config"
+	"github.com/openslicer/openslicer/internal/hypervisor/qemu"
 	"github.com/openslicer/openslicer/internal/image"
 	"github.com/openslicer/openslicer/internal/network"
 	"github.com/openslicer/openslicer/internal/secrets"
@@ -38,10 +39,13 @@ type Options struct {
 	// AgentBinary is the slicer-agent to put in images; empty looks next to
 	// the running executable, then in PATH.
 	AgentBinary string
-	Version     string
-	GitCommit   string
-	Out         io.Writer // banner and image-build progress
-	Log         *slog.Logger
+	// Accel is the accelerator mode (auto, kvm or tcg; --accel); empty
+	// takes SLICER_ACCEL, else auto.
+	Accel     string
+	Version   string
+	GitCommit string
+	Out       io.Writer // banner and image-build progress
+	Log       *slog.Logger
 	// Ready, when set, is called with the listener address once serving.
 	Ready func(addr string)
 }
@@ -56,11 +60,15 @@ func Run(ctx context.Context, opt Options) error {
 	if opt.ImageDir != "" {
 		paths.Images = opt.ImageDir
 	}
+	accelMode, err := qemu.AccelModeFrom(opt.Accel, os.Getenv(qemu.AccelEnv))
+	if err != nil {
+		return err
+	}
 	cfg, err := loadConfig(opt.ConfigPath, opt.Out)
 	if err != nil {
 		return err
 	}
-	backend, err := newBackend(cfg.Hypervisor, opt.Log)
+	backend, err := newBackend(cfg.Hypervisor, paths.Images, opt.Log)
 	if err != nil {
 		return err
 	}
@@ -78,14 +86,35 @@ func Run(ctx context.Context, opt Options) error {
 		}
 	}
 
+	// kvm and tcg need no kernel: decide before a possibly long image
+	// build, so a forced kvm that cannot work fails at once.
+	var accel qemu.AccelDecision
+	if accelMode != qemu.AccelAuto {
+		if accel, err = backend.DecideAccel(ctx, accelMode, ""); err != nil {
+			return err
+		}
+	}
 	agentBin, err := findAgent(opt.AgentBinary)
 	if err != nil {
 		return err
 	}
 	images := &imageSource{b: &image.Builder{Dir: paths.Images, AgentBinary: agentBin, Log: opt.Log, Progress: opt.Out}}
-	if _, err := images.Resolve(ctx, cfg.Image); err != nil {
+	img, err := images.Resolve(ctx, cfg.Image)
+	if err != nil {
 		return fmt.Errorf("prepare image %q: %w", cfg.Image, err)
 	}
+	// auto decides now, once the kernel is known, so the first create
+	// pays nothing.
+	if accelMode == qemu.AccelAuto {
+		kernel := img.Kernel
+		if cfg.KernelFile != "" {
+			kernel = cfg.KernelFile
+		}
+		if accel, err = backend.DecideAccel(ctx, accelMode, kernel); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(opt.Out, "Accelerator: %s (%s)\n", accel.Accelerator, accel.Reason)
 
 	st, err := store.Open(paths.State)
 	if err != nil {
@@ -99,6 +128,7 @@ func Run(ctx context.Context, opt Options) error {
 	vopt := vm.Options{
 		Config: cfg, Backend: backend, Store: st, Images: images, Clone: image.Clone, Secrets: sec,
 		DisksDir: paths.Disks, RunDir: paths.Run, LogDir: paths.Logs, Log: opt.Log,
+		Accelerator: accel.Accelerator, BootWatchdog: vm.BootWatchdogFor(cfg, accel.Accel.KVM),
 	}
 	if netHost != nil {
 		vopt.Network = netHost
@@ -110,12 +140,16 @@ func Run(ctx context.Context, opt Options) error {
 	if err := mgr.EnsureCount(ctx); err != nil {
 		opt.Log.Error("launch config vms", "err", err)
 	}
-	return serve(ctx, opt, cfg, paths, mgr, sec)
+	info := api.Info{
+		Version: opt.Version, GitCommit: opt.GitCommit, Platform: runtime.GOOS, Arch: runtime.GOARCH,
+		Accelerator: accel.Accelerator, AcceleratorReason: accel.Reason,
+	}
+	return serve(ctx, opt, cfg, paths, mgr, sec, info)
 }
 
 // serve runs the API until ctx ends or a shutdown is requested, then stops
 // the VMs.
-func serve(ctx context.Context, opt Options, cfg *config.Config, paths Paths, mgr *vm.Manager, sec *secrets.Store) error {
+func serve(ctx context.Context, opt Options, cfg *config.Config, paths Paths, mgr *vm.Manager, sec *secrets.Store, info api.Info) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	token := ""
@@ -136,7 +170,7 @@ func serve(ctx context.Context, opt Options, cfg *config.Config, paths Paths, mg
 	}
 	srv := server.New(server.Options{
 		Manager: mgr, Log: opt.Log, Token: token, Shutdown: stop, Secrets: sec,
-		Info: api.Info{Version: opt.Version, GitCommit: opt.GitCommit, Platform: runtime.GOOS, Arch: runtime.GOARCH},
+		Info: info,
 	})
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)

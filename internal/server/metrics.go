@@ -21,7 +21,9 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 }
 
-func newMetrics(vms *vm.Manager) *metrics {
+// newMetrics registers the metrics; accel, when set, is the accelerator
+// guests run under, reported as slicer_accelerator.
+func newMetrics(vms *vm.Manager, accel string) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		launches: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -36,7 +38,27 @@ func newMetrics(vms *vm.Manager) *metrics {
 		}, []string{"method", "code"}),
 	}
 	m.reg.MustRegister(m.launches, m.requests, m.duration, vmCollector{vms}, hostCollector{})
+	if accel != "" {
+		m.reg.MustRegister(acceleratorGauge(accel))
+	}
 	return m
+}
+
+// acceleratorGauge is slicer_accelerator (an extension of Slicer's
+// metrics): 1 for the accelerator guests run under, 0 for the other, so
+// that either series can be alerted on.
+func acceleratorGauge(accel string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "slicer_accelerator", Help: "How guests run: 1 for the accelerator in use (kvm or tcg), 0 for the other.",
+	}, []string{"accel"})
+	for _, a := range []string{"kvm", "tcg"} {
+		v := 0.0
+		if a == accel {
+			v = 1
+		}
+		g.WithLabelValues(a).Set(v)
+	}
+	return g
 }
 
 func (m *metrics) handler() http.Handler {

@@ -48,7 +48,7 @@ func New(opt Options) *Server {
 	if shutdown == nil {
 		shutdown = func() {}
 	}
-	return &Server{vms: opt.Manager, log: opt.Log, token: opt.Token, info: opt.Info, shutdown: shutdown, metrics: newMetrics(opt.Manager), secrets: opt.Secrets}
+	return &Server{vms: opt.Manager, log: opt.Log, token: opt.Token, info: opt.Info, shutdown: shutdown, metrics: newMetrics(opt.Manager, opt.Info.Accelerator), secrets: opt.Secrets}
 }
 
 // Handler returns the http.Handler of the API.

@@ -51,7 +51,7 @@ func newTestServerWith(t testing.TB, token string, sec SecretStore) *httptest.Se
 		Config: cfg, Backend: &hypervisortest.Fake{}, Store: st, Images: images{}, Clone: clone,
 		DisksDir: dir, RunDir: filepath.Join(dir, "run"), LogDir: filepath.Join(dir, "logs"), Log: log,
 	})
-	ts := httptest.NewServer(New(Options{Manager: m, Log: log, Token: token, Info: api.Info{Version: "test"}, Secrets: sec}).Handler())
+	ts := httptest.NewServer(New(Options{Manager: m, Log: log, Token: token, Info: api.Info{Version: "test", Accelerator: "tcg", AcceleratorReason: "this host has no /dev/kvm"}, Secrets: sec}).Handler())
 	t.Cleanup(func() {
 		ts.Close()
 		m.Close(context.Background())
@@ -90,7 +90,7 @@ func TestRoutesAndStatus(t *testing.T) {
 		{"HEAD", "/healthz", "", "", 200, ""},
 		{"GET", "/info", "", "", 401, `"error"`},
 		{"GET", "/info", "wrong", "", 401, `"error"`},
-		{"GET", "/info", tok, "", 200, `"version":"test"`},
+		{"GET", "/info", tok, "", 200, `{"version":"test","accelerator":"tcg","accelerator_reason":"this host has no /dev/kvm"}`},
 		{"GET", "/hostgroup", tok, "", 200, `"name":"sbox","count":1,"ram_bytes":1073741824,"cpus":2`},
 		{"GET", "/nodes", tok, "", 200, "[]"},
 		{"GET", "/nodes?tag=a&tag_prefix=b", tok, "", 400, "tag_prefix"},
@@ -126,6 +126,7 @@ func TestRoutesAndStatus(t *testing.T) {
 		{"GET", "/no/such/route", tok, "", 404, `"error"`},
 		{"GET", "/metrics", "", "", 401, `"error"`},
 		{"GET", "/metrics", tok, "", 200, `slicer_vm_launch_total{code="201",host_group="sbox"} 1`},
+		{"GET", "/metrics", tok, "", 200, "slicer_accelerator{accel=\"kvm\"} 0\nslicer_accelerator{accel=\"tcg\"} 1\n"},
 	} {
 		status, body := do(t, ts, tc.method, tc.path, tc.token, tc.body)
 		if status != tc.status || !strings.Contains(body, tc.contains) {

@@ -16,10 +16,15 @@ var fastBootArgs = []string{
 	"cryptomgr.notests", "audit=0", "nowatchdog", "noreplace-smp",
 }
 
-// KernelCmdline returns the guest kernel command line for a VM. The agent
+// KernelCmdline returns the guest kernel command line for a VM: the
+// daemon's arguments, then extra (a host group's kernel_args), which the
+// kernel reads last, so they win where both set the same one. The agent
 // (PID 1 in the initramfs) reads the slicer.* parameters.
-func KernelCmdline(hostname string) string {
+func KernelCmdline(hostname, extra string) string {
 	args := append([]string{}, fastBootArgs...)
 	args = append(args, fmt.Sprintf("slicer.hostname=%s", hostname))
+	if extra = strings.TrimSpace(extra); extra != "" {
+		args = append(args, extra)
+	}
 	return strings.Join(args, " ")
 }

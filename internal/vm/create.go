@@ -224,7 +224,7 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 
 	spec := hypervisor.Spec{
 		ID: rec.RunDir, Name: rec.Hostname, VCPUs: rec.CPUs, MemoryBytes: rec.RamBytes,
-		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: KernelCmdline(rec.Hostname),
+		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: KernelCmdline(rec.Hostname, g.KernelArgs),
 		Disks:  []hypervisor.Disk{{Path: rec.Disk, Format: "raw"}},
 		RunDir: rec.RunDir, ConsoleLog: m.logPath(rec.Hostname), Incoming: incoming,
 	}
@@ -247,6 +247,9 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 		spec.Cmdline += " " + plan.Guest.KernelArg(rec.Hostname, guestNIC)
 		log.Debug("network set up", "mode", plan.Mode, "ip", plan.Guest.Address, "tap", att.TAP)
 	}
+	// The console log is appended to by every boot of the VM: this
+	// boot's output is what comes after its size now.
+	consoleFrom := consoleSize(spec.ConsoleLog)
 	var machine hypervisor.Machine
 	err = network.InNetNS(netns, func() error {
 		var err error
@@ -269,6 +272,10 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	delivered := m.deliverBootData(life, in, client, agent.FirstBoot{Userdata: rec.Userdata, SSHKeys: rec.SSHKeys})
 	in.mu.Lock()
 	in.machine, in.agent, in.endLife, in.delivered = machine, client, endLife, delivered
+	in.boot = bootWatch{
+		hostname: rec.Hostname, console: spec.ConsoleLog, offset: consoleFrom, restore: incoming != "",
+		exited: machine.Done(), accel: m.opt.Accelerator, bound: m.opt.BootWatchdog,
+	}
 	in.rec.Machine, in.rec.State = handle, store.StateRunning
 	rec = in.rec
 	in.mu.Unlock()
@@ -294,15 +301,27 @@ func (m *Manager) wait(ctx context.Context, in *instance, opt CreateOptions) err
 
 // waitAgent blocks until the guest agent answers and has been handed its
 // secrets and first-boot data, the timeout passes (ErrTimeout) or ctx ends.
+// Meanwhile the boot watchdog (watchdog.go) ends the wait early, with
+// ErrBootFailed, when the guest stays silent on its console past the
+// watchdog's bound or its machine exits.
 func (m *Manager) waitAgent(ctx context.Context, in *instance, timeout time.Duration) error {
 	if timeout == 0 {
 		timeout = DefaultWaitTimeout
 	}
-	wctx, cancel := context.WithTimeout(ctx, timeout)
+	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	wctx, fail := context.WithCancelCause(tctx)
 	in.mu.Lock()
-	client, delivered := in.agent, in.delivered
+	client, delivered, watch := in.agent, in.delivered, in.boot
 	in.mu.Unlock()
+	watched := make(chan struct{})
+	defer func() { fail(nil); <-watched }()
+	go func() {
+		defer close(watched)
+		if err := watch.run(wctx); err != nil {
+			fail(err)
+		}
+	}()
 	err := client.WaitReady(wctx)
 	if err == nil {
 		select {
@@ -316,7 +335,9 @@ func (m *Manager) waitAgent(ctx context.Context, in *instance, timeout time.Dura
 		return nil
 	case ctx.Err() != nil:
 		return fmt.Errorf("vm %q: create aborted while waiting for the agent: %w", in.rec.Hostname, ctx.Err())
-	case wctx.Err() != nil:
+	case errors.Is(context.Cause(wctx), api.ErrBootFailed):
+		return context.Cause(wctx)
+	case tctx.Err() != nil:
 		return fmt.Errorf("vm %q: agent not ready within %s: %w", in.rec.Hostname, timeout, api.ErrTimeout)
 	default:
 		return fmt.Errorf("vm %q: wait for agent: %w", in.rec.Hostname, err)

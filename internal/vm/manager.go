@@ -64,6 +64,14 @@ type Options struct {
 	// its sockets and pidfile; LogDir holds <hostname>.txt console logs.
 	DisksDir, RunDir, LogDir string
 	Log                      *slog.Logger
+	// Accelerator names how guests run ("kvm" or "tcg"), for messages.
+	Accelerator string
+	// BootWatchdog bounds how long a booting guest may print nothing on
+	// its console (a restored one: how long its agent may take to
+	// answer) before its create fails with api.ErrBootFailed; zero
+	// watches only for a machine that exits before its agent is ready.
+	// See BootWatchdogFor.
+	BootWatchdog time.Duration
 }
 
 // Manager owns every VM of the daemon.
@@ -97,6 +105,8 @@ type instance struct {
 	// delivered is closed once the running machine's agent has been
 	// handed its secrets and first-boot data (deliverBootData).
 	delivered <-chan struct{}
+	// boot is the watchdog of the machine's latest start.
+	boot bootWatch
 	// secretsMu makes pushes of the VM's secrets take turns.
 	secretsMu sync.Mutex
 	// tagsMu makes tag updates of the VM take turns (UpdateTags).

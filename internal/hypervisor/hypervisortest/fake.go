@@ -26,6 +26,9 @@ type Fake struct {
 	// Agent serves the guest side of each agent connection; nil leaves
 	// connections unanswered, like a guest that never boots.
 	Agent func(conn net.Conn)
+	// OnStart, when set, is called with each machine once started, to
+	// play its guest (write its console, make it exit).
+	OnStart func(m *Machine)
 
 	mu       sync.Mutex
 	machines map[string]*Machine
@@ -56,6 +59,9 @@ func (f *Fake) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Mach
 	f.nextPID++
 	m := &Machine{fake: f, Spec: spec, pid: 1000 + f.nextPID, done: make(chan struct{})}
 	f.machines[spec.RunDir] = m
+	if f.OnStart != nil {
+		f.OnStart(m)
+	}
 	return m, nil
 }
 

@@ -153,7 +153,7 @@ func TestAttachNotOurs(t *testing.T) {
 }
 
 // testKernel returns a guest kernel for the QEMU tests, or skips.
-func testKernel(t *testing.T) string {
+func testKernel(t testing.TB) string {
 	t.Helper()
 	if k := os.Getenv("SLICER_TEST_KERNEL"); k != "" {
 		return k
@@ -169,7 +169,7 @@ func testKernel(t *testing.T) string {
 	return ""
 }
 
-func requireQEMU(t *testing.T) {
+func requireQEMU(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("boots QEMU: skipped with -short")
@@ -220,7 +220,14 @@ func TestQEMUStartCancelled(t *testing.T) {
 	kernel := testKernel(t)
 	spec := bootSpec(t, kernel, "console=ttyS0")
 	b := New(testLogger(t))
-	b.Accel() // probe before the clock starts
+	// Decide before the clock starts (SLICER_ACCEL, else auto).
+	mode, err := AccelModeFrom("", os.Getenv(AccelEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.DecideAccel(context.Background(), mode, kernel); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	m, err := b.Start(ctx, spec)
