@@ -1,21 +1,24 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/openslicer/openslicer/internal/config"
 	"github.com/openslicer/openslicer/internal/doctor"
+	"github.com/openslicer/openslicer/internal/hypervisor/qemu"
 )
 
 // doctorCommand is `slicer doctor [CONFIG]`: check this host for what
 // `slicer up` with the same arguments needs.
 func doctorCommand(out io.Writer) *cobra.Command {
-	var dataDir, imageDir, agentBin string
+	var dataDir, imageDir, agentBin, accel string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "doctor [CONFIG]",
@@ -26,7 +29,7 @@ func doctorCommand(out io.Writer) *cobra.Command {
 			"(FAIL); warnings do not fail. Networking is probed only as root.",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opt, err := doctorOptions(args, dataDir, imageDir, agentBin)
+			opt, err := doctorOptions(args, dataDir, imageDir, agentBin, accel)
 			if err != nil {
 				return err
 			}
@@ -50,13 +53,14 @@ func doctorCommand(out io.Writer) *cobra.Command {
 	f.StringVar(&imageDir, "image-dir", "", "the image cache slicer up will use (default <data-dir>/images)")
 	f.StringVar(&agentBin, "agent", "", "the slicer-agent binary slicer up will use (default: next to slicer)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.StringVar(&accel, "accel", "", "accelerator mode to check, as for slicer up: auto, kvm or tcg (default $"+qemu.AccelEnv+", else auto)")
 	return cmd
 }
 
 // doctorOptions resolves the config and paths as `slicer up` would. A
 // config that does not load is a failed check, not an error: the other
 // checks run against the embedded default.
-func doctorOptions(args []string, dataDir, imageDir, agentBin string) (doctor.Options, error) {
+func doctorOptions(args []string, dataDir, imageDir, agentBin, accel string) (doctor.Options, error) {
 	cwd, err := os.Getwd()
 	if err != nil {
 		return doctor.Options{}, err
@@ -68,8 +72,6 @@ func doctorOptions(args []string, dataDir, imageDir, agentBin string) (doctor.Op
 	opt := doctor.Options{
 		DataDir: paths.DataDir, ImageDir: paths.Images,
 		FindAgent: func() (string, error) { return findAgent(agentBin) },
-		// Accel: nil runs doctor.DefaultAccel, a placeholder until the
-		// qemu package's accelerator decision is wired here.
 	}
 	if len(args) == 1 {
 		opt.ConfigName = args[0]
@@ -90,8 +92,35 @@ func doctorOptions(args []string, dataDir, imageDir, agentBin string) (doctor.Op
 		opt.Config = config.Default(defaultHypervisor())
 		config.ApplyDefaults(opt.Config, defaultHypervisor())
 	}
+	mode, err := qemu.AccelModeFrom(accel, os.Getenv(qemu.AccelEnv))
+	if err != nil {
+		return doctor.Options{}, err
+	}
+	kernel := opt.Config.KernelFile
+	if kernel == "" {
+		kernel = newestMinKernel(paths.Images)
+	}
+	opt.Accel = func(ctx context.Context) doctor.Result {
+		b := qemu.New(nil)
+		b.CacheDir = paths.Images
+		d, err := b.DecideAccel(ctx, mode, kernel)
+		return doctor.AccelResult(d, err, kernel != "")
+	}
 	if opt.Config.API.IsUnixSocket() {
 		opt.APISocket = paths.socketPath(opt.Config.API.BindAddress)
 	}
 	return opt, nil
+}
+
+// newestMinKernel is the kernel of the newest min image built in dir, the
+// one `slicer up` would probe KVM with; "" when none is built yet.
+func newestMinKernel(dir string) string {
+	paths, _ := filepath.Glob(filepath.Join(dir, "min-*", "vmlinuz"))
+	newest, at := "", time.Time{}
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil && fi.ModTime().After(at) {
+			newest, at = p, fi.ModTime()
+		}
+	}
+	return newest
 }

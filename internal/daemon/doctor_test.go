@@ -13,7 +13,7 @@ func TestDoctorOptionsResolveLikeUp(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("config:\n  host_groups:\n  - name: web\n  api:\n    bind_address: ./api.sock\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	opt, err := doctorOptions([]string{cfg}, filepath.Join(dir, "data"), "/srv/images", "")
+	opt, err := doctorOptions([]string{cfg}, filepath.Join(dir, "data"), "/srv/images", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func TestDoctorOptionsBadConfig(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("config:\n  host_groups:\n  - name: web\n    vcpuz: 2\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	opt, err := doctorOptions([]string{cfg}, dir, "", "")
+	opt, err := doctorOptions([]string{cfg}, dir, "", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,75 +1,62 @@
 package doctor
 
 import (
-	"context"
-	"os"
-	"path/filepath"
+	"fmt"
 	"strings"
+	"time"
+
+	"github.com/openslicer/openslicer/internal/hypervisor/qemu"
 )
 
-// DefaultAccel is the accelerator row when Options.Accel is nil.
-//
-// PLACEHOLDER: it only looks at /dev/kvm and at which KVM modules are
-// loaded; it boots nothing. The real decision (auto|kvm|tcg, the cheap
-// /dev/kvm checks, the cached boot probe, --accel and SLICER_ACCEL) lives
-// in internal/hypervisor/qemu; the wiring of `slicer doctor` is to pass
-// that decision as Options.Accel, after which this function can go.
-func DefaultAccel(ctx context.Context) Result {
-	return accelResult(readKVMFacts("/dev/kvm", "/sys/module"))
-}
-
-// kvmFacts are what DefaultAccel looks at.
-type kvmFacts struct {
-	Exists  bool
-	OpenErr error           // opening /dev/kvm read-write
-	Modules map[string]bool // which of kvm_intel, kvm_amd, kvm_pvm are loaded (or built in)
-}
-
-func readKVMFacts(dev, sysModule string) kvmFacts {
-	f := kvmFacts{Modules: map[string]bool{}}
-	if _, err := os.Stat(dev); err != nil {
-		return f
-	}
-	f.Exists = true
-	if fd, err := os.OpenFile(dev, os.O_RDWR, 0); err != nil {
-		f.OpenErr = err
-	} else {
-		fd.Close()
-	}
-	for _, m := range []string{"kvm_intel", "kvm_amd", "kvm_pvm"} {
-		if _, err := os.Stat(filepath.Join(sysModule, m)); err == nil {
-			f.Modules[m] = true
-		}
-	}
-	return f
-}
-
-// accelResult says which accelerator the facts point to. TCG always works,
-// so this row never blocks; it warns when guests will run emulated.
-func accelResult(f kvmFacts) Result {
+// AccelResult is the accelerator row: the decision `slicer up` would make
+// on this host (qemu.Backend.DecideAccel), or the error it would stop
+// with. TCG always works, so only an error (kvm forced on a host that
+// fails the checks) blocks; TCG warns, because guests then run emulated.
+// probed is false when no guest kernel was there to probe with (none is
+// built yet).
+func AccelResult(d qemu.AccelDecision, err error, probed bool) Result {
 	r := Result{Check: "accelerator"}
-	const note = " (placeholder check: no boot probe)"
-	hw := []string{}
-	for _, m := range []string{"kvm_intel", "kvm_amd"} {
-		if f.Modules[m] {
-			hw = append(hw, m)
-		}
-	}
+	checks := checkList(d.Checks)
 	switch {
-	case !f.Exists:
-		r.Status, r.Detail = Warn, "tcg: no /dev/kvm, guests run in software emulation"+note
-		r.Fix = "for speed: enable hardware virtualization (or nested virtualization) and load kvm_intel or kvm_amd"
-	case f.OpenErr != nil:
-		r.Status, r.Detail = Warn, "tcg: /dev/kvm does not open read-write: "+f.OpenErr.Error()+note
-		r.Fix = "run slicer up as root, or give its user access to /dev/kvm (the kvm group)"
-	case len(hw) > 0:
-		r.Status, r.Detail = OK, "kvm: /dev/kvm opens and "+strings.Join(hw, ", ")+" is loaded"+note
-	case f.Modules["kvm_pvm"]:
-		r.Status, r.Detail = Warn, "tcg: /dev/kvm is served by kvm_pvm, which boots only PVM guest kernels"+note
-		r.Fix = "none needed (guests run under TCG); a host with kvm_intel or kvm_amd runs them faster"
+	case err != nil && !probed && d.Mode == qemu.AccelAuto:
+		// auto stops short of the probe only when the checks pass.
+		r.Status = Warn
+		r.Detail = "the KVM checks pass" + checks + "; no guest kernel is built yet, so a boot probe at the first `slicer up` decides between kvm and tcg"
+		r.Fix = "run `slicer image build`, then `slicer doctor` again, to see the probe's verdict"
+	case err != nil:
+		r.Status, r.Detail = Fail, err.Error()
+		r.Fix = "use --accel auto (or tcg), or SLICER_ACCEL=auto"
+	case d.Accelerator == "kvm":
+		r.Status, r.Detail = OK, "kvm: "+d.Reason+probeNote(d)+checks
 	default:
-		r.Status, r.Detail = Warn, "tcg: /dev/kvm opens but neither kvm_intel nor kvm_amd is loaded"+note
-		r.Fix = "for speed: load kvm_intel or kvm_amd"
+		r.Status, r.Detail = Warn, "tcg: "+d.Reason+checks
+		r.Fix = "none needed, guests run under TCG; a host with kvm_intel or kvm_amd and a usable /dev/kvm runs them far faster"
 	}
 	return r
+}
+
+// checkList renders the checks that ran, " [name ok; name FAILED]".
+func checkList(cs []qemu.AccelCheck) string {
+	if len(cs) == 0 {
+		return ""
+	}
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		verdict := "ok"
+		if !c.OK {
+			verdict = "FAILED"
+		}
+		parts[i] = c.Name + ": " + verdict
+	}
+	return " [" + strings.Join(parts, "; ") + "]"
+}
+
+func probeNote(d qemu.AccelDecision) string {
+	switch {
+	case d.CacheHit:
+		return " (boot probe verdict from the cache)"
+	case d.Probe != nil:
+		return fmt.Sprintf(" (boot probe took %s)", d.Probe.Took.Round(time.Millisecond))
+	}
+	return ""
 }

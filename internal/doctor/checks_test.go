@@ -2,10 +2,11 @@ package doctor
 
 import (
 	"errors"
-	"io/fs"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/openslicer/openslicer/internal/hypervisor/qemu"
 	"github.com/openslicer/openslicer/internal/network"
 )
 
@@ -35,34 +36,47 @@ func TestQEMUResult(t *testing.T) {
 }
 
 func TestAccelResult(t *testing.T) {
-	mods := func(names ...string) map[string]bool {
-		m := map[string]bool{}
-		for _, n := range names {
-			m[n] = true
-		}
-		return m
-	}
+	check := func(name string, ok bool) qemu.AccelCheck { return qemu.AccelCheck{Name: name, OK: ok} }
+	pvm := qemu.AccelDecision{Accelerator: "tcg", Mode: qemu.AccelAuto,
+		Reason: "/dev/kvm is served by kvm_pvm only, which boots only PVM guest kernels",
+		Checks: []qemu.AccelCheck{check(qemu.CheckDevKVM, true), check(qemu.CheckAPIVersion, true),
+			check(qemu.CheckCreateVM, true), check(qemu.CheckHWModule, false)}}
+	probed := qemu.AccelDecision{Accelerator: "kvm", Mode: qemu.AccelAuto, Reason: "the kernel printed under KVM",
+		Probe: &qemu.BootProbe{OK: true, Took: 312 * time.Millisecond}}
+	cached := qemu.AccelDecision{Accelerator: "kvm", Mode: qemu.AccelAuto, Reason: "the kernel printed under KVM", CacheHit: true}
+	checksPass := qemu.AccelDecision{Mode: qemu.AccelAuto, Checks: []qemu.AccelCheck{check(qemu.CheckDevKVM, true)}}
 	tests := []struct {
-		name  string
-		facts kvmFacts
-		want  Status
-		says  string
+		name   string
+		d      qemu.AccelDecision
+		err    error
+		probed bool
+		want   Status
+		says   []string
 	}{
-		{"no /dev/kvm", kvmFacts{}, Warn, "tcg: no /dev/kvm"},
-		{"does not open", kvmFacts{Exists: true, OpenErr: fs.ErrPermission, Modules: mods("kvm_intel")}, Warn, "tcg: /dev/kvm does not open"},
-		{"intel", kvmFacts{Exists: true, Modules: mods("kvm_intel")}, OK, "kvm: /dev/kvm opens and kvm_intel"},
-		{"amd", kvmFacts{Exists: true, Modules: mods("kvm_amd")}, OK, "kvm_amd is loaded"},
-		{"pvm only", kvmFacts{Exists: true, Modules: mods("kvm_pvm")}, Warn, "served by kvm_pvm"},
-		{"pvm beside intel", kvmFacts{Exists: true, Modules: mods("kvm_pvm", "kvm_intel")}, OK, "kvm:"},
-		{"no known module", kvmFacts{Exists: true, Modules: mods()}, Warn, "neither kvm_intel nor kvm_amd"},
+		{"no /dev/kvm", qemu.AccelDecision{Accelerator: "tcg", Mode: qemu.AccelAuto, Reason: "this host has no /dev/kvm",
+			Checks: []qemu.AccelCheck{check(qemu.CheckDevKVM, false)}}, nil, true, Warn,
+			[]string{"tcg: this host has no /dev/kvm", qemu.CheckDevKVM + ": FAILED"}},
+		{"pvm only", pvm, nil, true, Warn, []string{"tcg:", "kvm_pvm", qemu.CheckHWModule + ": FAILED", qemu.CheckCreateVM + ": ok"}},
+		{"kvm by probe", probed, nil, true, OK, []string{"kvm:", "boot probe took 312ms"}},
+		{"kvm from cache", cached, nil, true, OK, []string{"kvm:", "from the cache"}},
+		{"forced tcg", qemu.AccelDecision{Accelerator: "tcg", Mode: qemu.AccelTCG, Reason: "tcg was asked for"}, nil, true, Warn, []string{"tcg: tcg was asked for"}},
+		{"forced kvm fails", qemu.AccelDecision{Mode: qemu.AccelKVM}, errors.New("accel kvm: this host has no /dev/kvm: use --accel auto or tcg"),
+			true, Fail, []string{"accel kvm: this host has no /dev/kvm"}},
+		{"checks pass, no kernel yet", checksPass, errors.New("accel auto: no guest kernel to probe KVM with"), false, Warn,
+			[]string{"the KVM checks pass", "boot probe at the first `slicer up`"}},
 	}
 	for _, tt := range tests {
-		r := accelResult(tt.facts)
-		if r.Status != tt.want || !strings.Contains(r.Detail, tt.says) {
-			t.Errorf("%s: accelResult = %s %q; want %s containing %q", tt.name, r.Status, r.Detail, tt.want, tt.says)
+		r := AccelResult(tt.d, tt.err, tt.probed)
+		if r.Check != "accelerator" || r.Status != tt.want {
+			t.Errorf("%s: AccelResult = %s %s %q; want accelerator %s", tt.name, r.Check, r.Status, r.Detail, tt.want)
 		}
-		if !strings.Contains(r.Detail, "placeholder") {
-			t.Errorf("%s: the placeholder does not say it is one: %q", tt.name, r.Detail)
+		for _, s := range tt.says {
+			if !strings.Contains(r.Detail, s) {
+				t.Errorf("%s: detail %q does not say %q", tt.name, r.Detail, s)
+			}
+		}
+		if (r.Status == OK) != (r.Fix == "") {
+			t.Errorf("%s: status %s with fix %q", tt.name, r.Status, r.Fix)
 		}
 	}
 }

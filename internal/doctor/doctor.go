@@ -79,7 +79,8 @@ type Options struct {
 	APISocket string
 	// FindAgent locates the slicer-agent binary the daemon would use.
 	FindAgent func() (string, error)
-	// Accel reports the accelerator decision. Nil uses DefaultAccel.
+	// Accel reports the accelerator decision (see AccelResult); nil leaves
+	// the row out.
 	Accel func(ctx context.Context) Result
 
 	// The rest are replaced in tests; zero values mean the real host.
@@ -94,9 +95,6 @@ type Options struct {
 
 // Run runs every check and returns the report.
 func Run(ctx context.Context, opt Options) Report {
-	if opt.Accel == nil {
-		opt.Accel = DefaultAccel
-	}
 	if opt.Probe == nil {
 		opt.Probe = network.ProbeHost
 	}
@@ -113,7 +111,9 @@ func Run(ctx context.Context, opt Options) Report {
 	var rs []Result
 	rs = append(rs, configResult(opt.ConfigName, opt.ConfigErr))
 	rs = append(rs, qemuCheck(ctx, opt.QEMU))
-	rs = append(rs, opt.Accel(ctx))
+	if opt.Accel != nil {
+		rs = append(rs, opt.Accel(ctx))
+	}
 	rs = append(rs, agentCheck(opt.FindAgent))
 	rs = append(rs, busyboxResult(image.CheckBusybox()))
 	mkfs, err := image.CheckMkfs(ctx, "")

@@ -66,6 +66,7 @@ func TestDependencyFences(t *testing.T) {
 		"internal/systemd": {"api"},
 		"internal/doctor": {
 			"api", "internal/config", "internal/image", "internal/network",
+			"internal/hypervisor", "internal/hypervisor/qemu",
 		},
 	}
 	for _, p := range listPackages(t) {
