@@ -20,7 +20,7 @@ func TestVersion(t *testing.T) {
 		return Main(root, g.io), out.String(), errOut.String()
 	}
 	code, out, errOut := run("version", "--url", srv.URL)
-	want := "Client version:  v1.2.3 (f00d)\nServer version:  0.9.0 (abc123)\nServer platform: linux/amd64\n"
+	want := "Client version:  v1.2.3 (f00d)\nServer version:  0.9.0 (abc123)\nServer platform: linux/amd64\nAccelerator:     tcg (this host has no /dev/kvm)\n"
 	if code != 0 || out != want {
 		t.Errorf("version = %d, %q, stderr %q; want %q", code, out, errOut, want)
 	}
