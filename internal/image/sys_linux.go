@@ -77,3 +77,11 @@ func syncPath(p string) error {
 	defer f.Close()
 	return f.Sync()
 }
+
+// inodeOf is a file's inode number (0 when unknown).
+func inodeOf(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}

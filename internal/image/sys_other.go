@@ -30,3 +30,5 @@ func syncDir(dir string) error { return errOS }
 func Clone(ctx context.Context, src, dst string, size int64) error {
 	return fmt.Errorf("clone disk %q: %w", dst, errOS)
 }
+
+func inodeOf(fi fs.FileInfo) uint64 { return 0 }
