@@ -96,8 +96,9 @@ func Run(ctx context.Context, opt Options) error {
 	if err != nil {
 		return err
 	}
+	cloner := &image.Cloner{Qcow2: backend.Name() == "qemu", Log: opt.Log}
 	vopt := vm.Options{
-		Config: cfg, Backend: backend, Store: st, Images: images, Clone: image.Clone, Secrets: sec,
+		Config: cfg, Backend: backend, Store: st, Images: images, Clone: cloner.Clone, Secrets: sec,
 		DisksDir: paths.Disks, RunDir: paths.Run, LogDir: paths.Logs, Log: opt.Log,
 	}
 	if netHost != nil {

@@ -43,6 +43,31 @@ func lockDir(ctx context.Context, path string, waiting func()) (func(), error) {
 	}
 }
 
+// lockShared takes a shared flock on path (waiting while an exclusive one
+// is held, until ctx ends). The returned function releases it.
+func lockShared(ctx context.Context, path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			f.Close()
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // fileOwner returns the uid and gid of a file.
 func fileOwner(fi fs.FileInfo) (uid, gid int, err error) {
 	st, ok := fi.Sys().(*syscall.Stat_t)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"runtime"
 )
 
@@ -32,3 +33,16 @@ func Clone(ctx context.Context, src, dst string, size int64) error {
 }
 
 func inodeOf(fi fs.FileInfo) uint64 { return 0 }
+
+func lockShared(ctx context.Context, path string) (func(), error) { return nil, errOS }
+
+// Cloner makes VM disks; see cow_linux.go.
+type Cloner struct {
+	Qcow2 bool
+	Log   *slog.Logger
+}
+
+// Clone refuses: disks are made with Linux tools.
+func (c *Cloner) Clone(ctx context.Context, src, dst string, size int64) (string, error) {
+	return "", fmt.Errorf("clone disk %q: %w", dst, errOS)
+}

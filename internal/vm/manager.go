@@ -44,8 +44,9 @@ type Images interface {
 }
 
 // CloneFunc makes a VM's root disk at dst from the image's src, grown to
-// size bytes.
-type CloneFunc func(ctx context.Context, src, dst string, size int64) error
+// size bytes, and returns its format ("raw" or "qcow2"), which the VM
+// keeps: a disk's format is never guessed from its contents.
+type CloneFunc func(ctx context.Context, src, dst string, size int64) (format string, err error)
 
 // Options are the dependencies of a Manager.
 type Options struct {
