@@ -69,7 +69,10 @@ func TestDiskFormatFlowsFromCloneToSpec(t *testing.T) {
 			m.Exit()
 		}
 	}
-	waitFor(t, func() bool { n, _ := e.m.List(Filter{}); return len(n) == 2 && (n[0].Status == api.StatusStopped || n[1].Status == api.StatusStopped) })
+	waitFor(t, func() bool {
+		n, _ := e.m.List(Filter{})
+		return len(n) == 2 && (n[0].Status == api.StatusStopped || n[1].Status == api.StatusStopped)
+	})
 	if _, err := e.m.Relaunch(ctx, "py-1", CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
