@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -29,6 +30,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/imageref"
 )
 
@@ -411,11 +413,63 @@ func TestUnprivilegedBuildSetsOwnersWithDebugfs(t *testing.T) {
 	}
 }
 
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
+func TestRemoveRefusesAnImageInUse(t *testing.T) {
+	requireE2fs(t)
+	requireQemuImg(t)
+	dir := filepath.Join(t.TempDir(), "layout")
+	lp, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return false
+	if err := lp.AppendImage(twoLayers(t)); err != nil {
+		t.Fatal(err)
+	}
+	s := newStore(t)
+	ctx := context.Background()
+	src := imageref.Source{Kind: imageref.OCILayout, Name: dir}
+	img, err := s.Pull(ctx, src.String(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if canReflink(img.RootFS, t.TempDir()) {
+		t.Skip("reflink clones do not use the base")
+	}
+	disk := filepath.Join(t.TempDir(), "vm-1.img")
+	if _, err := (&Cloner{Qcow2: true}).Clone(ctx, img.RootFS, disk, 512<<20); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.List(ctx, nil)
+	if err != nil || len(list) != 1 || len(list[0].Users) != 1 || list[0].Users[0] != disk || list[0].Size == 0 {
+		t.Fatalf("List = %+v, %v", list, err)
+	}
+	if err := s.Remove(ctx, src.String(), nil); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("Remove of an image in use = %v, want ErrConflict", err)
+	}
+	if removed, kept, err := s.Wipe(ctx, nil); err != nil || len(removed) != 0 || len(kept) != 1 {
+		t.Fatalf("Wipe = %v %v %v; want the image kept", removed, kept, err)
+	}
+	if _, err := s.Lookup(src.String()); err != nil {
+		t.Fatalf("the refused image is gone: %v", err)
+	}
+	// An extra checker (a daemon's records) can hold an image too.
+	os.Remove(disk)
+	if err := s.Remove(ctx, img.ID[:19], inUse{"vm-9.img"}); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("Remove with a checker reporting a user = %v, want ErrConflict", err)
+	}
+	if err := s.Remove(ctx, "sha256:"+img.ID[7:19], nil); err != nil {
+		t.Fatalf("Remove by ID prefix: %v", err)
+	}
+	if _, err := os.Stat(img.Dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("image dir left: %v", err)
+	}
+	if blobs, _ := filepath.Glob(filepath.Join(s.Dir, "blobs", "sha256", "*")); len(blobs) != 0 {
+		t.Fatalf("blobs left: %v", blobs)
+	}
+	if err := s.Remove(ctx, src.String(), nil); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("Remove again = %v, want ErrNotFound", err)
+	}
 }
+
+type inUse []string
+
+func (u inUse) DisksUsing(context.Context, string) ([]string, error) { return u, nil }

@@ -110,3 +110,11 @@ func inodeOf(fi fs.FileInfo) uint64 {
 	}
 	return 0
 }
+
+// allocatedBytes is the disk space a file uses (holes excluded).
+func allocatedBytes(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return fi.Size()
+}

@@ -46,3 +46,5 @@ type Cloner struct {
 func (c *Cloner) Clone(ctx context.Context, src, dst string, size int64) (string, error) {
 	return "", fmt.Errorf("clone disk %q: %w", dst, errOS)
 }
+
+func allocatedBytes(fi fs.FileInfo) int64 { return fi.Size() }
