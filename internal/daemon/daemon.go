@@ -82,9 +82,9 @@ func Run(ctx context.Context, opt Options) error {
 	if err != nil {
 		return err
 	}
-	images := &imageSource{b: &image.Builder{Dir: paths.Images, AgentBinary: agentBin, Log: opt.Log, Progress: opt.Out}}
-	if _, err := images.Resolve(ctx, cfg.Image); err != nil {
-		return fmt.Errorf("prepare image %q: %w", cfg.Image, err)
+	images := newImageSource(cfg, paths.Images, agentBin, opt.Log, opt.Out)
+	if err := images.prepare(ctx, cfg); err != nil {
+		return err
 	}
 
 	st, err := store.Open(paths.State)
@@ -227,18 +227,4 @@ func findAgent(given string) (string, error) {
 		return filepath.Abs(p)
 	}
 	return "", errors.New("slicer-agent binary not found next to slicer or in PATH: build it with `make build` or pass --agent PATH")
-}
-
-// imageSource resolves config image names; "min" is the built-in image.
-type imageSource struct{ b *image.Builder }
-
-func (s *imageSource) Resolve(ctx context.Context, name string) (vm.BootImage, error) {
-	if name != "min" {
-		return vm.BootImage{}, fmt.Errorf("image %q: only the built-in \"min\" image is supported yet: %w", name, api.ErrNotImplemented)
-	}
-	img, err := s.b.Min(ctx)
-	if err != nil {
-		return vm.BootImage{}, err
-	}
-	return vm.BootImage{Kernel: img.Kernel, Initrd: img.Initrd, RootFS: img.RootFS}, nil
 }

@@ -314,17 +314,6 @@ func fileSize(p string) int64 {
 	return st.Size()
 }
 
-func run(ctx context.Context, tool, pkg string, args ...string) error {
-	p, err := lookTool(tool, pkg)
-	if err != nil {
-		return err
-	}
-	if out, err := exec.CommandContext(ctx, p, args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%s %s: %w: %s", tool, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
 func (c *Cloner) logger() *slog.Logger {
 	if c.Log == nil {
 		return slog.New(slog.DiscardHandler)

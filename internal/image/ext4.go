@@ -246,3 +246,15 @@ func debugfsName(s string) (string, error) {
 	}
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`, nil
 }
+
+// run runs a tool found with lookTool; the error carries its output.
+func run(ctx context.Context, tool, pkg string, args ...string) error {
+	p, err := lookTool(tool, pkg)
+	if err != nil {
+		return err
+	}
+	if out, err := exec.CommandContext(ctx, p, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s %s: %w: %s", tool, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

@@ -234,9 +234,6 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 		Disks:  []hypervisor.Disk{{Path: rec.Disk, Format: diskFormat(rec)}},
 		RunDir: rec.RunDir, ConsoleLog: m.logPath(rec.Hostname), Incoming: incoming,
 	}
-	if m.opt.Config.KernelFile != "" {
-		spec.Kernel = m.opt.Config.KernelFile
-	}
 	var netns string
 	if plan != nil {
 		if err := m.writePlan(rec.Hostname, *plan); err != nil {

@@ -35,6 +35,13 @@ import (
 // BootImage is the set of files a VM boots from.
 type BootImage struct {
 	Kernel, Initrd, RootFS string
+	// ImageID is the OCI image ID (config digest); "" for the built-in min.
+	ImageID string
+	// Env, WorkingDir and User are the OCI image config's exec defaults,
+	// for the guest side to apply (empty for min).
+	Env        []string
+	WorkingDir string
+	User       string
 }
 
 // Images resolves a config image name to boot files, preparing them if
