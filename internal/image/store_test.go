@@ -192,7 +192,7 @@ func checkTwoLayerBase(t *testing.T, img *OCIImage) {
 
 // authRegistry serves an in-process registry on loopback that wants basic
 // auth user:pass, and points DOCKER_CONFIG at a config holding it.
-func authRegistry(t *testing.T) (host string) {
+func authRegistry(t testing.TB) (host string) {
 	t.Helper()
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
