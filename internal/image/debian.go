@@ -101,9 +101,13 @@ func (s *Store) BuildDebian(ctx context.Context, extra []string, progress io.Wri
 	if len(sources) == 0 {
 		return nil, fmt.Errorf("no apt sources in /etc/apt: the debian image is built from the host's apt sources")
 	}
-	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+	// The lock is held throughout, so two builds do not share the layout
+	// and the stale-work sweep of another process leaves this one alone.
+	unlock, err := s.lock(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer unlock()
 	work, err := os.MkdirTemp(s.Dir, ".archive-debian-")
 	if err != nil {
 		return nil, err
@@ -134,7 +138,7 @@ func (s *Store) BuildDebian(ctx context.Context, extra []string, progress io.Wri
 		return nil, fmt.Errorf("write %s: %w", dir, err)
 	}
 	fmt.Fprintf(progress, "debian: OCI layout in %s after %s\n", dir, since(start))
-	return s.Pull(ctx, imageref.Debian, imageref.Source{Kind: imageref.OCILayout, Name: dir, Ref: "latest"})
+	return s.pullLocked(ctx, imageref.Debian, imageref.Source{Kind: imageref.OCILayout, Name: dir, Ref: "latest"})
 }
 
 // debianImage is a one-layer OCI image of a root file system tar, which

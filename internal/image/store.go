@@ -119,6 +119,11 @@ func (s *Store) Pull(ctx context.Context, name string, src imageref.Source) (*OC
 		return nil, err
 	}
 	defer unlock()
+	return s.pullLocked(ctx, name, src)
+}
+
+// pullLocked is Pull with the cache lock held.
+func (s *Store) pullLocked(ctx context.Context, name string, src imageref.Source) (*OCIImage, error) {
 	img, cleanup, err := s.openSource(ctx, src)
 	if err != nil {
 		return nil, err
