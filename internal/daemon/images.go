@@ -39,6 +39,9 @@ func newImageSource(cfg *config.Config, dir, agent string, log *slog.Logger, out
 func (s *imageSource) prepare(ctx context.Context, cfg *config.Config) error {
 	seen := map[string]bool{}
 	for _, g := range cfg.HostGroups {
+		if g.Storage == "devmapper" || g.Storage == "zfs" {
+			s.log.Warn("this daemon cannot provide the group's storage: creates in it are answered 501", "group", g.Name, "storage", g.Storage)
+		}
 		name := cfg.ImageFor(g)
 		if seen[name] {
 			continue

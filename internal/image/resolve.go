@@ -46,7 +46,8 @@ func (b *Boot) IsOCI() bool { return b.ID != "" }
 //
 // OCI images are pulled on first use and remembered for the life of the
 // Resolver, so VM creates do not contact the registry; `slicer image pull`
-// refreshes the cache.
+// refreshes the cache. When the registry cannot be reached, an image
+// already in the cache under the same name is used (with a warning).
 type Resolver struct {
 	Min         *Builder
 	OCI         *Store
@@ -110,7 +111,15 @@ func (r *Resolver) pull(ctx context.Context, src imageref.Source) (*OCIImage, er
 		}
 		return img, err
 	}
-	return r.OCI.Pull(ctx, src.String(), src)
+	img, err := r.OCI.Pull(ctx, src.String(), src)
+	if err != nil && src.Kind == imageref.Registry {
+		// Offline, or the registry is down: a cached copy still boots.
+		if cached, lerr := r.OCI.Lookup(src.String()); lerr == nil {
+			r.OCI.logger().Warn("registry unreachable, using the cached image", "image", src.String(), "id", cached.ID, "err", err)
+			return cached, nil
+		}
+	}
+	return img, err
 }
 
 // kernelFromImage returns the kernel of the kernel_image, extracted once

@@ -6,8 +6,11 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/openslicer/openslicer/internal/imageref"
 )
@@ -67,4 +70,30 @@ func readFile(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func TestResolverUsesTheCacheWhenTheRegistryIsDown(t *testing.T) {
+	requireE2fs(t)
+	host := authRegistry(t)
+	ref, _ := name.ParseReference(host + "/team/app:v1")
+	if err := remote.Write(ref, twoLayers(t), remote.WithAuth(&authn.Basic{Username: "user", Password: "pass"})); err != nil {
+		t.Fatal(err)
+	}
+	s := &Store{Dir: filepath.Join(t.TempDir(), "oci")}
+	src, _ := imageref.Parse(host+"/team/app:v1", false)
+	want, err := s.Pull(context.Background(), src.String(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The registry now refuses everyone: the cached image is used.
+	os.WriteFile(filepath.Join(os.Getenv("DOCKER_CONFIG"), "config.json"), []byte(`{}`), 0o600)
+	r := &Resolver{OCI: s}
+	got, err := r.pull(context.Background(), src)
+	if err != nil || got.ID != want.ID {
+		t.Fatalf("pull with the registry refusing = %+v, %v; want the cached %s", got, err, want.ID)
+	}
+	other, _ := imageref.Parse(host+"/team/other:v1", false)
+	if _, err := r.pull(context.Background(), other); err == nil {
+		t.Fatal("an image neither reachable nor cached: want an error")
+	}
 }
