@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/openslicer/openslicer/internal/image"
 	"github.com/openslicer/openslicer/internal/imageref"
@@ -174,9 +173,4 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }
