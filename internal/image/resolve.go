@@ -37,12 +37,15 @@ func (b *Boot) IsOCI() bool { return b.ID != "" }
 // Resolver turns image values into Boot files. The rule for kernels: every
 // image boots min's Debian kernel and initramfs (the agent as init, with
 // the virtio modules of that kernel) unless the config names another
-// kernel: kernel_file (a path) wins, then kernel_image (an OCI image with a
-// kernel in /boot/vmlinuz-* or /vmlinuz; the newest version is taken). An
-// image's own /boot is used only when the same image is named in
-// kernel_image, since its kernel then runs with min's initramfs: it must
-// have the virtio drivers built in (as Slicer's and Firecracker's guest
-// kernels do) or match min's kernel version.
+// kernel: kernel_file (a path, booted with min's initramfs) wins, then
+// kernel_image (an OCI image with a kernel in /boot/vmlinuz-* or /vmlinuz;
+// the newest version is taken). When that image also holds the kernel's
+// modules (/lib/modules/<version>, uncompressed .ko files), the kernel gets
+// an initramfs of its own with the agent and those virtio modules not built
+// in; otherwise it runs with min's initramfs and needs its virtio drivers
+// built in (as Slicer's and Firecracker's guest kernels have). An image's
+// own /boot is used by naming the same image in kernel_image: it is never
+// picked silently, so every image boots the tested kernel unless asked.
 //
 // OCI images are pulled on first use and remembered for the life of the
 // Resolver, so VM creates do not contact the registry; `slicer image pull`
@@ -88,11 +91,14 @@ func (r *Resolver) Resolve(ctx context.Context, value string) (*Boot, error) {
 	case r.KernelFile != "":
 		b.Kernel, b.KernelFrom = r.KernelFile, "kernel_file"
 	case r.KernelImage != "":
-		k, err := r.kernelFromImage(ctx)
+		k, initrd, err := r.kernelFromImage(ctx)
 		if err != nil {
 			return nil, err
 		}
 		b.Kernel, b.KernelFrom = k, "kernel_image "+r.KernelImage
+		if initrd != "" {
+			b.Initrd = initrd
+		}
 	}
 	if r.memo == nil {
 		r.memo = map[string]*Boot{}
@@ -122,32 +128,34 @@ func (r *Resolver) pull(ctx context.Context, src imageref.Source) (*OCIImage, er
 	return img, err
 }
 
-// kernelFromImage returns the kernel of the kernel_image, extracted once
-// into the image's directory.
-func (r *Resolver) kernelFromImage(ctx context.Context) (string, error) {
+// kernelFromImage returns the kernel of the kernel_image and, when the
+// image has that kernel's modules, an initramfs with them ("" otherwise:
+// min's initramfs is used, so the kernel needs its virtio drivers built
+// in).
+func (r *Resolver) kernelFromImage(ctx context.Context) (kernel, initrd string, err error) {
 	src, err := imageref.Parse(r.KernelImage, r.Insecure)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if src.Kind == imageref.Builtin {
-		return "", fmt.Errorf("kernel_image %q: name an OCI image holding a kernel", r.KernelImage)
+		return "", "", fmt.Errorf("kernel_image %q: name an OCI image holding a kernel", r.KernelImage)
 	}
 	img, err := r.pull(ctx, src)
 	if err != nil {
-		return "", fmt.Errorf("kernel_image: %w", err)
+		return "", "", fmt.Errorf("kernel_image: %w", err)
 	}
-	out := filepath.Join(img.Dir, "vmlinuz")
-	if _, err := os.Stat(out); err == nil {
-		return out, nil
-	}
-	k, err := findKernel(ctx, img.RootFS)
+	files, err := extractBoot(ctx, img)
 	if err != nil {
-		return "", fmt.Errorf("kernel_image %s: %w", r.KernelImage, err)
+		return "", "", fmt.Errorf("kernel_image %s: %w", r.KernelImage, err)
 	}
-	if err := debugfsDump(ctx, img.RootFS, k, out+".tmp"); err != nil {
-		return "", err
+	if files.Modules == "" {
+		return files.Kernel, "", nil
 	}
-	return out, os.Rename(out+".tmp", out)
+	initrd, err = modulesInitrd(r.Min.AgentBinary, files.Modules)
+	if err != nil {
+		return "", "", fmt.Errorf("kernel_image %s: %w", r.KernelImage, err)
+	}
+	return files.Kernel, initrd, nil
 }
 
 // findKernel looks for /boot/vmlinuz-<version> (the newest) or /vmlinuz,
@@ -265,3 +273,99 @@ func leadingRun(s string) (run, rest string) {
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// bootFiles are a kernel image's kernel and, when it has them, its
+// modules, extracted once into <image dir>/boot.
+type bootFiles struct {
+	Kernel  string
+	Modules string // lib/modules/<version> tree; "" when the image has none
+}
+
+// extractBoot copies the kernel of an image's ext4 base, and the module
+// tree of the same version (/lib/modules/V or /usr/lib/modules/V) when
+// there is one, into dir/boot.
+func extractBoot(ctx context.Context, img *OCIImage) (bootFiles, error) {
+	out := filepath.Join(img.Dir, "boot")
+	files := bootFiles{Kernel: filepath.Join(out, "vmlinuz"), Modules: filepath.Join(out, "modules")}
+	if _, err := os.Stat(files.Kernel); err != nil {
+		k, err := findKernel(ctx, img.RootFS)
+		if err != nil {
+			return bootFiles{}, err
+		}
+		tmp, err := os.MkdirTemp(img.Dir, ".boot-")
+		if err != nil {
+			return bootFiles{}, err
+		}
+		defer os.RemoveAll(tmp)
+		if err := debugfsDump(ctx, img.RootFS, k, filepath.Join(tmp, "vmlinuz")); err != nil {
+			return bootFiles{}, err
+		}
+		version := strings.TrimPrefix(filepath.Base(k), "vmlinuz-")
+		for _, dir := range []string{"/lib/modules/" + version, "/usr/lib/modules/" + version} {
+			if version == "vmlinuz" {
+				break // /vmlinuz names no version
+			}
+			if ents, err := debugfsList(ctx, img.RootFS, dir); err != nil || len(ents) == 0 {
+				continue
+			}
+			if err := debugfsRdump(ctx, img.RootFS, dir, tmp); err != nil {
+				return bootFiles{}, err
+			}
+			if err := os.Rename(filepath.Join(tmp, version), filepath.Join(tmp, "modules")); err != nil {
+				return bootFiles{}, err
+			}
+			break
+		}
+		if err := os.Rename(tmp, out); err != nil {
+			return bootFiles{}, err
+		}
+	}
+	if _, err := os.Stat(files.Modules); err != nil {
+		files.Modules = ""
+	}
+	return files, nil
+}
+
+// modulesInitrd returns an initramfs with the agent as init and the
+// virtio modules of a kernel's module tree (those not built in), cached
+// per agent binary next to the tree.
+func modulesInitrd(agent, modDir string) (string, error) {
+	sum, err := sha256File(agent)
+	if err != nil {
+		return "", fmt.Errorf("agent binary: %w", err)
+	}
+	out := filepath.Join(filepath.Dir(modDir), "initrd-"+sum[:16])
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	builtin := builtinModules(modDir)
+	var want []string
+	for _, m := range initramfsModules {
+		if !builtin[m] {
+			want = append(want, m)
+		}
+	}
+	mods, err := resolveModules(modDir, want)
+	if err != nil {
+		return "", err
+	}
+	tmp := out + ".tmp"
+	os.Remove(tmp)
+	if err := writeInitramfs(tmp, initramfsEntries(agent, mods)); err != nil {
+		return "", err
+	}
+	return out, os.Rename(tmp, out)
+}
+
+// debugfsRdump copies a directory tree out of an ext4 image into dir.
+func debugfsRdump(ctx context.Context, rootfs, path, dir string) error {
+	q, err := debugfsName(path)
+	if err != nil {
+		return err
+	}
+	qd, err := debugfsName(dir)
+	if err != nil {
+		return err
+	}
+	return run(ctx, "debugfs", "e2fsprogs", "-R", "rdump "+q+" "+qd, rootfs)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -95,5 +96,55 @@ func TestResolverUsesTheCacheWhenTheRegistryIsDown(t *testing.T) {
 	other, _ := imageref.Parse(host+"/team/other:v1", false)
 	if _, err := r.pull(context.Background(), other); err == nil {
 		t.Fatal("an image neither reachable nor cached: want an error")
+	}
+}
+
+func TestKernelImageWithModules(t *testing.T) {
+	requireE2fs(t)
+	const v = "6.1.0-10-amd64"
+	var builtinAll, builtinButRng []string
+	for _, m := range initramfsModules {
+		builtinAll = append(builtinAll, "kernel/drivers/"+m+".ko")
+		if m != "virtio_rng" {
+			builtinButRng = append(builtinButRng, "kernel/drivers/"+m+".ko")
+		}
+	}
+	host := filepath.Join(t.TempDir(), "host-secret")
+	os.WriteFile(host, []byte("not for guests"), 0o600)
+	kernelImage := func(builtin []string) string {
+		dir := filepath.Join(t.TempDir(), "layout")
+		lp, err := layout.Write(dir, empty.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := testImage(t, layerTar(t, tdir("boot/"), tfile("boot/vmlinuz-"+v, "kernel"),
+			tdir("usr/"), tdir("usr/lib/"), tdir("usr/lib/modules/"), tdir("usr/lib/modules/"+v+"/"),
+			tfile("usr/lib/modules/"+v+"/modules.builtin", strings.Join(builtin, "\n")+"\n"),
+			tdir("usr/lib/modules/"+v+"/kernel/"),
+			tlink("usr/lib/modules/"+v+"/kernel/virtio-rng.ko", host), // a link is never read
+			tlink("lib", "usr/lib")))
+		if err := lp.AppendImage(img); err != nil {
+			t.Fatal(err)
+		}
+		return "oci:" + dir
+	}
+	agent := filepath.Join(t.TempDir(), "agent")
+	os.WriteFile(agent, []byte("agent"), 0o755)
+
+	r := &Resolver{OCI: newStore(t), Min: &Builder{AgentBinary: agent}, KernelImage: kernelImage(builtinAll)}
+	k, initrd, err := r.kernelFromImage(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if readFile(t, k) != "kernel" || initrd == "" {
+		t.Fatalf("kernel %q initrd %q", k, initrd)
+	}
+	if !strings.Contains(readFile(t, initrd), "lib/modules/load.order") {
+		t.Errorf("initrd %s lacks the load order", initrd)
+	}
+
+	r = &Resolver{OCI: newStore(t), Min: &Builder{AgentBinary: agent}, KernelImage: kernelImage(builtinButRng)}
+	if _, _, err := r.kernelFromImage(context.Background()); err == nil || !strings.Contains(err.Error(), `"virtio_rng" not found`) {
+		t.Fatalf("a module that is only a link: %v, want not found", err)
 	}
 }
