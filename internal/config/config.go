@@ -72,6 +72,9 @@ type HostGroup struct {
 	// KernelArgs (extension) are appended to the guest kernel command
 	// line after the daemon's own arguments.
 	KernelArgs string `yaml:"kernel_args,omitempty"`
+	// Image overrides the top-level image for this group (an OpenSlicer
+	// extension: Slicer has one image per daemon).
+	Image string `yaml:"image,omitempty"`
 }
 
 // Network is a host group's network. Mode is "bridge" or "isolated".
@@ -162,6 +165,15 @@ func (g HostGroup) RAMBytes() int64 {
 // StorageBytes is storage_size in bytes.
 func (g HostGroup) StorageBytes() (int64, error) {
 	return ParseSize(g.StorageSize)
+}
+
+// ImageFor is the image a group's VMs boot: the group's own, else the
+// top-level one.
+func (c Config) ImageFor(g HostGroup) string {
+	if g.Image != "" {
+		return g.Image
+	}
+	return c.Image
 }
 
 // VMCount is the number of VMs created at start-up: count, or 1 when unset.

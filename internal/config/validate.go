@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/openslicer/openslicer/internal/imageref"
 )
 
 // Hypervisors are the backends a config may name.
@@ -41,8 +43,8 @@ func Validate(cfg *Config, opts ValidateOptions) error {
 	return p.err()
 }
 
-// checkConfig is every check but image support, which Render skips so it
-// can write configs for OCI images.
+// checkConfig is every check but the image values, which Render leaves to
+// the flags it was given.
 func checkConfig(p *problems, cfg *Config, opts ValidateOptions) {
 	if len(cfg.HostGroups) == 0 {
 		p.add("config.host_groups", "at least one host group is required")
@@ -202,18 +204,28 @@ func checkRAM(p *problems, path string, g HostGroup) {
 	}
 }
 
+// checkStorage checks the storage type and size. devmapper and zfs are
+// accepted here, with Slicer's size rules, so the config stays portable;
+// this daemon answers a create in such a group with 501 (vm package), as
+// it drives neither a thin pool nor ZFS yet.
 func checkStorage(p *problems, path string, g HostGroup) {
 	switch g.Storage {
 	case "image":
-	case "devmapper", "zfs":
-		p.add(path+".storage", "%s storage is not supported yet; use storage: image", g.Storage)
+		if g.StorageSize == "" {
+			p.add(path+".storage_size", "required for storage: image (e.g. 25G)")
+			return
+		}
+	case "devmapper":
+		if g.StorageSize != "" {
+			p.add(path+".storage_size", "not allowed for storage: devmapper (the thin pool's base size applies)")
+		}
 		return
+	case "zfs":
+		if g.StorageSize == "" {
+			return
+		}
 	default:
-		p.add(path+".storage", "%q is not a storage type (want image; devmapper and zfs are not supported yet)", g.Storage)
-		return
-	}
-	if g.StorageSize == "" {
-		p.add(path+".storage_size", "required for storage: image (e.g. 25G)")
+		p.add(path+".storage", "%q is not a storage type (want image, devmapper or zfs)", g.Storage)
 		return
 	}
 	n, err := g.StorageBytes()
@@ -224,12 +236,29 @@ func checkStorage(p *problems, path string, g HostGroup) {
 	}
 }
 
+// checkImage checks that every image value parses (see package imageref).
+// kernel_image must name an OCI image, not a built-in.
 func checkImage(p *problems, cfg *Config) {
-	if cfg.Image != "" && cfg.Image != DefaultImage {
-		p.add("config.image", "OCI images are not supported yet (%q); use image: min (slicer new --min)", cfg.Image)
+	check := func(field, v string) (imageref.Source, bool) {
+		s, err := imageref.Parse(v, cfg.InsecureRegistry)
+		if err != nil {
+			p.add(field, "%v", err)
+			return s, false
+		}
+		return s, true
+	}
+	if cfg.Image != "" {
+		check("config.image", cfg.Image)
+	}
+	for i, g := range cfg.HostGroups {
+		if g.Image != "" {
+			check(fmt.Sprintf("config.host_groups[%d].image", i), g.Image)
+		}
 	}
 	if cfg.KernelImage != "" {
-		p.add("config.kernel_image", "kernel images from OCI are not supported yet (%q); use kernel_file", cfg.KernelImage)
+		if s, ok := check("config.kernel_image", cfg.KernelImage); ok && s.Kind == imageref.Builtin {
+			p.add("config.kernel_image", "%q is a built-in root image; kernel_image names an OCI image holding a kernel (the default kernel is min's)", cfg.KernelImage)
+		}
 	}
 }
 

@@ -57,11 +57,18 @@ func upCommand(version, commit string, out, errOut io.Writer) *cobra.Command {
 func imageCommand(out, errOut io.Writer) *cobra.Command {
 	root := &cobra.Command{Use: "image", Short: "Manage guest images"}
 	var dataDir, imageDir, agentBin string
+	var packages []string
 	build := &cobra.Command{
-		Use:   "build",
-		Short: "Build the built-in min image now (slicer up does it on first start)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Use:   "build [min|debian]",
+		Short: "Build the built-in min image now (slicer up does it on first start), or the debian image",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 && args[0] == "debian" {
+				return buildDebian(cmd.Context(), imageFlags{dataDir, imageDir}, packages, out, errOut)
+			}
+			if len(args) == 1 && args[0] != "min" {
+				return fmt.Errorf("image build %q: want min or debian", args[0])
+			}
 			cwd, err := os.Getwd()
 			if err != nil {
 				return err
@@ -89,7 +96,9 @@ func imageCommand(out, errOut io.Writer) *cobra.Command {
 	build.Flags().StringVar(&dataDir, "data-dir", "", "data directory of the daemon that will use the image")
 	build.Flags().StringVar(&imageDir, "image-dir", "", "image cache directory (default <data-dir>/images)")
 	build.Flags().StringVar(&agentBin, "agent", "", "slicer-agent binary (default: next to slicer)")
+	build.Flags().StringSliceVar(&packages, "packages", nil, "debian: more Debian packages to install (a,b,...)")
 	root.AddCommand(build)
+	root.AddCommand(imageCacheCommands(out, errOut)...)
 	return root
 }
 

@@ -98,19 +98,15 @@ func Run(ctx context.Context, opt Options) error {
 	if err != nil {
 		return err
 	}
-	images := &imageSource{b: &image.Builder{Dir: paths.Images, AgentBinary: agentBin, Log: opt.Log, Progress: opt.Out}}
-	img, err := images.Resolve(ctx, cfg.Image)
+	images := newImageSource(cfg, paths.Images, agentBin, opt.Log, opt.Out)
+	probeKernel, err := images.prepare(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("prepare image %q: %w", cfg.Image, err)
+		return err
 	}
 	// auto decides now, once the kernel is known, so the first create
 	// pays nothing.
 	if accelMode == qemu.AccelAuto {
-		kernel := img.Kernel
-		if cfg.KernelFile != "" {
-			kernel = cfg.KernelFile
-		}
-		if accel, err = backend.DecideAccel(ctx, accelMode, kernel); err != nil {
+		if accel, err = backend.DecideAccel(ctx, accelMode, probeKernel); err != nil {
 			return err
 		}
 	}
@@ -125,8 +121,9 @@ func Run(ctx context.Context, opt Options) error {
 	if err != nil {
 		return err
 	}
+	cloner := &image.Cloner{Qcow2: backend.Name() == "qemu", Log: opt.Log}
 	vopt := vm.Options{
-		Config: cfg, Backend: backend, Store: st, Images: images, Clone: image.Clone, Secrets: sec,
+		Config: cfg, Backend: backend, Store: st, Images: images, Clone: cloner.Clone, Secrets: sec,
 		DisksDir: paths.Disks, RunDir: paths.Run, LogDir: paths.Logs, Log: opt.Log,
 		Accelerator: accel.Accelerator, BootWatchdog: vm.BootWatchdogFor(cfg, accel.Accel.KVM),
 	}
@@ -266,18 +263,4 @@ func findAgent(given string) (string, error) {
 		return filepath.Abs(p)
 	}
 	return "", errors.New("slicer-agent binary not found next to slicer or in PATH: build it with `make build` or pass --agent PATH")
-}
-
-// imageSource resolves config image names; "min" is the built-in image.
-type imageSource struct{ b *image.Builder }
-
-func (s *imageSource) Resolve(ctx context.Context, name string) (vm.BootImage, error) {
-	if name != "min" {
-		return vm.BootImage{}, fmt.Errorf("image %q: only the built-in \"min\" image is supported yet: %w", name, api.ErrNotImplemented)
-	}
-	img, err := s.b.Min(ctx)
-	if err != nil {
-		return vm.BootImage{}, err
-	}
-	return vm.BootImage{Kernel: img.Kernel, Initrd: img.Initrd, RootFS: img.RootFS}, nil
 }

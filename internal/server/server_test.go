@@ -27,8 +27,8 @@ func (images) Resolve(ctx context.Context, name string) (vm.BootImage, error) {
 	return vm.BootImage{RootFS: "/dev/null"}, nil
 }
 
-func clone(ctx context.Context, src, dst string, size int64) error {
-	return os.WriteFile(dst, nil, 0o644)
+func clone(ctx context.Context, src, dst string, size int64) (string, error) {
+	return "raw", os.WriteFile(dst, nil, 0o644)
 }
 
 // newTestServer serves the API over a Manager with a fake backend.

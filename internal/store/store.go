@@ -65,6 +65,7 @@ type VM struct {
 	State      string          `json:"state"`
 	CreatedAt  time.Time       `json:"created_at"`
 	Disk       string          `json:"disk"`
+	DiskFormat string          `json:"disk_format,omitempty"` // "raw" when empty
 	RunDir     string          `json:"run_dir"`
 	IP         string          `json:"ip,omitempty"`
 	Machine    json.RawMessage `json:"machine,omitempty"`

@@ -138,6 +138,9 @@ func checkCreate(g config.HostGroup, req api.CreateNodeRequest, opt CreateOption
 	if err := checkNetwork(g, req.Network); err != nil {
 		return 0, 0, err
 	}
+	if err := checkStorage(g); err != nil {
+		return 0, 0, err
+	}
 	return cpus, ram, nil
 }
 
@@ -192,9 +195,10 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus i
 // relaunch boots the disk it has), restored from the state file incoming
 // when that is set.
 func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGroup, in *instance, fresh bool, incoming string, undo *undoStack) error {
-	img, err := m.opt.Images.Resolve(ctx, m.opt.Config.Image)
+	imgName := m.opt.Config.ImageFor(g)
+	img, err := m.opt.Images.Resolve(ctx, imgName)
 	if err != nil {
-		return fmt.Errorf("resolve image %q: %w", m.opt.Config.Image, err)
+		return fmt.Errorf("resolve image %q: %w", imgName, err)
 	}
 	size, err := g.StorageBytes()
 	if err != nil {
@@ -204,10 +208,15 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	rec := in.rec
 	in.mu.Unlock()
 	if fresh {
-		if err := m.opt.Clone(ctx, img.RootFS, rec.Disk, size); err != nil {
+		format, err := m.opt.Clone(ctx, img.RootFS, rec.Disk, size)
+		if err != nil {
 			return fmt.Errorf("clone root disk: %w", err)
 		}
 		undo.push(func(context.Context) error { return removeFile(rec.Disk) })
+		in.mu.Lock()
+		in.rec.DiskFormat = format
+		rec = in.rec
+		in.mu.Unlock()
 	}
 
 	if err := os.MkdirAll(rec.RunDir, 0o700); err != nil {
@@ -225,11 +234,8 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	spec := hypervisor.Spec{
 		ID: rec.RunDir, Name: rec.Hostname, VCPUs: rec.CPUs, MemoryBytes: rec.RamBytes,
 		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: KernelCmdline(rec.Hostname, g.KernelArgs),
-		Disks:  []hypervisor.Disk{{Path: rec.Disk, Format: "raw"}},
+		Disks:  []hypervisor.Disk{{Path: rec.Disk, Format: diskFormat(rec)}},
 		RunDir: rec.RunDir, ConsoleLog: m.logPath(rec.Hostname), Incoming: incoming,
-	}
-	if m.opt.Config.KernelFile != "" {
-		spec.Kernel = m.opt.Config.KernelFile
 	}
 	var netns string
 	if plan != nil {

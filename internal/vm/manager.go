@@ -35,6 +35,13 @@ import (
 // BootImage is the set of files a VM boots from.
 type BootImage struct {
 	Kernel, Initrd, RootFS string
+	// ImageID is the OCI image ID (config digest); "" for the built-in min.
+	ImageID string
+	// Env, WorkingDir and User are the OCI image config's exec defaults,
+	// for the guest side to apply (empty for min).
+	Env        []string
+	WorkingDir string
+	User       string
 }
 
 // Images resolves a config image name to boot files, preparing them if
@@ -44,8 +51,9 @@ type Images interface {
 }
 
 // CloneFunc makes a VM's root disk at dst from the image's src, grown to
-// size bytes.
-type CloneFunc func(ctx context.Context, src, dst string, size int64) error
+// size bytes, and returns its format ("raw" or "qcow2"), which the VM
+// keeps: a disk's format is never guessed from its contents.
+type CloneFunc func(ctx context.Context, src, dst string, size int64) (format string, err error)
 
 // Options are the dependencies of a Manager.
 type Options struct {

@@ -26,8 +26,8 @@ func (f fakeImages) Resolve(ctx context.Context, name string) (BootImage, error)
 }
 
 // fakeClone writes a small file in place of a disk.
-func fakeClone(ctx context.Context, src, dst string, size int64) error {
-	return os.WriteFile(dst, []byte("disk"), 0o644)
+func fakeClone(ctx context.Context, src, dst string, size int64) (string, error) {
+	return "raw", os.WriteFile(dst, []byte("disk"), 0o644)
 }
 
 type env struct {
