@@ -40,7 +40,10 @@ func (s *Server) actor(uid, gid *uint32) (actor, error) {
 // would run on other threads, as root. Once fn returns the thread gets the
 // agent's identity back and goes back to the pool; if that fails the
 // thread stays locked and ends with its goroutine, so no other goroutine
-// ever runs with a user's identity.
+// ever runs with a user's identity. Nor does a thread cloned meanwhile
+// (clone copies credentials): while a goroutine is locked to its thread,
+// the Go runtime starts new threads from a template thread, never from
+// the locked one.
 func (a actor) do(fn func() error) error {
 	if !a.assume {
 		return fn()

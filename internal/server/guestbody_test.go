@@ -208,3 +208,27 @@ func TestGuestBodyUnread(t *testing.T) {
 		t.Errorf("no body is unread")
 	}
 }
+
+// TestGuestNULPath checks that a NUL byte in a copy's path passes through
+// the daemon to the agent, which refuses it with a 400 naming the path
+// (it was a 500 from the kernel's EINVAL).
+func TestGuestNULPath(t *testing.T) {
+	ts, vmName := newPassThroughEnv(t, agent.NewServer(slog.New(slog.NewTextHandler(io.Discard, nil))).Handler())
+	q := url.Values{"path": {"/tmp/a\x00b"}, "uid": {fmt.Sprint(os.Getuid())}, "gid": {fmt.Sprint(os.Getgid())}}
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		req, err := http.NewRequest(method, ts.URL+"/vm/"+vmName+"/cp?"+q.Encode(), strings.NewReader("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer secret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "path") || !strings.Contains(string(body), "NUL") {
+			t.Errorf("%s cp with a NUL in path = %d %s, want 400 naming path", method, resp.StatusCode, body)
+		}
+	}
+}
