@@ -36,6 +36,22 @@ func waitStatus(t *testing.T, c *client.Client, host, want string) {
 	}
 }
 
+// nodeOf returns host as GET /nodes shows it.
+func nodeOf(t *testing.T, c *client.Client, host string) api.Node {
+	t.Helper()
+	nodes, err := c.ListNodes(context.Background(), client.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if n.Hostname == host {
+			return n
+		}
+	}
+	t.Fatalf("vm %s is not listed", host)
+	return api.Node{}
+}
+
 // TestPauseAndShutdown: a paused VM refuses guest operations with 409 and
 // lists as Paused; an ephemeral VM that is shut down is reaped with its disk.
 func TestPauseAndShutdown(t *testing.T) {

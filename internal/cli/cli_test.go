@@ -46,10 +46,10 @@ func TestListTable(t *testing.T) {
 			t.Fatalf("%v: exit %d, stderr %q", args, code, errOut)
 		}
 		want := "" +
-			"HOSTNAME  IP             RAM   CPUS  STATUS   CREATED              TAGS\n" +
-			"--------  --             ---   ----  ------   -------              ----\n" +
-			"task-1    192.168.138.2  2GiB  1     Running  2026-02-27 16:30:53  -\n" +
-			"task-2    192.168.138.3  4GiB  2     Paused   2026-02-27 16:31:53  name=web,role=api\n"
+			"HOSTNAME  IP             RAM   CPUS  STATUS              CREATED              TAGS\n" +
+			"--------  --             ---   ----  ------              -------              ----\n" +
+			"task-1    192.168.138.2  2GiB  1     Running             2026-02-27 16:30:53  -\n" +
+			"task-2    192.168.138.3  4GiB  2     Paused (suspended)  2026-02-27 16:31:53  name=web,role=api\n"
 		if diff := cmp.Diff(want, out); diff != "" {
 			t.Errorf("%v output mismatch (-want +got):\n%s", args, diff)
 		}

@@ -38,15 +38,16 @@ var (
 	keyVersion     = []byte("version")
 )
 
-// VM states as recorded. A record is written in StateCreating before any
-// resource exists, so recovery knows to reclaim whatever was made.
+// VM states as recorded; they are the values of the API's extension field
+// "state". A record is written in StateCreating before any resource exists,
+// so recovery knows to reclaim whatever was made.
 const (
-	StateCreating = "creating"
-	StateRunning  = "running"
-	StatePaused   = "paused"
-	StateStopped  = "stopped"
+	StateCreating = api.StateCreating
+	StateRunning  = api.StateRunning
+	StatePaused   = api.StatePaused
+	StateStopped  = api.StateStopped
 	// StateSuspended: memory and device state saved to disk, no process.
-	StateSuspended = "suspended"
+	StateSuspended = api.StateSuspended
 )
 
 // VM is the persistent record of one VM.

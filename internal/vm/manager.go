@@ -217,23 +217,22 @@ func (in *instance) node() api.Node {
 		Hostname: in.rec.Hostname, HostGroup: in.rec.Group, IP: bareIP(in.rec.IP),
 		RamBytes: in.rec.RamBytes, CPUs: in.rec.CPUs, CreatedAt: in.rec.CreatedAt,
 		LastAgentCall: in.lastAgent, Arch: archName(),
-		Tags: append([]string(nil), in.rec.Tags...), Status: displayStatus(in.rec.State),
-		Persistent: in.rec.Persistent,
+		Tags: append([]string(nil), in.rec.Tags...), Status: apiStatus(in.rec.State),
+		Persistent: in.rec.Persistent, State: in.rec.State,
 	}
 }
 
-func displayStatus(state string) string {
+// apiStatus is the status Slicer's clients understand for a recorded
+// state (see api.StatusRunning): a VM on its way up is Running, a suspended
+// one Paused.
+func apiStatus(state string) string {
 	switch state {
-	case store.StateRunning:
-		return api.StatusRunning
-	case store.StatePaused:
+	case store.StatePaused, store.StateSuspended:
 		return api.StatusPaused
 	case store.StateStopped:
 		return api.StatusStopped
-	case store.StateSuspended:
-		return "Suspended"
-	default:
-		return "Creating"
+	default: // running, creating
+		return api.StatusRunning
 	}
 }
 

@@ -337,7 +337,7 @@ func TestSuspendRestore(t *testing.T) {
 	// The machine's exit is a suspend: the ephemeral VM is not reaped.
 	time.Sleep(50 * time.Millisecond)
 	nodes, _ := e.m.List(Filter{})
-	if len(nodes) != 1 || nodes[0].Status != "Suspended" || len(e.fake.Running()) != 0 {
+	if len(nodes) != 1 || nodes[0].Status != api.StatusPaused || nodes[0].State != api.StateSuspended || len(e.fake.Running()) != 0 {
 		t.Fatalf("after Suspend: %+v, %d machines running", nodes, len(e.fake.Running()))
 	}
 	if _, err := e.m.Exec(ctx, "sbox-1", &api.ExecRequest{Command: "true"}, nil); !errors.Is(err, api.ErrConflict) {
@@ -369,5 +369,43 @@ func TestSuspendUnsupported(t *testing.T) {
 	}
 	if n, _ := e.m.List(Filter{}); n[0].Status != api.StatusRunning {
 		t.Fatalf("after a failed suspend the vm is %s, want Running", n[0].Status)
+	}
+}
+
+// A suspended VM lists as Paused, the status Slicer's clients know, and a
+// resume (what such a client does with a Paused VM) restores it.
+func TestResumeRestoresSuspendedVM(t *testing.T) {
+	e := newEnv(t, &hypervisortest.Fake{})
+	ctx := context.Background()
+	if _, err := e.m.Create(ctx, "sbox", api.CreateNodeRequest{Persistent: true}, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Suspend(ctx, "sbox-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Relaunch(ctx, "sbox-1", CreateOptions{}); !errors.Is(err, api.ErrConflict) {
+		t.Errorf("Relaunch of a suspended vm = %v, want ErrConflict", err)
+	}
+	if err := e.m.Resume(ctx, "sbox-1"); err != nil {
+		t.Fatalf("Resume of a suspended vm: %v", err)
+	}
+	if r := e.fake.Running(); len(r) != 1 || r[0].Spec.Incoming == "" {
+		t.Fatal("Resume did not restore the machine from its state file")
+	}
+	n, _ := e.m.List(Filter{})
+	if n[0].Status != api.StatusRunning || n[0].State != api.StateRunning {
+		t.Fatalf("after Resume: %+v", n[0])
+	}
+}
+
+func TestAPIStatus(t *testing.T) {
+	for state, want := range map[string]string{
+		store.StateCreating: api.StatusRunning, store.StateRunning: api.StatusRunning,
+		store.StatePaused: api.StatusPaused, store.StateSuspended: api.StatusPaused,
+		store.StateStopped: api.StatusStopped,
+	} {
+		if got := apiStatus(state); got != want {
+			t.Errorf("apiStatus(%q) = %q, want %q", state, got, want)
+		}
 	}
 }

@@ -25,8 +25,20 @@ func (m *Manager) Pause(ctx context.Context, hostname string) error {
 	return m.setPaused(ctx, hostname, true)
 }
 
-// Resume thaws a paused VM.
+// Resume thaws a paused VM. A suspended VM, which lists as Paused to
+// Slicer's clients, is restored: its memory and processes come back as they
+// were, as a paused VM's do.
 func (m *Manager) Resume(ctx context.Context, hostname string) error {
+	in, err := m.get(hostname)
+	if err != nil {
+		return err
+	}
+	in.mu.Lock()
+	suspended := in.rec.State == store.StateSuspended
+	in.mu.Unlock()
+	if suspended {
+		return m.Restore(ctx, hostname, CreateOptions{})
+	}
 	if err := m.setPaused(ctx, hostname, false); err != nil {
 		return err
 	}
@@ -46,7 +58,7 @@ func (m *Manager) setPaused(ctx context.Context, hostname string, pause bool) er
 		from, to, verb = store.StatePaused, store.StateRunning, "resume"
 	}
 	if in.rec.State != from || in.machine == nil {
-		return fmt.Errorf("%s vm %q: it is %s: %w", verb, hostname, displayStatus(in.rec.State), api.ErrConflict)
+		return fmt.Errorf("%s vm %q: it is %s: %w", verb, hostname, in.rec.State, api.ErrConflict)
 	}
 	if pause {
 		err = in.machine.Pause(ctx)

@@ -28,7 +28,7 @@ func (m *Manager) Suspend(ctx context.Context, hostname string) error {
 	prev, machine := in.rec.State, in.machine
 	if (prev != store.StateRunning && prev != store.StatePaused) || machine == nil {
 		in.mu.Unlock()
-		return fmt.Errorf("suspend vm %q: it is %s: %w", hostname, displayStatus(prev), api.ErrConflict)
+		return fmt.Errorf("suspend vm %q: it is %s: %w", hostname, prev, api.ErrConflict)
 	}
 	// Marked first, so that the watcher sees the machine's exit as a
 	// suspend and keeps the VM.
