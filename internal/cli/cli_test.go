@@ -302,3 +302,23 @@ func TestResolveConn(t *testing.T) {
 		})
 	}
 }
+
+func TestDaemonShutdown(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		request string
+		out     string
+	}{
+		{[]string{"daemon", "shutdown"}, "POST /daemon/shutdown", "Daemon stopping\n"},
+		{[]string{"daemon", "shutdown", "--detach"}, "POST /daemon/shutdown?detach=true", "Daemon stopping; persistent VMs left running\n"},
+	} {
+		f, srv := newFakeAPI(t)
+		code, out, errOut := runCLI(t, nil, append(tc.args, "--url", srv.URL)...)
+		if code != 0 || out != tc.out {
+			t.Errorf("%v: exit %d, out %q, stderr %q", tc.args, code, out, errOut)
+		}
+		if len(f.requests) != 1 || f.requests[0] != tc.request {
+			t.Errorf("%v sent %v, want %q", tc.args, f.requests, tc.request)
+		}
+	}
+}

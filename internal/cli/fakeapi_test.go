@@ -77,6 +77,10 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 		_, _ = io.WriteString(w, "OK")
 	})
 	mux.HandleFunc("POST /vm/{h}/exec", f.exec)
+	mux.HandleFunc("POST /daemon/shutdown", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = io.WriteString(w, "shutting down")
+	})
 
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()

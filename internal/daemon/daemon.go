@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/openslicer/openslicer/api"
@@ -44,6 +46,10 @@ type Options struct {
 	Log         *slog.Logger
 	// Ready, when set, is called with the listener address once serving.
 	Ready func(addr string)
+	// SuspendOnShutdown makes a stop suspend the running persistent VMs
+	// (vm.StopSuspend) instead of shutting them down; the next start
+	// restores them.
+	SuspendOnShutdown bool
 }
 
 // Run runs the daemon until ctx ends or POST /daemon/shutdown.
@@ -103,24 +109,10 @@ func Run(ctx context.Context, opt Options) error {
 	if netHost != nil {
 		vopt.Network = netHost
 	}
-	mgr := vm.New(vopt)
-	if err := mgr.Recover(ctx); err != nil {
-		opt.Log.Error("recover vms", "err", err)
-	}
-	if err := mgr.EnsureCount(ctx); err != nil {
-		opt.Log.Error("launch config vms", "err", err)
-	}
-	return serve(ctx, opt, cfg, paths, mgr, sec)
-}
-
-// serve runs the API until ctx ends or a shutdown is requested, then stops
-// the VMs.
-func serve(ctx context.Context, opt Options, cfg *config.Config, paths Paths, mgr *vm.Manager, sec *secrets.Store) error {
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
+	// The API listener comes first: a daemon that cannot serve must not
+	// touch the VMs an earlier daemon left running.
 	token := ""
 	if cfg.API.AuthEnabled() {
-		var err error
 		if token, err = server.LoadOrCreateToken(paths.Token); err != nil {
 			return err
 		}
@@ -131,11 +123,42 @@ func serve(ctx context.Context, opt Options, cfg *config.Config, paths Paths, mg
 	}
 	l, err := server.Listen(bind, cfg.API.Port, cfg.API.IsUnixSocket())
 	if err != nil {
-		mgr.Close(context.Background())
 		return err
 	}
+	if cfg.API.IsUnixSocket() {
+		defer os.Remove(bind)
+	}
+
+	mgr := vm.New(vopt)
+	if err := mgr.Recover(ctx); err != nil {
+		opt.Log.Error("recover vms", "err", err)
+	}
+	if err := mgr.RestoreSuspended(ctx); err != nil {
+		opt.Log.Error("restore vms suspended at the last stop", "err", err)
+	}
+	if err := mgr.EnsureCount(ctx); err != nil {
+		opt.Log.Error("launch config vms", "err", err)
+	}
+	mode := serve(ctx, opt, l, token, paths, mgr, sec)
+	opt.Log.Info("stopping vms", "mode", modeName(mode), "graceful", cfg.Graceful())
+	return mgr.Close(context.Background(), mode)
+}
+
+// serve runs the API on l until ctx ends or a shutdown is requested, and
+// returns what to do with the VMs: detach when the request asked for it,
+// otherwise suspend or shut them down as the flags say.
+func serve(ctx context.Context, opt Options, l net.Listener, token string, paths Paths, mgr *vm.Manager, sec *secrets.Store) vm.StopMode {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var detach atomic.Bool
+	shutdown := func(d bool) {
+		if d {
+			detach.Store(true)
+		}
+		stop()
+	}
 	srv := server.New(server.Options{
-		Manager: mgr, Log: opt.Log, Token: token, Shutdown: stop, Secrets: sec,
+		Manager: mgr, Log: opt.Log, Token: token, Shutdown: shutdown, Secrets: sec,
 		Info: api.Info{Version: opt.Version, GitCommit: opt.GitCommit, Platform: runtime.GOOS, Arch: runtime.GOARCH},
 	})
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
@@ -157,10 +180,25 @@ func serve(ctx context.Context, opt Options, cfg *config.Config, paths Paths, mg
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	hs.Shutdown(sctx)
-	if cfg.API.IsUnixSocket() {
-		os.Remove(bind)
+	switch {
+	case detach.Load():
+		return vm.StopDetach
+	case opt.SuspendOnShutdown:
+		return vm.StopSuspend
+	default:
+		return vm.StopShutDown
 	}
-	return mgr.Close(context.Background())
+}
+
+func modeName(mode vm.StopMode) string {
+	switch mode {
+	case vm.StopDetach:
+		return "detach"
+	case vm.StopSuspend:
+		return "suspend"
+	default:
+		return "shut down"
+	}
 }
 
 func authDesc(token, path string) string {

@@ -24,9 +24,24 @@ func (s *Server) getInfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.info)
 }
 
+// daemonShutdown stops the daemon as SIGTERM does. With detach=true (an
+// OpenSlicer extension, for upgrading the daemon) persistent VMs are left
+// running for the next daemon to re-attach instead.
 func (s *Server) daemonShutdown(w http.ResponseWriter, r *http.Request) {
-	writeText(w, http.StatusAccepted, "shutting down")
-	s.shutdown()
+	detach := false
+	if v := r.URL.Query().Get("detach"); v != "" {
+		var err error
+		if detach, err = strconv.ParseBool(v); err != nil {
+			s.writeError(w, r, fmt.Errorf("%w: detach=%q: want true or false", api.ErrInvalid, v))
+			return
+		}
+	}
+	if detach {
+		writeText(w, http.StatusAccepted, "shutting down, leaving persistent VMs running")
+	} else {
+		writeText(w, http.StatusAccepted, "shutting down")
+	}
+	s.shutdown(detach)
 }
 
 func (s *Server) listHostGroups(w http.ResponseWriter, r *http.Request) {

@@ -23,8 +23,9 @@ type Server struct {
 	log   *slog.Logger
 	token string // empty: auth disabled
 	info  api.Info
-	// shutdown is called by POST /daemon/shutdown; it must not block.
-	shutdown func()
+	// shutdown is called by POST /daemon/shutdown, detach set by
+	// ?detach=true; it must not block.
+	shutdown func(detach bool)
 	metrics  *metrics
 	secrets  SecretStore // nil: secrets endpoints answer 501
 }
@@ -36,7 +37,7 @@ type Options struct {
 	// Token enables bearer auth when non-empty.
 	Token    string
 	Info     api.Info
-	Shutdown func()
+	Shutdown func(detach bool)
 	// Secrets is the host-side secret store; nil disables /secrets.
 	Secrets SecretStore
 }
@@ -45,7 +46,7 @@ type Options struct {
 func New(opt Options) *Server {
 	shutdown := opt.Shutdown
 	if shutdown == nil {
-		shutdown = func() {}
+		shutdown = func(bool) {}
 	}
 	return &Server{vms: opt.Manager, log: opt.Log, token: opt.Token, info: opt.Info, shutdown: shutdown, metrics: newMetrics(opt.Manager), secrets: opt.Secrets}
 }

@@ -69,6 +69,10 @@ type VM struct {
 	RunDir     string          `json:"run_dir"`
 	IP         string          `json:"ip,omitempty"`
 	Machine    json.RawMessage `json:"machine,omitempty"`
+	// RestoreAtStart is set on a VM the daemon suspended as it stopped
+	// (slicer up --suspend-on-shutdown) to the state it had, running or
+	// paused: the next start restores it to that state.
+	RestoreAtStart string `json:"restore_at_start,omitempty"`
 }
 
 // Store is an open state file.

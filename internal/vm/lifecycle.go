@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/agent"
@@ -118,73 +117,10 @@ func (m *Manager) watch(in *instance) {
 			return
 		}
 		log.Info("vm exited: persistent vm kept stopped")
-		// Before it is marked stopped, so a relaunch finds nothing of it.
-		if err := m.networkDown(context.Background(), in); err != nil {
-			log.Error("tear down network of stopped vm", "err", err)
-		}
-		in.mu.Lock()
-		if in.machine != machine {
-			in.mu.Unlock()
-			return // started again meanwhile
-		}
-		in.rec.State, in.machine = store.StateStopped, nil
-		if in.endLife != nil {
-			in.endLife()
-		}
-		rec = in.rec
-		in.mu.Unlock()
-		if err := m.opt.Store.Put(rec); err != nil {
+		if err := m.keepStopped(context.Background(), in, machine); err != nil {
 			log.Error("record stopped vm", "err", err)
 		}
 	}()
-}
-
-// Close is called when the daemon stops. Ephemeral VMs are stopped and
-// removed with their disks: asked to power off first, and given up to
-// stopTimeout, when the config says graceful_shutdown. Persistent VMs keep
-// running and are re-attached by the next daemon.
-func (m *Manager) Close(ctx context.Context) error {
-	m.mu.Lock()
-	insts := make([]*instance, 0, len(m.vms))
-	for _, in := range m.vms {
-		insts = append(insts, in)
-	}
-	m.mu.Unlock()
-	m.closeOnce.Do(func() { close(m.closing) })
-	graceful := m.opt.Config.Graceful()
-	errs := make([]error, len(insts))
-	var wg sync.WaitGroup
-	for i, in := range insts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			in.abort()
-			<-in.created
-			in.mu.Lock()
-			persistent, machine, client, host := in.rec.Persistent, in.machine, in.agent, in.rec.Hostname
-			if persistent {
-				in.removed = true // detach: the watcher must not reap it
-				if in.endLife != nil {
-					in.endLife()
-				}
-				if client != nil {
-					client.Close()
-				}
-			}
-			in.mu.Unlock()
-			if persistent {
-				return
-			}
-			if graceful && machine != nil {
-				m.stopGuest(ctx, host, machine, client, ActionShutdown)
-			}
-			errs[i] = m.teardown(ctx, in)
-		}()
-	}
-	wg.Wait()
-	m.wg.Wait()
-	errs = append(errs, m.reclaimAtClose(ctx))
-	return errors.Join(errs...)
 }
 
 // reclaimAtClose removes the network objects that no VM left running

@@ -63,7 +63,10 @@ type Options struct {
 	// DisksDir holds <hostname>.img; RunDir holds one directory per VM for
 	// its sockets and pidfile; LogDir holds <hostname>.txt console logs.
 	DisksDir, RunDir, LogDir string
-	Log                      *slog.Logger
+	// ShutdownTimeout bounds how long a graceful daemon stop waits for
+	// guests to power off; zero means DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+	Log             *slog.Logger
 }
 
 // Manager owns every VM of the daemon.
@@ -234,6 +237,15 @@ func apiStatus(state string) string {
 	default: // running, creating
 		return api.StatusRunning
 	}
+}
+
+// stateLabel names a recorded state in error messages: "Running",
+// "Suspended", etc.
+func stateLabel(state string) string {
+	if state == "" {
+		return state
+	}
+	return strings.ToUpper(state[:1]) + state[1:]
 }
 
 func archName() string {

@@ -61,7 +61,7 @@ func newEnvWith(t *testing.T, fake *hypervisortest.Fake, groups []config.HostGro
 	})
 	os.MkdirAll(e.m.opt.DisksDir, 0o755)
 	t.Cleanup(func() {
-		e.m.Close(context.Background())
+		e.m.Close(context.Background(), StopShutDown)
 		st.Close()
 	})
 	return e
@@ -233,7 +233,7 @@ func TestCloseRemovesEphemeral(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := e.m.Close(context.Background()); err != nil {
+	if err := e.m.Close(context.Background(), StopShutDown); err != nil {
 		t.Fatal(err)
 	}
 	e.assertEmpty(t)
