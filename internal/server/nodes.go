@@ -77,12 +77,19 @@ func (s *Server) createNode(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	resp, err := s.vms.Create(r.Context(), r.PathValue("group"), req, opt)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	answering := false
+	opt.Answer = func(resp api.CreateNodeResponse, commit func() error) error {
+		answering = true
+		return answerCreate(r.Context(), w, s.log, resp, commit)
 	}
-	writeJSON(w, http.StatusCreated, resp)
+	if _, err := s.vms.Create(r.Context(), r.PathValue("group"), req, opt); err != nil {
+		if answering {
+			// Part of a 201 is out: cut the connection, so the client sees
+			// the create fail rather than a short body it might trust.
+			panic(http.ErrAbortHandler)
+		}
+		s.writeError(w, r, err)
+	}
 }
 
 func (s *Server) deleteNode(w http.ResponseWriter, r *http.Request) {

@@ -106,6 +106,12 @@ func (r *statusRecorder) Flush() {
 	}
 }
 
+// FlushError flushes and reports a failure, which Flush cannot: through an
+// http.ResponseController a handler learns that its client is gone.
+func (r *statusRecorder) FlushError() error {
+	return http.NewResponseController(r.ResponseWriter).Flush()
+}
+
 // writeJSON writes v with status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

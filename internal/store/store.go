@@ -69,6 +69,10 @@ type VM struct {
 	RunDir     string          `json:"run_dir"`
 	IP         string          `json:"ip,omitempty"`
 	Machine    json.RawMessage `json:"machine,omitempty"`
+	// Unanswered marks a VM whose create has not been answered yet: the
+	// next daemon reclaims it, as it does a record caught in
+	// StateCreating, since no client knows of it.
+	Unanswered bool `json:"unanswered,omitempty"`
 	// RestoreAtStart is set on a VM the daemon suspended as it stopped
 	// (slicer up --suspend-on-shutdown) to the state it had, running or
 	// paused: the next start restores it to that state.

@@ -34,6 +34,17 @@ const DefaultWaitTimeout = 5 * time.Minute
 type CreateOptions struct {
 	Wait    string
 	Timeout time.Duration
+	// Answer, when set, sends the create's answer to its client once the
+	// VM is up (and waited for). It must call commit just before the
+	// answer becomes complete for the client (see server.answerCreate):
+	// commit records that the create was answered, and only answered VMs
+	// survive a daemon crash. Until then the VM's record is marked
+	// unanswered, and the next daemon reclaims it like one caught mid-create.
+	// An error from Answer before commit unwinds the create; after commit
+	// it must return nil, the VM being the client's. Without Answer (the
+	// config's count VMs, Go callers) the VM counts as answered from the
+	// start.
+	Answer func(resp api.CreateNodeResponse, commit func() error) error
 }
 
 // Create launches a VM in group. Every resource it makes is undone if a
@@ -60,7 +71,7 @@ func (m *Manager) create(ctx context.Context, g config.HostGroup, req api.Create
 	defer abort()
 
 	var undo undoStack
-	in, err := m.allocate(g, req, cpus, ram, protected, abort, &undo)
+	in, err := m.allocate(g, req, cpus, ram, protected, opt.Answer != nil, abort, &undo)
 	if err != nil {
 		return api.CreateNodeResponse{}, err
 	}
@@ -73,10 +84,27 @@ func (m *Manager) create(ctx context.Context, g config.HostGroup, req api.Create
 	if err := m.wait(ctx, in, opt); err != nil {
 		return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
 	}
+	resp := in.createResponse()
+	if opt.Answer != nil {
+		if err := opt.Answer(resp, func() error { return m.markAnswered(in) }); err != nil {
+			err = fmt.Errorf("vm %q: the create could not be answered: %w", resp.Hostname, err)
+			return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
+		}
+	}
 	undo.release()
 	m.watch(in)
 	log.Info("vm created", "persistent", in.rec.Persistent, "wait", opt.Wait)
-	return in.createResponse(), nil
+	return resp, nil
+}
+
+// markAnswered records that the create of in is being answered: from now
+// on the VM survives a daemon crash (when persistent).
+func (m *Manager) markAnswered(in *instance) error {
+	in.mu.Lock()
+	in.rec.Unanswered = false
+	rec := in.rec
+	in.mu.Unlock()
+	return m.opt.Store.Put(rec)
 }
 
 // checkCreate validates a request against its group and returns the
@@ -138,9 +166,10 @@ func checkCreate(g config.HostGroup, req api.CreateNodeRequest, opt CreateOption
 	return cpus, ram, nil
 }
 
-// allocate writes the VM's record (state creating) and enters it in the
-// table, so that lists show it and a delete can abort it.
-func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus int, ram int64, protected bool, abort context.CancelFunc, undo *undoStack) (*instance, error) {
+// allocate writes the VM's record (state creating; unanswered when its
+// client is still to be answered) and enters it in the table, so that lists
+// show it and a delete can abort it.
+func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus int, ram int64, protected, unanswered bool, abort context.CancelFunc, undo *undoStack) (*instance, error) {
 	fb, err := m.firstBootFor(g, req)
 	if err != nil {
 		return nil, err
@@ -155,7 +184,7 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus i
 	rec, err := m.opt.Store.Allocate(g.Name, func(index int, hostname string) store.VM {
 		return store.VM{
 			Hostname: hostname, Group: g.Name, Index: index, CPUs: cpus, RamBytes: ram,
-			Tags: req.Tags, Persistent: req.Persistent, Protected: protected, State: store.StateCreating,
+			Tags: req.Tags, Persistent: req.Persistent, Protected: protected, State: store.StateCreating, Unanswered: unanswered,
 			Userdata: fb.Userdata, SSHKeys: fb.SSHKeys, Secrets: secretScope(req.Secrets),
 			CreatedAt: time.Now().UTC().Truncate(time.Second),
 			Disk:      m.diskPath(hostname), RunDir: m.runDir(hostname),

@@ -146,9 +146,10 @@ func (m *Manager) reclaimAtClose(ctx context.Context) error {
 }
 
 // Recover reconciles the store with what is running after a daemon start:
-// records of VMs caught mid-create and of ephemeral VMs are reclaimed with
-// their processes, disks and sockets; persistent VMs still running are
-// re-attached, and those that are gone are kept as stopped.
+// records of VMs caught mid-create or whose create was never answered, and
+// of ephemeral VMs, are reclaimed with their processes, disks and sockets;
+// persistent VMs still running are re-attached, and those that are gone are
+// kept as stopped.
 func (m *Manager) Recover(ctx context.Context) error {
 	recs, err := m.opt.Store.List()
 	if err != nil {
@@ -164,8 +165,8 @@ func (m *Manager) Recover(ctx context.Context) error {
 		in.plan = plan
 		in.machine = m.attach(ctx, rec)
 		_, known := m.groups[rec.Group]
-		if rec.State == store.StateCreating || !rec.Persistent || !known {
-			m.log.Info("reclaiming vm left by an earlier daemon", "vm", rec.Hostname, "state", rec.State)
+		if rec.State == store.StateCreating || rec.Unanswered || !rec.Persistent || !known {
+			m.log.Info("reclaiming vm left by an earlier daemon", "vm", rec.Hostname, "state", rec.State, "unanswered", rec.Unanswered)
 			in.plan = nil // its network goes with every other leftover, in one pass below
 			errs = append(errs, m.teardown(ctx, in))
 			continue
