@@ -20,6 +20,7 @@ import (
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/config"
+	"github.com/openslicer/openslicer/internal/githubkeys"
 	"github.com/openslicer/openslicer/internal/image"
 	"github.com/openslicer/openslicer/internal/network"
 	"github.com/openslicer/openslicer/internal/secrets"
@@ -102,9 +103,13 @@ func Run(ctx context.Context, opt Options) error {
 	if err != nil {
 		return err
 	}
+	keys := &githubkeys.Source{BaseURL: os.Getenv(githubkeys.EnvBaseURL)}
+	if err := keys.Check(); err != nil {
+		return fmt.Errorf("%s: %w", githubkeys.EnvBaseURL, err)
+	}
 	vopt := vm.Options{
 		Config: cfg, Backend: backend, Store: st, Images: images, Clone: image.Clone, Secrets: sec,
-		DisksDir: paths.Disks, RunDir: paths.Run, LogDir: paths.Logs, Log: opt.Log,
+		Keys: keys, DisksDir: paths.Disks, RunDir: paths.Run, LogDir: paths.Logs, Log: opt.Log,
 	}
 	if netHost != nil {
 		vopt.Network = netHost

@@ -67,11 +67,15 @@ func (m *Manager) create(ctx context.Context, g config.HostGroup, req api.Create
 	if err := m.checkSecrets(req.Secrets); err != nil {
 		return api.CreateNodeResponse{}, err
 	}
+	fb, err := m.firstBootFor(ctx, g, req)
+	if err != nil {
+		return api.CreateNodeResponse{}, err
+	}
 	ctx, abort := context.WithCancel(ctx)
 	defer abort()
 
 	var undo undoStack
-	in, err := m.allocate(g, req, cpus, ram, protected, opt.Answer != nil, abort, &undo)
+	in, err := m.allocate(g, req, fb, cpus, ram, protected, opt.Answer != nil, abort, &undo)
 	if err != nil {
 		return api.CreateNodeResponse{}, err
 	}
@@ -149,16 +153,8 @@ func checkCreate(g config.HostGroup, req api.CreateNodeRequest, opt CreateOption
 		return 0, 0, fmt.Errorf("%w: %w", api.ErrInvalid, errors.Join(errs...))
 	}
 	// Not implemented yet: say so instead of silently ignoring the field.
-	for _, f := range []struct {
-		name string
-		set  bool
-	}{
-		{"import_user", req.ImportUser != "" || req.GitHubUser != ""},
-		{"ip", req.IP != ""},
-	} {
-		if f.set {
-			return 0, 0, fmt.Errorf("%s is not supported by this daemon yet: %w", f.name, api.ErrNotImplemented)
-		}
+	if req.IP != "" {
+		return 0, 0, fmt.Errorf("ip is not supported by this daemon yet: %w", api.ErrNotImplemented)
 	}
 	if err := checkNetwork(g, req.Network); err != nil {
 		return 0, 0, err
@@ -169,11 +165,7 @@ func checkCreate(g config.HostGroup, req api.CreateNodeRequest, opt CreateOption
 // allocate writes the VM's record (state creating; unanswered when its
 // client is still to be answered) and enters it in the table, so that lists
 // show it and a delete can abort it.
-func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus int, ram int64, protected, unanswered bool, abort context.CancelFunc, undo *undoStack) (*instance, error) {
-	fb, err := m.firstBootFor(g, req)
-	if err != nil {
-		return nil, err
-	}
+func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, fb agent.FirstBoot, cpus int, ram int64, protected, unanswered bool, abort context.CancelFunc, undo *undoStack) (*instance, error) {
 	// The table lock covers the name check and the insert, so two creates
 	// cannot take the same friendly name.
 	m.mu.Lock()

@@ -63,6 +63,9 @@ type Options struct {
 	// DisksDir holds <hostname>.img; RunDir holds one directory per VM for
 	// its sockets and pidfile; LogDir holds <hostname>.txt console logs.
 	DisksDir, RunDir, LogDir string
+	// Keys fetches the SSH keys of GitHub users (import_user, the config's
+	// github_user); nil makes a create that needs them ErrNotImplemented.
+	Keys KeySource
 	// ShutdownTimeout bounds how long a graceful daemon stop waits for
 	// guests to power off; zero means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration

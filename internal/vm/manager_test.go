@@ -126,7 +126,8 @@ func TestCreateRejects(t *testing.T) {
 		{"hostname", "sbox", api.CreateNodeRequest{Hostname: "x"}, CreateOptions{}, api.ErrInvalid},
 		{"disk_image", "sbox", api.CreateNodeRequest{DiskImage: "x.img"}, CreateOptions{}, api.ErrInvalid},
 		{"bad wait", "sbox", api.CreateNodeRequest{}, CreateOptions{Wait: "forever"}, api.ErrInvalid},
-		{"import_user not yet", "sbox", api.CreateNodeRequest{ImportUser: "octocat"}, CreateOptions{}, api.ErrNotImplemented},
+		{"import_user without a key source", "sbox", api.CreateNodeRequest{ImportUser: "octocat"}, CreateOptions{}, api.ErrNotImplemented},
+		{"ip not yet", "sbox", api.CreateNodeRequest{IP: "10.0.0.9"}, CreateOptions{}, api.ErrNotImplemented},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := e.m.Create(context.Background(), tc.group, tc.req, tc.opt)
