@@ -74,18 +74,18 @@ func (s *Source) Keys(ctx context.Context, user string) ([]string, error) {
 	req.Header.Set("Accept", "text/plain")
 	resp, err := s.client().Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: fetch keys of GitHub user %q: %w", api.ErrUnavailable, user, err)
+		return nil, fmt.Errorf("%w: keys of GitHub user %q: %w", api.ErrUnavailable, user, err)
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
 		return nil, fmt.Errorf("%w: GitHub user %q does not exist (%s answered 404)", api.ErrInvalid, user, u)
 	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("%w: fetch keys of GitHub user %q: %s answered %s", api.ErrUnavailable, user, u, resp.Status)
+		return nil, fmt.Errorf("%w: keys of GitHub user %q: %s answered %s", api.ErrUnavailable, user, u, resp.Status)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: fetch keys of GitHub user %q: %w", api.ErrUnavailable, user, err)
+		return nil, fmt.Errorf("%w: keys of GitHub user %q: %w", api.ErrUnavailable, user, err)
 	}
 	if len(body) > maxBody {
 		return nil, fmt.Errorf("%w: keys of GitHub user %q: %s answered more than %d bytes", api.ErrUnavailable, user, u, maxBody)

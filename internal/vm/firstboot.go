@@ -44,13 +44,13 @@ func (m *Manager) firstBootFor(ctx context.Context, g config.HostGroup, req api.
 		return fb, err
 	}
 	keys := append([]string{}, m.opt.Config.SSHKeys...)
-	for _, user := range users {
+	for _, u := range users {
 		if m.opt.Keys == nil {
-			return fb, fmt.Errorf("import_user: this daemon has no GitHub key source: %w", api.ErrNotImplemented)
+			return fb, fmt.Errorf("%s: this daemon has no GitHub key source: %w", u.field, api.ErrNotImplemented)
 		}
-		got, err := m.opt.Keys.Keys(ctx, user)
+		got, err := m.opt.Keys.Keys(ctx, u.name)
 		if err != nil {
-			return fb, fmt.Errorf("import SSH keys of GitHub user %q: %w", user, err)
+			return fb, fmt.Errorf("%s: %w", u.field, err)
 		}
 		keys = append(keys, got...)
 	}
@@ -58,22 +58,27 @@ func (m *Manager) firstBootFor(ctx context.Context, g config.HostGroup, req api.
 	return fb, nil
 }
 
+// githubUser is a GitHub user whose keys a VM gets, and the field that
+// named it.
+type githubUser struct{ name, field string }
+
 // githubUsers returns the GitHub users whose keys a new VM gets: the
 // config's github_user, then the request's import_user (github_user is an
 // alias from Slicer's older API examples; naming two users is ErrInvalid).
-func githubUsers(config string, req api.CreateNodeRequest) ([]string, error) {
-	user := req.ImportUser
+func githubUsers(config string, req api.CreateNodeRequest) ([]githubUser, error) {
+	field, user := "import_user", req.ImportUser
 	switch {
 	case user == "":
-		user = req.GitHubUser
+		field, user = "github_user", req.GitHubUser
 	case req.GitHubUser != "" && req.GitHubUser != user:
 		return nil, fmt.Errorf("%w: import_user %q and github_user %q name two users (github_user is an alias of import_user)", api.ErrInvalid, user, req.GitHubUser)
 	}
-	var users []string
-	for _, u := range []string{config, user} {
-		if u != "" && !slices.Contains(users, u) {
-			users = append(users, u)
-		}
+	var users []githubUser
+	if config != "" {
+		users = append(users, githubUser{config, "config github_user"})
+	}
+	if user != "" && user != config {
+		users = append(users, githubUser{user, field})
 	}
 	return users, nil
 }
