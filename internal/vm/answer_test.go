@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"os"
 	"testing"
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/hypervisor/hypervisortest"
+	"github.com/openslicer/openslicer/internal/store"
 )
 
 // A create with an Answer is recorded unanswered until its commit; an
@@ -104,4 +106,34 @@ func mustCreateAnswered(t *testing.T, m *Manager) string {
 		t.Fatal(err)
 	}
 	return resp.Hostname
+}
+
+// A create cut short by a crash may have left its disk and plan half
+// written, under temporary names: the next daemon removes them too.
+func TestRecoverRemovesHalfWrittenFiles(t *testing.T) {
+	e := newEnv(t, &hypervisortest.Fake{})
+	zero := 0
+	e.m.opt.Config.HostGroups[0].Count = &zero
+	rec, err := e.store.Allocate("sbox", func(index int, host string) store.VM {
+		return store.VM{Hostname: host, Group: "sbox", Index: index, State: store.StateCreating, Persistent: true,
+			Disk: e.m.diskPath(host), RunDir: e.m.runDir(host)}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := []string{rec.Disk + ".tmp", e.m.planPath(rec.Hostname) + ".tmp"}
+	for _, f := range half {
+		if err := os.WriteFile(f, []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.next(t)
+	for _, f := range half {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("%s kept after recovery: %v", f, err)
+		}
+	}
+	if _, err := e.store.Get(rec.Hostname); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("record of the half-created vm: %v", err)
+	}
 }

@@ -74,6 +74,7 @@ func (m *Manager) teardown(ctx context.Context, in *instance) error {
 	}
 	errs = append(errs, m.networkDown(ctx, in))
 	errs = append(errs, removeFile(rec.Disk), removeFile(m.statePath(rec.Hostname)), removeFile(m.planPath(rec.Hostname)),
+		removeFile(rec.Disk+".tmp"), removeFile(m.planPath(rec.Hostname)+".tmp"), // of a create cut short by a crash
 		os.RemoveAll(rec.RunDir), m.opt.Store.Delete(rec.Hostname))
 	m.mu.Lock()
 	delete(m.vms, rec.Hostname)
@@ -168,7 +169,8 @@ func (m *Manager) Recover(ctx context.Context) error {
 		if rec.State == store.StateCreating || rec.Unanswered || !rec.Persistent || !known {
 			m.log.Info("reclaiming vm left by an earlier daemon", "vm", rec.Hostname, "state", rec.State, "unanswered", rec.Unanswered)
 			in.plan = nil // its network goes with every other leftover, in one pass below
-			errs = append(errs, m.teardown(ctx, in))
+			// A start cut short by the crash has processes but no handle.
+			errs = append(errs, m.opt.Backend.Reclaim(ctx, rec.RunDir), m.teardown(ctx, in))
 			continue
 		}
 		m.mu.Lock()

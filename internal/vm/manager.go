@@ -44,7 +44,8 @@ type Images interface {
 }
 
 // CloneFunc makes a VM's root disk at dst from the image's src, grown to
-// size bytes.
+// size bytes. It works in dst+".tmp" until the disk is complete; a crash
+// may leave that file, which the manager removes with the VM.
 type CloneFunc func(ctx context.Context, src, dst string, size int64) error
 
 // Options are the dependencies of a Manager.

@@ -73,6 +73,17 @@ func (f *Fake) Attach(ctx context.Context, h hypervisor.Handle) (hypervisor.Mach
 	return m, nil
 }
 
+// Reclaim implements hypervisor.Backend: the machine of runDir is killed.
+func (f *Fake) Reclaim(ctx context.Context, runDir string) error {
+	f.mu.Lock()
+	m := f.machines[runDir]
+	f.mu.Unlock()
+	if m != nil {
+		m.end("kill")
+	}
+	return nil
+}
+
 // Last returns the machine last started for the VM name (Spec.Name), or
 // nil.
 func (f *Fake) Last(name string) *Machine {
