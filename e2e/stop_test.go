@@ -57,8 +57,8 @@ func poweredOff(t *testing.T, d *daemon, host string) bool {
 	return strings.Contains(string(data), "reboot: Power down")
 }
 
-// writeUnsynced leaves a file in the guest's page cache, not yet on disk:
-// it survives only a clean shutdown.
+// writeUnsynced writes a file in the guest without syncing it: a clean
+// shutdown puts it on the disk (a kill may lose it).
 func writeUnsynced(t *testing.T, d *daemon, host string) {
 	t.Helper()
 	execIn(t, d.client, host, &api.ExecRequest{Command: "echo kept > /root/unsynced", Shell: "/bin/sh", UID: u32(0)}, nil)
