@@ -11,11 +11,25 @@ import (
 	"time"
 )
 
-// Node status values as shown by list endpoints.
+// Node status values as shown by list endpoints: the three Slicer's SDKs
+// document, and the only ones this daemon sends in "status". A VM being
+// created or started again is "Running" (guest operations answer 503 until
+// its agent is up, as for any VM still booting); a suspended VM is "Paused"
+// (its memory and processes are kept, and resume brings it back). Node.State
+// carries the finer state.
 const (
 	StatusRunning = "Running"
 	StatusPaused  = "Paused"
 	StatusStopped = "Stopped"
+)
+
+// Node state values, in the OpenSlicer extension field "state".
+const (
+	StateCreating  = "creating"
+	StateRunning   = "running"
+	StatePaused    = "paused"
+	StateSuspended = "suspended"
+	StateStopped   = "stopped"
 )
 
 // Info is the body of GET /info. The first four fields are Slicer's; the
@@ -55,6 +69,9 @@ type Node struct {
 	Tags          []string  `json:"tags,omitempty"`
 	Status        string    `json:"status,omitempty"`
 	Persistent    bool      `json:"persistent,omitempty"`
+	// State is an OpenSlicer extension: creating, running, paused,
+	// suspended or stopped. Status is what Slicer's clients understand.
+	State string `json:"state,omitempty"`
 }
 
 // CreateNodeRequest is the body of POST /hostgroup/{g}/nodes.

@@ -25,7 +25,12 @@ func TestSuspendRestore(t *testing.T) {
 	if err := c.Suspend(ctx, host); err != nil {
 		t.Fatalf("Suspend: %v", err)
 	}
-	waitStatus(t, c, host, "Suspended")
+	// Slicer's clients see a suspended VM as Paused; the extension field
+	// says suspended.
+	waitStatus(t, c, host, api.StatusPaused)
+	if n := nodeOf(t, c, host); n.State != api.StateSuspended {
+		t.Errorf("suspended vm has state %q, want %q", n.State, api.StateSuspended)
+	}
 	if procs := qemuProcesses(d.dataDir); len(procs) != 0 {
 		t.Fatalf("suspended vm still has qemu processes %v", procs)
 	}

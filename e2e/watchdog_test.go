@@ -46,7 +46,7 @@ const watchdogGroups = `  - name: silent
 func TestBootWatchdog(t *testing.T) {
 	testenv.RequireE2E(t)
 	t.Parallel()
-	d := startDaemonWith(t, "", watchdogGroups, "  boot_watchdog: 10s\n")
+	d := startDaemonWith(t, daemonSpec{groups: watchdogGroups, extra: "  boot_watchdog: 10s\n"})
 	c, ctx := d.client, context.Background()
 
 	info, err := c.Info(ctx)

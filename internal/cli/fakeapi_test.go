@@ -38,7 +38,7 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 		groups: []api.HostGroup{{Name: "task", Count: 2, RamBytes: 2 << 30, CPUs: 1, Arch: "x86_64"}},
 		nodes: []api.Node{
 			{Hostname: "task-1", HostGroup: "task", IP: "192.168.138.2", RamBytes: 2 << 30, CPUs: 1, CreatedAt: created, Status: api.StatusRunning},
-			{Hostname: "task-2", HostGroup: "task", IP: "192.168.138.3", RamBytes: 4 << 30, CPUs: 2, CreatedAt: created.Add(time.Minute), Status: api.StatusPaused, Tags: []string{"name=web", "role=api"}},
+			{Hostname: "task-2", HostGroup: "task", IP: "192.168.138.3", RamBytes: 4 << 30, CPUs: 2, CreatedAt: created.Add(time.Minute), Status: api.StatusPaused, State: api.StateSuspended, Tags: []string{"name=web", "role=api"}},
 		},
 	}
 	mux := http.NewServeMux()
@@ -96,6 +96,10 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 		_, _ = io.WriteString(w, "OK")
 	})
 	mux.HandleFunc("POST /vm/{h}/exec", f.exec)
+	mux.HandleFunc("POST /daemon/shutdown", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = io.WriteString(w, "shutting down")
+	})
 
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()

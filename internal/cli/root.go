@@ -73,7 +73,7 @@ func newRoot(g *globals) *cobra.Command {
 	ls.Short = "List VMs (same as vm list)"
 	addConnFlags(ls, &g.conn)
 
-	root.AddCommand(newVMCmd(g), ls, newInfoCmd(g, nil), newVersionCmd(g, nil), newSecretCmd(g))
+	root.AddCommand(newVMCmd(g), ls, newInfoCmd(g, nil), newVersionCmd(g, nil), newSecretCmd(g), newDaemonCmd(g, nil))
 	// Shortcuts: slicer cp, shell, bg and logs are the vm commands.
 	for _, sc := range []*cobra.Command{newCpCmd(g, nil), newShellCmd(g), newBgCmd(g), newLogsCmd(g, nil)} {
 		sc.Short += " (same as vm " + sc.Name() + ")"

@@ -51,6 +51,8 @@ func upCommand(version, commit string, out, errOut io.Writer) *cobra.Command {
 	f.StringVar(&opt.AgentBinary, "agent", "", "slicer-agent binary to put in images (default: next to slicer)")
 	f.StringVar(&opt.Accel, "accel", "", "accelerator: auto (KVM only when a boot probe proves it works), kvm or tcg (default $SLICER_ACCEL, else auto)")
 	f.BoolVar(&debug, "debug", false, "log at debug level")
+	f.BoolVar(&opt.SuspendOnShutdown, "suspend-on-shutdown", false,
+		"on stop, suspend running persistent VMs (memory kept on disk) instead of shutting them down; the next start restores them")
 	return cmd
 }
 

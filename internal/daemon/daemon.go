@@ -10,14 +10,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/config"
+	"github.com/openslicer/openslicer/internal/githubkeys"
 	"github.com/openslicer/openslicer/internal/hypervisor/qemu"
 	"github.com/openslicer/openslicer/internal/image"
 	"github.com/openslicer/openslicer/internal/network"
@@ -48,6 +51,10 @@ type Options struct {
 	Log       *slog.Logger
 	// Ready, when set, is called with the listener address once serving.
 	Ready func(addr string)
+	// SuspendOnShutdown makes a stop suspend the running persistent VMs
+	// (vm.StopSuspend) instead of shutting them down; the next start
+	// restores them.
+	SuspendOnShutdown bool
 }
 
 // Run runs the daemon until ctx ends or POST /daemon/shutdown.
@@ -121,37 +128,23 @@ func Run(ctx context.Context, opt Options) error {
 	if err != nil {
 		return err
 	}
+	keys := &githubkeys.Source{BaseURL: os.Getenv(githubkeys.EnvBaseURL)}
+	if err := keys.Check(); err != nil {
+		return fmt.Errorf("%s: %w", githubkeys.EnvBaseURL, err)
+	}
 	cloner := &image.Cloner{Qcow2: backend.Name() == "qemu", Log: opt.Log}
 	vopt := vm.Options{
 		Config: cfg, Backend: backend, Store: st, Images: images, Clone: cloner.Clone, Secrets: sec,
-		DisksDir: paths.Disks, RunDir: paths.Run, LogDir: paths.Logs, Log: opt.Log,
+		Keys: keys, DisksDir: paths.Disks, RunDir: paths.Run, LogDir: paths.Logs, Log: opt.Log,
 		Accelerator: accel.Accelerator, BootWatchdog: vm.BootWatchdogFor(cfg, accel.Accel.KVM),
 	}
 	if netHost != nil {
 		vopt.Network = netHost
 	}
-	mgr := vm.New(vopt)
-	if err := mgr.Recover(ctx); err != nil {
-		opt.Log.Error("recover vms", "err", err)
-	}
-	if err := mgr.EnsureCount(ctx); err != nil {
-		opt.Log.Error("launch config vms", "err", err)
-	}
-	info := api.Info{
-		Version: opt.Version, GitCommit: opt.GitCommit, Platform: runtime.GOOS, Arch: runtime.GOARCH,
-		Accelerator: accel.Accelerator, AcceleratorReason: accel.Reason,
-	}
-	return serve(ctx, opt, cfg, paths, mgr, sec, info)
-}
-
-// serve runs the API until ctx ends or a shutdown is requested, then stops
-// the VMs.
-func serve(ctx context.Context, opt Options, cfg *config.Config, paths Paths, mgr *vm.Manager, sec *secrets.Store, info api.Info) error {
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
+	// The API listener comes first: a daemon that cannot serve must not
+	// touch the VMs an earlier daemon left running.
 	token := ""
 	if cfg.API.AuthEnabled() {
-		var err error
 		if token, err = server.LoadOrCreateToken(paths.Token); err != nil {
 			return err
 		}
@@ -162,12 +155,46 @@ func serve(ctx context.Context, opt Options, cfg *config.Config, paths Paths, mg
 	}
 	l, err := server.Listen(bind, cfg.API.Port, cfg.API.IsUnixSocket())
 	if err != nil {
-		mgr.Close(context.Background())
 		return err
 	}
+	if cfg.API.IsUnixSocket() {
+		defer os.Remove(bind)
+	}
+
+	mgr := vm.New(vopt)
+	if err := mgr.Recover(ctx); err != nil {
+		opt.Log.Error("recover vms", "err", err)
+	}
+	if err := mgr.RestoreSuspended(ctx); err != nil {
+		opt.Log.Error("restore vms suspended at the last stop", "err", err)
+	}
+	if err := mgr.EnsureCount(ctx); err != nil {
+		opt.Log.Error("launch config vms", "err", err)
+	}
+	info := api.Info{
+		Version: opt.Version, GitCommit: opt.GitCommit, Platform: runtime.GOOS, Arch: runtime.GOARCH,
+		Accelerator: accel.Accelerator, AcceleratorReason: accel.Reason,
+	}
+	mode := serve(ctx, opt, l, token, paths, mgr, sec, info)
+	opt.Log.Info("stopping vms", "mode", modeName(mode), "graceful", cfg.Graceful())
+	return mgr.Close(context.Background(), mode)
+}
+
+// serve runs the API on l until ctx ends or a shutdown is requested, and
+// returns what to do with the VMs: detach when the request asked for it,
+// otherwise suspend or shut them down as the flags say.
+func serve(ctx context.Context, opt Options, l net.Listener, token string, paths Paths, mgr *vm.Manager, sec *secrets.Store, info api.Info) vm.StopMode {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var detach atomic.Bool
+	shutdown := func(d bool) {
+		if d {
+			detach.Store(true)
+		}
+		stop()
+	}
 	srv := server.New(server.Options{
-		Manager: mgr, Log: opt.Log, Token: token, Shutdown: stop, Secrets: sec,
-		Info: info,
+		Manager: mgr, Log: opt.Log, Token: token, Shutdown: shutdown, Secrets: sec, Info: info,
 	})
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
@@ -188,10 +215,25 @@ func serve(ctx context.Context, opt Options, cfg *config.Config, paths Paths, mg
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	hs.Shutdown(sctx)
-	if cfg.API.IsUnixSocket() {
-		os.Remove(bind)
+	switch {
+	case detach.Load():
+		return vm.StopDetach
+	case opt.SuspendOnShutdown:
+		return vm.StopSuspend
+	default:
+		return vm.StopShutDown
 	}
-	return mgr.Close(context.Background())
+}
+
+func modeName(mode vm.StopMode) string {
+	switch mode {
+	case vm.StopDetach:
+		return "detach"
+	case vm.StopSuspend:
+		return "suspend"
+	default:
+		return "shut down"
+	}
 }
 
 func authDesc(token, path string) string {

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"path/filepath"
 )
 
@@ -19,14 +21,15 @@ type Paths struct {
 // ResolvePaths returns the daemon's paths. With dataDir empty they are
 // Slicer's documented defaults: disks and state in the working directory
 // cwd, the token under /var/lib/slicer, logs in /var/log/slicer and sockets
-// in /run/slicer. With dataDir set, everything lives under it.
+// in /run/slicer/<id of cwd> (see runDirFor). With dataDir set, everything
+// lives under it.
 func ResolvePaths(dataDir, cwd string) Paths {
 	if dataDir == "" {
 		return Paths{
 			DataDir: cwd,
 			State:   filepath.Join(cwd, ".slicer", "state.db"),
 			Disks:   cwd,
-			Run:     "/run/slicer",
+			Run:     runDirFor(cwd),
 			Logs:    "/var/log/slicer",
 			Images:  "/var/lib/slicer/images",
 			Token:   "/var/lib/slicer/auth/token",
@@ -46,6 +49,18 @@ func ResolvePaths(dataDir, cwd string) Paths {
 		Token:   filepath.Join(dataDir, "auth", "token"),
 		Secrets: filepath.Join(dataDir, "secrets"),
 	}
+}
+
+// runDirFor is the run directory of the daemon whose data directory is
+// dataDir, when it keeps its VM sockets under /run/slicer: one directory per
+// data directory, named by a digest of its path. VM names are per data
+// directory (two daemons in two directories both have a "vm-1"), so a
+// shared /run/slicer/<hostname> would let one daemon find the other's qemu
+// in "its" run directory ("qemu pid … already runs") and remove files it
+// does not own.
+func runDirFor(dataDir string) string {
+	sum := sha256.Sum256([]byte(filepath.Clean(dataDir)))
+	return filepath.Join("/run/slicer", hex.EncodeToString(sum[:6]))
 }
 
 // socketPath resolves a relative unix-socket bind address against the data

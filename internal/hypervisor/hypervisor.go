@@ -72,6 +72,11 @@ type Backend interface {
 	Start(ctx context.Context, spec Spec) (Machine, error)
 	// Attach re-adopts a machine started by an earlier daemon.
 	Attach(ctx context.Context, h Handle) (Machine, error)
+	// Reclaim kills every process a machine with run directory runDir
+	// left, and waits for them to exit: also those of a start that was cut
+	// short (the daemon killed while the machine was starting), which
+	// have no Handle yet. Nothing left is not an error.
+	Reclaim(ctx context.Context, runDir string) error
 }
 
 // Machine is a running (or exited) VM process.

@@ -75,7 +75,7 @@ func newPassThroughEnv(t *testing.T, cp http.Handler) (*httptest.Server, string)
 	ts := httptest.NewServer(New(Options{Manager: m, Log: log, Token: "secret"}).Handler())
 	t.Cleanup(func() {
 		ts.Close()
-		m.Close(context.Background())
+		m.Close(context.Background(), vm.StopShutDown)
 		st.Close()
 	})
 	res, err := m.Create(context.Background(), "sbox", api.CreateNodeRequest{}, vm.CreateOptions{Wait: vm.WaitAgent, Timeout: hangGuard})

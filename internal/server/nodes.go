@@ -20,9 +20,24 @@ func (s *Server) getInfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.info)
 }
 
+// daemonShutdown stops the daemon as SIGTERM does. With detach=true (an
+// OpenSlicer extension, for upgrading the daemon) persistent VMs are left
+// running for the next daemon to re-attach instead.
 func (s *Server) daemonShutdown(w http.ResponseWriter, r *http.Request) {
-	writeText(w, http.StatusAccepted, "shutting down")
-	s.shutdown()
+	detach := false
+	if v := r.URL.Query().Get("detach"); v != "" {
+		var err error
+		if detach, err = strconv.ParseBool(v); err != nil {
+			s.writeError(w, r, fmt.Errorf("%w: detach=%q: want true or false", api.ErrInvalid, v))
+			return
+		}
+	}
+	if detach {
+		writeText(w, http.StatusAccepted, "shutting down, leaving persistent VMs running")
+	} else {
+		writeText(w, http.StatusAccepted, "shutting down")
+	}
+	s.shutdown(detach)
 }
 
 func (s *Server) listHostGroups(w http.ResponseWriter, r *http.Request) {
@@ -58,12 +73,19 @@ func (s *Server) createNode(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	resp, err := s.vms.Create(r.Context(), r.PathValue("group"), req, opt)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	answering := false
+	opt.Answer = func(resp api.CreateNodeResponse, commit func() error) error {
+		answering = true
+		return answerCreate(r.Context(), w, s.log, resp, commit)
 	}
-	writeJSON(w, http.StatusCreated, resp)
+	if _, err := s.vms.Create(r.Context(), r.PathValue("group"), req, opt); err != nil {
+		if answering {
+			// Part of a 201 is out: cut the connection, so the client sees
+			// the create fail rather than a short body it might trust.
+			panic(http.ErrAbortHandler)
+		}
+		s.writeError(w, r, err)
+	}
 }
 
 func (s *Server) deleteNode(w http.ResponseWriter, r *http.Request) {

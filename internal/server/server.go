@@ -24,8 +24,9 @@ type Server struct {
 	log   *slog.Logger
 	token string // empty: auth disabled
 	info  api.Info
-	// shutdown is called by POST /daemon/shutdown; it must not block.
-	shutdown func()
+	// shutdown is called by POST /daemon/shutdown, detach set by
+	// ?detach=true; it must not block.
+	shutdown func(detach bool)
 	metrics  *metrics
 	secrets  SecretStore // nil: secrets endpoints answer 501
 }
@@ -37,7 +38,7 @@ type Options struct {
 	// Token enables bearer auth when non-empty.
 	Token    string
 	Info     api.Info
-	Shutdown func()
+	Shutdown func(detach bool)
 	// Secrets is the host-side secret store; nil disables /secrets.
 	Secrets SecretStore
 }
@@ -46,7 +47,7 @@ type Options struct {
 func New(opt Options) *Server {
 	shutdown := opt.Shutdown
 	if shutdown == nil {
-		shutdown = func() {}
+		shutdown = func(bool) {}
 	}
 	return &Server{vms: opt.Manager, log: opt.Log, token: opt.Token, info: opt.Info, shutdown: shutdown, metrics: newMetrics(opt.Manager, opt.Info.Accelerator), secrets: opt.Secrets}
 }
@@ -122,6 +123,12 @@ func (r *statusRecorder) Flush() {
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// FlushError flushes and reports a failure, which Flush cannot: through an
+// http.ResponseController a handler learns that its client is gone.
+func (r *statusRecorder) FlushError() error {
+	return http.NewResponseController(r.ResponseWriter).Flush()
 }
 
 // writeJSON writes v with status.

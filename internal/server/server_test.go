@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -54,7 +55,7 @@ func newTestServerWith(t testing.TB, token string, sec SecretStore) *httptest.Se
 	ts := httptest.NewServer(New(Options{Manager: m, Log: log, Token: token, Info: api.Info{Version: "test", Accelerator: "tcg", AcceleratorReason: "this host has no /dev/kvm"}, Secrets: sec}).Handler())
 	t.Cleanup(func() {
 		ts.Close()
-		m.Close(context.Background())
+		m.Close(context.Background(), vm.StopShutDown)
 		st.Close()
 	})
 	return ts
@@ -314,6 +315,31 @@ func TestBearerScheme(t *testing.T) {
 		var e api.ErrorResponse
 		if want == 401 && (json.Unmarshal(body, &e) != nil || e.Error == "") {
 			t.Errorf("Authorization %q: 401 body %q is not a JSON error", header, body)
+		}
+	}
+}
+
+// POST /daemon/shutdown stops the daemon as SIGTERM does; ?detach=true (an
+// OpenSlicer extension) asks it to leave persistent VMs running.
+func TestDaemonShutdownDetach(t *testing.T) {
+	for _, tc := range []struct {
+		query  string
+		status int
+		calls  []bool
+	}{
+		{"", 202, []bool{false}},
+		{"?detach=true", 202, []bool{true}},
+		{"?detach=false", 202, []bool{false}},
+		{"?detach=maybe", 400, nil},
+	} {
+		var calls []bool
+		log := slog.New(slog.NewTextHandler(io.Discard, nil))
+		srv := New(Options{Log: log, Shutdown: func(detach bool) { calls = append(calls, detach) }})
+		ts := httptest.NewServer(srv.Handler())
+		status, body := do(t, ts, "POST", "/daemon/shutdown"+tc.query, "", "")
+		ts.Close()
+		if status != tc.status || !slices.Equal(calls, tc.calls) {
+			t.Errorf("POST /daemon/shutdown%s = %d %q, shutdown calls %v; want %d, %v", tc.query, status, body, calls, tc.status, tc.calls)
 		}
 	}
 }

@@ -77,7 +77,7 @@ func newGuestEnvWith(t *testing.T, agentFor func(*slog.Logger) http.Handler) *gu
 	ts := httptest.NewServer(New(Options{Manager: m, Log: log, Token: token}).Handler())
 	t.Cleanup(func() {
 		ts.Close()
-		m.Close(context.Background())
+		m.Close(context.Background(), vm.StopShutDown)
 		st.Close()
 	})
 	res, err := m.Create(context.Background(), "sbox", api.CreateNodeRequest{}, vm.CreateOptions{Wait: vm.WaitAgent, Timeout: hangGuard})

@@ -38,15 +38,16 @@ var (
 	keyVersion     = []byte("version")
 )
 
-// VM states as recorded. A record is written in StateCreating before any
-// resource exists, so recovery knows to reclaim whatever was made.
+// VM states as recorded; they are the values of the API's extension field
+// "state". A record is written in StateCreating before any resource exists,
+// so recovery knows to reclaim whatever was made.
 const (
-	StateCreating = "creating"
-	StateRunning  = "running"
-	StatePaused   = "paused"
-	StateStopped  = "stopped"
+	StateCreating = api.StateCreating
+	StateRunning  = api.StateRunning
+	StatePaused   = api.StatePaused
+	StateStopped  = api.StateStopped
 	// StateSuspended: memory and device state saved to disk, no process.
-	StateSuspended = "suspended"
+	StateSuspended = api.StateSuspended
 )
 
 // VM is the persistent record of one VM.
@@ -69,6 +70,14 @@ type VM struct {
 	RunDir     string          `json:"run_dir"`
 	IP         string          `json:"ip,omitempty"`
 	Machine    json.RawMessage `json:"machine,omitempty"`
+	// Unanswered marks a VM whose create has not been answered yet: the
+	// next daemon reclaims it, as it does a record caught in
+	// StateCreating, since no client knows of it.
+	Unanswered bool `json:"unanswered,omitempty"`
+	// RestoreAtStart is set on a VM the daemon suspended as it stopped
+	// (slicer up --suspend-on-shutdown) to the state it had, running or
+	// paused: the next start restores it to that state.
+	RestoreAtStart string `json:"restore_at_start,omitempty"`
 }
 
 // Store is an open state file.

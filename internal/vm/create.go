@@ -34,6 +34,17 @@ const DefaultWaitTimeout = 5 * time.Minute
 type CreateOptions struct {
 	Wait    string
 	Timeout time.Duration
+	// Answer, when set, sends the create's answer to its client once the
+	// VM is up (and waited for). It must call commit just before the
+	// answer becomes complete for the client (see server.answerCreate):
+	// commit records that the create was answered, and only answered VMs
+	// survive a daemon crash. Until then the VM's record is marked
+	// unanswered, and the next daemon reclaims it like one caught mid-create.
+	// An error from Answer before commit unwinds the create; after commit
+	// it must return nil, the VM being the client's. Without Answer (the
+	// config's count VMs, Go callers) the VM counts as answered from the
+	// start.
+	Answer func(resp api.CreateNodeResponse, commit func() error) error
 }
 
 // Create launches a VM in group. Every resource it makes is undone if a
@@ -56,11 +67,15 @@ func (m *Manager) create(ctx context.Context, g config.HostGroup, req api.Create
 	if err := m.checkSecrets(req.Secrets); err != nil {
 		return api.CreateNodeResponse{}, err
 	}
+	fb, err := m.firstBootFor(ctx, g, req)
+	if err != nil {
+		return api.CreateNodeResponse{}, err
+	}
 	ctx, abort := context.WithCancel(ctx)
 	defer abort()
 
 	var undo undoStack
-	in, err := m.allocate(g, req, cpus, ram, protected, abort, &undo)
+	in, err := m.allocate(g, req, fb, cpus, ram, protected, opt.Answer != nil, abort, &undo)
 	if err != nil {
 		return api.CreateNodeResponse{}, err
 	}
@@ -73,10 +88,27 @@ func (m *Manager) create(ctx context.Context, g config.HostGroup, req api.Create
 	if err := m.wait(ctx, in, opt); err != nil {
 		return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
 	}
+	resp := in.createResponse()
+	if opt.Answer != nil {
+		if err := opt.Answer(resp, func() error { return m.markAnswered(in) }); err != nil {
+			err = fmt.Errorf("vm %q: the create could not be answered: %w", resp.Hostname, err)
+			return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
+		}
+	}
 	undo.release()
 	m.watch(in)
 	log.Info("vm created", "persistent", in.rec.Persistent, "wait", opt.Wait)
-	return in.createResponse(), nil
+	return resp, nil
+}
+
+// markAnswered records that the create of in is being answered: from now
+// on the VM survives a daemon crash (when persistent).
+func (m *Manager) markAnswered(in *instance) error {
+	in.mu.Lock()
+	in.rec.Unanswered = false
+	rec := in.rec
+	in.mu.Unlock()
+	return m.opt.Store.Put(rec)
 }
 
 // checkCreate validates a request against its group and returns the
@@ -124,16 +156,8 @@ func checkCreate(g config.HostGroup, req api.CreateNodeRequest, opt CreateOption
 		return 0, 0, fmt.Errorf("%w: %w", api.ErrInvalid, errors.Join(errs...))
 	}
 	// Not implemented yet: say so instead of silently ignoring the field.
-	for _, f := range []struct {
-		name string
-		set  bool
-	}{
-		{"import_user", req.ImportUser != "" || req.GitHubUser != ""},
-		{"ip", req.IP != ""},
-	} {
-		if f.set {
-			return 0, 0, fmt.Errorf("%s is not supported by this daemon yet: %w", f.name, api.ErrNotImplemented)
-		}
+	if req.IP != "" {
+		return 0, 0, fmt.Errorf("ip is not supported by this daemon yet: %w", api.ErrNotImplemented)
 	}
 	if err := checkNetwork(g, req.Network); err != nil {
 		return 0, 0, err
@@ -144,13 +168,10 @@ func checkCreate(g config.HostGroup, req api.CreateNodeRequest, opt CreateOption
 	return cpus, ram, nil
 }
 
-// allocate writes the VM's record (state creating) and enters it in the
-// table, so that lists show it and a delete can abort it.
-func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus int, ram int64, protected bool, abort context.CancelFunc, undo *undoStack) (*instance, error) {
-	fb, err := m.firstBootFor(g, req)
-	if err != nil {
-		return nil, err
-	}
+// allocate writes the VM's record (state creating; unanswered when its
+// client is still to be answered) and enters it in the table, so that lists
+// show it and a delete can abort it.
+func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, fb agent.FirstBoot, cpus int, ram int64, protected, unanswered bool, abort context.CancelFunc, undo *undoStack) (*instance, error) {
 	// The table lock covers the name check and the insert, so two creates
 	// cannot take the same friendly name.
 	m.mu.Lock()
@@ -161,7 +182,7 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus i
 	rec, err := m.opt.Store.Allocate(g.Name, func(index int, hostname string) store.VM {
 		return store.VM{
 			Hostname: hostname, Group: g.Name, Index: index, CPUs: cpus, RamBytes: ram,
-			Tags: req.Tags, Persistent: req.Persistent, Protected: protected, State: store.StateCreating,
+			Tags: req.Tags, Persistent: req.Persistent, Protected: protected, State: store.StateCreating, Unanswered: unanswered,
 			Userdata: fb.Userdata, SSHKeys: fb.SSHKeys, Secrets: secretScope(req.Secrets),
 			CreatedAt: time.Now().UTC().Truncate(time.Second),
 			Disk:      m.diskPath(hostname), RunDir: m.runDir(hostname),

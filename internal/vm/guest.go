@@ -31,7 +31,7 @@ func (m *Manager) agentFor(hostname string) (*agent.Client, error) {
 	case store.StatePaused:
 		return nil, fmt.Errorf("vm %q is paused: %w", hostname, api.ErrConflict)
 	case store.StateStopped, store.StateSuspended:
-		return nil, fmt.Errorf("vm %q is %s: %w", hostname, displayStatus(in.rec.State), api.ErrConflict)
+		return nil, fmt.Errorf("vm %q is %s: %w", hostname, stateLabel(in.rec.State), api.ErrConflict)
 	}
 	if in.agent == nil {
 		return nil, fmt.Errorf("vm %q is starting: %w", hostname, api.ErrUnavailable)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/agent"
@@ -76,6 +75,7 @@ func (m *Manager) teardown(ctx context.Context, in *instance) error {
 	}
 	errs = append(errs, m.networkDown(ctx, in))
 	errs = append(errs, removeFile(rec.Disk), removeFile(m.statePath(rec.Hostname)), removeFile(m.planPath(rec.Hostname)),
+		removeFile(rec.Disk+".tmp"), removeFile(m.planPath(rec.Hostname)+".tmp"), // of a create cut short by a crash
 		os.RemoveAll(rec.RunDir), m.opt.Store.Delete(rec.Hostname))
 	m.mu.Lock()
 	delete(m.vms, rec.Hostname)
@@ -119,78 +119,15 @@ func (m *Manager) watch(in *instance) {
 			return
 		}
 		log.Info("vm exited: persistent vm kept stopped")
-		// Before it is marked stopped, so a relaunch finds nothing of it.
-		if err := m.networkDown(context.Background(), in); err != nil {
-			log.Error("tear down network of stopped vm", "err", err)
-		}
-		in.mu.Lock()
-		if in.machine != machine {
-			in.mu.Unlock()
-			return // started again meanwhile
-		}
-		in.rec.State, in.machine = store.StateStopped, nil
-		if in.endLife != nil {
-			in.endLife()
-		}
-		rec = in.rec
-		in.mu.Unlock()
-		if err := m.opt.Store.Put(rec); err != nil {
+		if err := m.keepStopped(context.Background(), in, machine); err != nil {
 			log.Error("record stopped vm", "err", err)
 		}
 	}()
 }
 
-// Close is called when the daemon stops. Ephemeral VMs are stopped and
-// removed with their disks: asked to power off first, and given up to
-// stopTimeout, when the config says graceful_shutdown. Persistent VMs keep
-// running and are re-attached by the next daemon.
-func (m *Manager) Close(ctx context.Context) error {
-	m.mu.Lock()
-	insts := make([]*instance, 0, len(m.vms))
-	for _, in := range m.vms {
-		insts = append(insts, in)
-	}
-	m.mu.Unlock()
-	m.closeOnce.Do(func() { close(m.closing) })
-	graceful := m.opt.Config.Graceful()
-	errs := make([]error, len(insts))
-	var wg sync.WaitGroup
-	for i, in := range insts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			in.abort()
-			<-in.created
-			in.mu.Lock()
-			persistent, machine, client, host := in.rec.Persistent, in.machine, in.agent, in.rec.Hostname
-			if persistent {
-				in.removed = true // detach: the watcher must not reap it
-				if in.endLife != nil {
-					in.endLife()
-				}
-				if client != nil {
-					client.Close()
-				}
-			}
-			in.mu.Unlock()
-			if persistent {
-				return
-			}
-			if graceful && machine != nil {
-				m.stopGuest(ctx, host, machine, client, ActionShutdown)
-			}
-			errs[i] = m.teardown(ctx, in)
-		}()
-	}
-	wg.Wait()
-	m.wg.Wait()
-	errs = append(errs, m.reclaimAtClose(ctx))
-	return errors.Join(errs...)
-}
-
 // reclaimAtClose removes this daemon's network objects that no VM left
 // running needs, group bridges included, so that a stopped daemon leaves
-// only what its persistent VMs use. Another daemon's objects are never
+// only what its detached VMs use. Another daemon's objects are never
 // touched: the network host reclaims only its own instance's.
 func (m *Manager) reclaimAtClose(ctx context.Context) error {
 	if m.opt.Network == nil {
@@ -212,9 +149,10 @@ func (m *Manager) reclaimAtClose(ctx context.Context) error {
 }
 
 // Recover reconciles the store with what is running after a daemon start:
-// records of VMs caught mid-create and of ephemeral VMs are reclaimed with
-// their processes, disks and sockets; persistent VMs still running are
-// re-attached, and those that are gone are kept as stopped.
+// records of VMs caught mid-create or whose create was never answered, and
+// of ephemeral VMs, are reclaimed with their processes, disks and sockets;
+// persistent VMs still running are re-attached, and those that are gone are
+// kept as stopped.
 func (m *Manager) Recover(ctx context.Context) error {
 	recs, err := m.opt.Store.List()
 	if err != nil {
@@ -230,12 +168,13 @@ func (m *Manager) Recover(ctx context.Context) error {
 		in.plan = plan
 		in.machine = m.attach(ctx, rec)
 		_, known := m.groups[rec.Group]
-		if rec.State == store.StateCreating || !rec.Persistent || !known {
-			m.log.Info("reclaiming vm left by an earlier daemon", "vm", rec.Hostname, "state", rec.State)
+		if rec.State == store.StateCreating || rec.Unanswered || !rec.Persistent || !known {
+			m.log.Info("reclaiming vm left by an earlier daemon", "vm", rec.Hostname, "state", rec.State, "unanswered", rec.Unanswered)
 			if plan != nil && plan.Naming == network.NamingInstance {
 				in.plan = nil // its network goes with every other leftover, in one pass below
 			} // a plan from before instance ids: that pass does not see its objects, its teardown does
-			errs = append(errs, m.teardown(ctx, in))
+			// A start cut short by the crash has processes but no handle.
+			errs = append(errs, m.opt.Backend.Reclaim(ctx, rec.RunDir), m.teardown(ctx, in))
 			continue
 		}
 		m.mu.Lock()

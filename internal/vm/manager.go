@@ -52,7 +52,9 @@ type Images interface {
 
 // CloneFunc makes a VM's root disk at dst from the image's src, grown to
 // size bytes, and returns its format ("raw" or "qcow2"), which the VM
-// keeps: a disk's format is never guessed from its contents.
+// keeps: a disk's format is never guessed from its contents. A crash may
+// leave dst+".tmp" (or dst itself, half made), which the manager removes
+// with the VM.
 type CloneFunc func(ctx context.Context, src, dst string, size int64) (format string, err error)
 
 // Options are the dependencies of a Manager.
@@ -71,7 +73,6 @@ type Options struct {
 	// DisksDir holds <hostname>.img; RunDir holds one directory per VM for
 	// its sockets and pidfile; LogDir holds <hostname>.txt console logs.
 	DisksDir, RunDir, LogDir string
-	Log                      *slog.Logger
 	// Accelerator names how guests run ("kvm" or "tcg"), for messages.
 	Accelerator string
 	// BootWatchdog bounds how long a booting guest may print nothing on
@@ -80,6 +81,13 @@ type Options struct {
 	// watches only for a machine that exits before its agent is ready.
 	// See BootWatchdogFor.
 	BootWatchdog time.Duration
+	// Keys fetches the SSH keys of GitHub users (import_user, the config's
+	// github_user); nil makes a create that needs them ErrNotImplemented.
+	Keys KeySource
+	// ShutdownTimeout bounds how long a graceful daemon stop waits for
+	// guests to power off; zero means DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+	Log             *slog.Logger
 }
 
 // Manager owns every VM of the daemon.
@@ -237,24 +245,32 @@ func (in *instance) node() api.Node {
 		Hostname: in.rec.Hostname, HostGroup: in.rec.Group, IP: bareIP(in.rec.IP),
 		RamBytes: in.rec.RamBytes, CPUs: in.rec.CPUs, CreatedAt: in.rec.CreatedAt,
 		LastAgentCall: in.lastAgent, Arch: archName(),
-		Tags: append([]string(nil), in.rec.Tags...), Status: displayStatus(in.rec.State),
-		Persistent: in.rec.Persistent,
+		Tags: append([]string(nil), in.rec.Tags...), Status: apiStatus(in.rec.State),
+		Persistent: in.rec.Persistent, State: in.rec.State,
 	}
 }
 
-func displayStatus(state string) string {
+// apiStatus is the status Slicer's clients understand for a recorded
+// state (see api.StatusRunning): a VM on its way up is Running, a suspended
+// one Paused.
+func apiStatus(state string) string {
 	switch state {
-	case store.StateRunning:
-		return api.StatusRunning
-	case store.StatePaused:
+	case store.StatePaused, store.StateSuspended:
 		return api.StatusPaused
 	case store.StateStopped:
 		return api.StatusStopped
-	case store.StateSuspended:
-		return "Suspended"
-	default:
-		return "Creating"
+	default: // running, creating
+		return api.StatusRunning
 	}
+}
+
+// stateLabel names a recorded state in error messages: "Running",
+// "Suspended", etc.
+func stateLabel(state string) string {
+	if state == "" {
+		return state
+	}
+	return strings.ToUpper(state[:1]) + state[1:]
 }
 
 func archName() string {

@@ -270,7 +270,7 @@ func TestRecoverReappliesAndReclaims(t *testing.T) {
 		DisksDir: e.m.opt.DisksDir, RunDir: e.m.opt.RunDir, LogDir: e.m.opt.LogDir,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Network: net,
 	})
-	t.Cleanup(func() { m2.Close(ctx) })
+	t.Cleanup(func() { m2.Close(ctx, StopShutDown) })
 	net.setups = nil
 	if err := m2.Recover(ctx); err != nil {
 		t.Fatal(err)
@@ -348,7 +348,7 @@ func TestRecoverLegacyPlans(t *testing.T) {
 		DisksDir: e.m.opt.DisksDir, RunDir: e.m.opt.RunDir, LogDir: e.m.opt.LogDir,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Network: net,
 	})
-	t.Cleanup(func() { m2.Close(ctx) })
+	t.Cleanup(func() { m2.Close(ctx, StopShutDown) })
 	net.setups, net.teardowns = nil, nil
 	if err := m2.Recover(ctx); err != nil {
 		t.Fatal(err)

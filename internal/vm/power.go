@@ -17,7 +17,8 @@ const (
 	ActionShutdown = "shutdown"
 )
 
-// stopTimeout bounds how long a guest gets to power off before it is killed.
+// stopTimeout bounds how long a guest asked to reboot or power off through
+// the API gets before it is killed.
 const stopTimeout = 30 * time.Second
 
 // Pause freezes a running VM's vCPUs; its memory stays allocated.
@@ -25,8 +26,20 @@ func (m *Manager) Pause(ctx context.Context, hostname string) error {
 	return m.setPaused(ctx, hostname, true)
 }
 
-// Resume thaws a paused VM.
+// Resume thaws a paused VM. A suspended VM, which lists as Paused to
+// Slicer's clients, is restored: its memory and processes come back as they
+// were, as a paused VM's do.
 func (m *Manager) Resume(ctx context.Context, hostname string) error {
+	in, err := m.get(hostname)
+	if err != nil {
+		return err
+	}
+	in.mu.Lock()
+	suspended := in.rec.State == store.StateSuspended
+	in.mu.Unlock()
+	if suspended {
+		return m.Restore(ctx, hostname, CreateOptions{})
+	}
 	if err := m.setPaused(ctx, hostname, false); err != nil {
 		return err
 	}
@@ -46,7 +59,7 @@ func (m *Manager) setPaused(ctx context.Context, hostname string, pause bool) er
 		from, to, verb = store.StatePaused, store.StateRunning, "resume"
 	}
 	if in.rec.State != from || in.machine == nil {
-		return fmt.Errorf("%s vm %q: it is %s: %w", verb, hostname, displayStatus(in.rec.State), api.ErrConflict)
+		return fmt.Errorf("%s vm %q: it is %s: %w", verb, hostname, stateLabel(in.rec.State), api.ErrConflict)
 	}
 	if pause {
 		err = in.machine.Pause(ctx)
@@ -87,21 +100,22 @@ func (m *Manager) Shutdown(ctx context.Context, hostname, action string) error {
 			return err
 		}
 	}
-	m.stopGuest(ctx, hostname, machine, client, action)
+	m.stopGuest(ctx, hostname, machine, client, action, stopTimeout)
 	return nil
 }
 
 // stopGuest asks the guest's init to reboot or power off (busybox's
 // reboot and poweroff signal PID 1, which is the agent) and waits for the
-// machine to exit, killing it after stopTimeout.
-func (m *Manager) stopGuest(ctx context.Context, hostname string, machine hypervisor.Machine, client *agent.Client, action string) {
+// machine to exit, killing it after timeout. The request waits for an
+// agent that is not up yet.
+func (m *Manager) stopGuest(ctx context.Context, hostname string, machine hypervisor.Machine, client *agent.Client, action string, timeout time.Duration) {
 	cmd := "poweroff"
 	if action == ActionReboot {
 		cmd = "reboot"
 	}
 	root := uint32(0)
 	if client != nil {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		// The call may not return: the guest goes away under it.
 		go func() {
 			defer cancel()
@@ -110,8 +124,8 @@ func (m *Manager) stopGuest(ctx context.Context, hostname string, machine hyperv
 	}
 	select {
 	case <-machine.Done():
-	case <-time.After(stopTimeout):
-		m.log.Warn("guest did not stop in time: killing it", "vm", hostname, "action", action)
+	case <-time.After(timeout):
+		m.log.Warn("guest did not stop in time: killing it", "vm", hostname, "action", action, "after", timeout)
 		machine.Kill(context.WithoutCancel(ctx))
 	}
 }

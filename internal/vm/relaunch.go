@@ -31,7 +31,7 @@ func (m *Manager) restart(ctx context.Context, hostname, verb, from, incoming st
 	defer abort()
 	in.mu.Lock()
 	if in.rec.State != from || in.removed {
-		state := displayStatus(in.rec.State)
+		state := stateLabel(in.rec.State)
 		in.mu.Unlock()
 		return nil, fmt.Errorf("%s vm %q: it is %s: %w", verb, hostname, state, api.ErrConflict)
 	}

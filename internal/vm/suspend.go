@@ -24,11 +24,17 @@ func (m *Manager) Suspend(ctx context.Context, hostname string) error {
 	if err != nil {
 		return err
 	}
+	return m.suspend(ctx, in, false)
+}
+
+// suspend suspends in; atStop marks a suspend of the daemon's stop, which
+// the next start undoes (RestoreSuspended).
+func (m *Manager) suspend(ctx context.Context, in *instance, atStop bool) error {
 	in.mu.Lock()
-	prev, machine := in.rec.State, in.machine
+	hostname, prev, machine := in.rec.Hostname, in.rec.State, in.machine
 	if (prev != store.StateRunning && prev != store.StatePaused) || machine == nil {
 		in.mu.Unlock()
-		return fmt.Errorf("suspend vm %q: it is %s: %w", hostname, displayStatus(prev), api.ErrConflict)
+		return fmt.Errorf("suspend vm %q: it is %s: %w", hostname, stateLabel(prev), api.ErrConflict)
 	}
 	// Marked first, so that the watcher sees the machine's exit as a
 	// suspend and keeps the VM.
@@ -58,6 +64,10 @@ func (m *Manager) Suspend(ctx context.Context, hostname string) error {
 	if in.endLife != nil {
 		in.endLife()
 	}
+	in.rec.RestoreAtStart = ""
+	if atStop {
+		in.rec.RestoreAtStart = prev
+	}
 	m.log.Info("vm suspended", "vm", hostname)
 	return m.opt.Store.Put(in.rec)
 }
@@ -68,8 +78,19 @@ func (m *Manager) Restore(ctx context.Context, hostname string, opt CreateOption
 	if opt.Wait == WaitUserdata {
 		return fmt.Errorf("%w: restore waits only for the agent (wait=agent)", api.ErrInvalid)
 	}
-	if _, err := m.restart(ctx, hostname, "restore", store.StateSuspended, m.statePath(hostname), opt); err != nil {
+	in, err := m.restart(ctx, hostname, "restore", store.StateSuspended, m.statePath(hostname), opt)
+	if err != nil {
 		return err
+	}
+	in.mu.Lock()
+	restoreAtStart := in.rec.RestoreAtStart != ""
+	in.rec.RestoreAtStart = ""
+	rec := in.rec
+	in.mu.Unlock()
+	if restoreAtStart {
+		if err := m.opt.Store.Put(rec); err != nil {
+			return err
+		}
 	}
 	return removeFile(m.statePath(hostname))
 }

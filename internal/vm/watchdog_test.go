@@ -12,6 +12,7 @@ import (
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/config"
 	"github.com/openslicer/openslicer/internal/hypervisor/hypervisortest"
+	"github.com/openslicer/openslicer/internal/store"
 )
 
 // appendConsole writes to a fake machine's console log, as its guest would.
@@ -109,7 +110,7 @@ func TestBootWatchdogRelaunch(t *testing.T) {
 	machine := e.fake.Running()[0]
 	appendConsole(t, machine, "output of the first boot\n")
 	machine.Exit()
-	waitStatus(t, e, "sbox-1", api.StatusStopped)
+	waitState(t, e, "sbox-1", store.StateStopped)
 
 	_, err := e.m.Relaunch(ctx, "sbox-1", CreateOptions{Wait: WaitAgent, Timeout: 10 * time.Second})
 	if !errors.Is(err, api.ErrBootFailed) || !strings.Contains(err.Error(), "printed nothing on its console") {
@@ -146,7 +147,7 @@ func TestBootWatchdogRestore(t *testing.T) {
 	if !errors.Is(err, api.ErrBootFailed) || !strings.Contains(err.Error(), "its agent did not answer within 300ms of the restore") {
 		t.Fatalf("Restore whose agent never answers = %v, want ErrBootFailed naming the restore", err)
 	}
-	if n, _ := e.m.List(Filter{}); len(n) != 1 || n[0].Status != "Suspended" {
+	if n, _ := e.m.List(Filter{}); len(n) != 1 || n[0].State != api.StateSuspended {
 		t.Errorf("after a failed restore: %+v, want sbox-1 suspended", n)
 	}
 	if _, err := os.Stat(filepath.Join(e.dir, "disks", "sbox-1.state")); err != nil {
@@ -157,7 +158,7 @@ func TestBootWatchdogRestore(t *testing.T) {
 	}
 }
 
-func waitStatus(t *testing.T, e *env, hostname, status string) {
+func waitState(t *testing.T, e *env, hostname, want string) {
 	t.Helper()
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		in, err := e.m.get(hostname)
@@ -167,11 +168,11 @@ func waitStatus(t *testing.T, e *env, hostname, status string) {
 		in.mu.Lock()
 		state := in.rec.State
 		in.mu.Unlock()
-		if displayStatus(state) == status {
+		if state == want {
 			return
 		}
 	}
-	t.Fatalf("vm %s never became %s", hostname, status)
+	t.Fatalf("vm %s never became %s", hostname, want)
 }
 
 func TestConsoleTail(t *testing.T) {

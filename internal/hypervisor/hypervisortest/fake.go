@@ -29,6 +29,9 @@ type Fake struct {
 	// OnStart, when set, is called with each machine once started, to
 	// play its guest (write its console, make it exit).
 	OnStart func(m *Machine)
+	// IgnoreShutdown makes machines ignore Shutdown (the ACPI power
+	// button), like a guest with nothing listening for it.
+	IgnoreShutdown bool
 
 	mu       sync.Mutex
 	machines map[string]*Machine
@@ -76,6 +79,30 @@ func (f *Fake) Attach(ctx context.Context, h hypervisor.Handle) (hypervisor.Mach
 	return m, nil
 }
 
+// Reclaim implements hypervisor.Backend: the machine of runDir is killed.
+func (f *Fake) Reclaim(ctx context.Context, runDir string) error {
+	f.mu.Lock()
+	m := f.machines[runDir]
+	f.mu.Unlock()
+	if m != nil {
+		m.end("kill")
+	}
+	return nil
+}
+
+// Last returns the machine last started for the VM name (Spec.Name), or
+// nil.
+func (f *Fake) Last(name string) *Machine {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, m := range f.machines {
+		if m.Spec.Name == name {
+			return m
+		}
+	}
+	return nil
+}
+
 // Running returns the machines that have not exited.
 func (f *Fake) Running() []*Machine {
 	f.mu.Lock()
@@ -98,6 +125,9 @@ type Machine struct {
 	paused bool
 	done   chan struct{}
 	once   sync.Once
+	// how is the way the machine ended: "exit", "kill", "shutdown" or
+	// "suspend".
+	how string
 }
 
 // Handle implements hypervisor.Machine.
@@ -123,17 +153,44 @@ func (m *Machine) DialAgent(ctx context.Context) (net.Conn, error) {
 func (m *Machine) Done() <-chan struct{} { return m.done }
 
 // Exit makes the machine exit as if the guest powered off.
-func (m *Machine) Exit() { m.once.Do(func() { close(m.done) }) }
+func (m *Machine) Exit() { m.end("exit") }
+
+func (m *Machine) end(how string) {
+	m.once.Do(func() {
+		m.mu.Lock()
+		m.how = how
+		m.mu.Unlock()
+		close(m.done)
+	})
+}
+
+// Ended returns how the machine ended: "exit" (Exit), "kill", "shutdown"
+// or "suspend"; "" while it runs.
+func (m *Machine) Ended() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.how
+}
+
+// Paused reports whether the machine is paused.
+func (m *Machine) Paused() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.paused
+}
 
 // Kill implements hypervisor.Machine.
 func (m *Machine) Kill(ctx context.Context) error {
-	m.Exit()
+	m.end("kill")
 	return nil
 }
 
-// Shutdown implements hypervisor.Machine.
+// Shutdown implements hypervisor.Machine: the machine exits at once,
+// unless the Fake ignores shutdowns.
 func (m *Machine) Shutdown(ctx context.Context) error {
-	m.Exit()
+	if !m.fake.IgnoreShutdown {
+		m.end("shutdown")
+	}
 	return nil
 }
 
@@ -155,7 +212,7 @@ func (m *Machine) Suspend(ctx context.Context, statePath string) error {
 	if err := os.WriteFile(statePath, []byte(m.Spec.Name+"\n"), 0o600); err != nil {
 		return fmt.Errorf("suspend: %w", err)
 	}
-	m.Exit()
+	m.end("suspend")
 	return nil
 }
 

@@ -173,6 +173,22 @@ func killStrays(runDir string) error {
 	return errors.Join(errs...)
 }
 
+// reclaim kills every qemu process of runDir until none is left.
+func reclaim(ctx context.Context, runDir string) error {
+	for range 10 {
+		if len(processesIn(runDir)) == 0 {
+			return nil
+		}
+		if err := killStrays(runDir); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return errors.New("still running after 10 rounds of kills")
+}
+
 // removeRunFiles removes the sockets and pidfile of a machine that is not
 // running. The run directory and console log stay.
 func removeRunFiles(runDir string) error {

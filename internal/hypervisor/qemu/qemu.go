@@ -226,6 +226,20 @@ func (b *Backend) Attach(ctx context.Context, h hypervisor.Handle) (hypervisor.M
 	return m, nil
 }
 
+// Reclaim implements hypervisor.Backend: every qemu process whose command
+// line names runDir's pidfile is killed (the launcher of a start that was
+// cut short, and the machine it daemonized), looking again until none is
+// left, since a launcher may fork its machine between two looks.
+func (b *Backend) Reclaim(ctx context.Context, runDir string) error {
+	if !filepath.IsAbs(runDir) {
+		return fmt.Errorf("%w: run dir %q is not an absolute path", api.ErrInvalid, runDir)
+	}
+	if err := reclaim(ctx, runDir); err != nil {
+		return fmt.Errorf("reclaim qemu processes of %s: %w", runDir, err)
+	}
+	return nil
+}
+
 // checkStateFile checks that path is a regular file, so that a missing
 // one is reported as such rather than as QEMU failing to load it.
 func checkStateFile(path string) error {
