@@ -97,7 +97,7 @@ func TestImportUser(t *testing.T) {
 	c, ctx := d.client, context.Background()
 	own := sshKey(3, "own")
 	node := createReady(t, c, "iu", api.CreateNodeRequest{ImportUser: "alice", SSHKeys: []string{own}})
-	out, _, _ := execIn(t, c, node.Hostname, &api.ExecRequest{Command: "cat /home/slicer/.ssh/authorized_keys", Shell: "/bin/sh", UID: u32(0)}, nil)
+	out, _, _ := execIn(t, c, node.Hostname, &api.ExecRequest{Command: "cat /home/ubuntu/.ssh/authorized_keys", Shell: "/bin/sh", UID: u32(0)}, nil)
 	if want := keys["/ops.keys"] + "\n" + keys["/alice.keys"] + "\n" + own + "\n"; out != want {
 		t.Errorf("authorized_keys = %q, want github_user's, import_user's, then ssh_keys:\n%q", out, want)
 	}
