@@ -82,7 +82,9 @@ func TestRunBootProbe(t *testing.T) {
 		{
 			name:    "PVM: the stub prints, the kernel hangs",
 			body:    `printf 'Probing EDD (edd=off to disable)... ok\r\n'; exec sleep 60`,
-			timeout: 300 * time.Millisecond, wantWhy: "no kernel line within 300ms", wantOut: "Probing EDD (edd=off to disable)... ok",
+			// Long enough for the shell to start and print on a loaded
+			// host: the probe must time out after the stub's line.
+			timeout: 3 * time.Second, wantWhy: "no kernel line within 3s", wantOut: "Probing EDD (edd=off to disable)... ok",
 		},
 		{
 			name:    "qemu fails to start",
