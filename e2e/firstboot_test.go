@@ -39,7 +39,7 @@ func TestUserdataAndStats(t *testing.T) {
 		t.Fatalf("Health = %+v, %v; want userdata_ran with exit code 3", h, err)
 	}
 	out, _, _ := execIn(t, c, node.Hostname, &api.ExecRequest{Command: "cat /root/ud-uid /root/ud-user /home/ubuntu/.ssh/authorized_keys", Shell: "/bin/sh", UID: u32(0)}, nil)
-	if out != "0\nslicer\n"+key+"\n" {
+	if out != "0\nubuntu\n"+key+"\n" {
 		t.Errorf("userdata uid, TARGET_USER and authorized_keys = %q", out)
 	}
 	logs, err := c.Logs(ctx, node.Hostname, 0)
