@@ -56,7 +56,8 @@ func TestDependencyFences(t *testing.T) {
 		"internal/cli":        {"api", "client"},
 		"internal/agent":      {"api"},
 		"cmd/slicer-agent":    {"api", "internal/agent"},
-		"internal/store":      {"api"},
+		"internal/store":      {"api", "internal/vmstate"},
+		"internal/vmstate":    {"api"},
 		"internal/config":     {},
 		"internal/hypervisor": {},
 		"internal/hypervisor/qemu": {
