@@ -343,3 +343,39 @@ func TestDaemonShutdownDetach(t *testing.T) {
 		}
 	}
 }
+
+// slicer_vm_running counts VMs by Slicer's status values: a suspended VM
+// is Paused, as lists show it.
+func TestMetricsCountVMsByState(t *testing.T) {
+	const tok = "secret"
+	ts := newTestServer(t, tok)
+	for range 3 {
+		if code, body := do(t, ts, "POST", "/hostgroup/sbox/nodes", tok, `{"persistent":true}`); code != 201 {
+			t.Fatalf("create = %d %s", code, body)
+		}
+	}
+	for path, want := range map[string]int{"/vm/sbox-2/pause": 200, "/vm/sbox-3/suspend": 200} {
+		if code, body := do(t, ts, "POST", path, tok, ""); code != want {
+			t.Fatalf("POST %s = %d %s", path, code, body)
+		}
+	}
+	_, body := do(t, ts, "GET", "/metrics", tok, "")
+	for _, line := range []string{
+		`slicer_vm_running{api="true",host_group="sbox",state="Running"} 1`,
+		`slicer_vm_running{api="true",host_group="sbox",state="Paused"} 2`,
+	} {
+		if !strings.Contains(body, line+"\n") {
+			t.Errorf("metrics lack %q:\n%s", line, grepLines(body, "slicer_vm_running"))
+		}
+	}
+}
+
+func grepLines(text, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
