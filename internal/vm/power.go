@@ -90,7 +90,7 @@ func (m *Manager) Shutdown(ctx context.Context, hostname, action string) error {
 		return err
 	}
 	in.mu.Lock()
-	paused := in.stateLocked() == vmstate.Paused
+	paused := vmstate.Allowed(vmstate.Resume, in.stateLocked())
 	in.mu.Unlock()
 	if paused {
 		if err := m.setPaused(ctx, in, vmstate.Resume); err != nil {

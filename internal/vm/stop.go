@@ -152,7 +152,7 @@ func (m *Manager) stopAtClose(ctx context.Context, in *instance, mode StopMode) 
 // once otherwise.
 func (m *Manager) stopMachine(ctx context.Context, in *instance) {
 	in.mu.Lock()
-	machine, client, host, state := in.machine, in.agent, in.rec.Hostname, in.rec.State
+	machine, client, host, paused := in.machine, in.agent, in.rec.Hostname, vmstate.Allowed(vmstate.Resume, in.stateLocked())
 	in.mu.Unlock()
 	if machine == nil {
 		return
@@ -163,8 +163,8 @@ func (m *Manager) stopMachine(ctx context.Context, in *instance) {
 		}
 		return
 	}
-	if state == vmstate.Paused {
-		if err := machine.Resume(ctx); err != nil {
+	if paused {
+		if err := m.setPaused(ctx, in, vmstate.Resume); err != nil {
 			m.log.Warn("resume paused vm to power it off", "vm", host, "err", err)
 		}
 	}
