@@ -12,6 +12,7 @@ import (
 	slicerd "github.com/openslicer/openslicer/internal/daemon"
 	"github.com/openslicer/openslicer/internal/store"
 	"github.com/openslicer/openslicer/internal/testenv"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // What a daemon stop does to VMs, by mode. Each test has a count VM or a
@@ -90,7 +91,7 @@ func TestStopGraceful(t *testing.T) {
 		t.Fatalf("qemu processes after a graceful stop: %v", procs)
 	}
 	recs := records(t, d)
-	if len(recs) != 2 || recs[count].State != store.StateStopped || recs[api1].State != store.StateStopped {
+	if len(recs) != 2 || recs[count].State != vmstate.Stopped || recs[api1].State != vmstate.Stopped {
 		t.Fatalf("records after stop: %+v; want %s and %s stopped, the ephemeral vm gone", recs, count, api1)
 	}
 	for _, h := range []string{count, api1} {
@@ -136,7 +137,7 @@ func TestStopKill(t *testing.T) {
 		t.Fatalf("qemu processes after stop: %v", procs)
 	}
 	recs := records(t, d)
-	if len(recs) != 2 || recs[count].State != store.StateStopped || recs[api1].State != store.StateStopped {
+	if len(recs) != 2 || recs[count].State != vmstate.Stopped || recs[api1].State != vmstate.Stopped {
 		t.Fatalf("records after stop: %+v; want %s and %s stopped", recs, count, api1)
 	}
 	for _, h := range []string{count, api1} {
@@ -186,7 +187,7 @@ func TestStopSuspend(t *testing.T) {
 		t.Fatalf("qemu processes after a suspending stop: %v", procs)
 	}
 	recs := records(t, d)
-	if r, ok := recs[host]; len(recs) != 1 || !ok || r.State != store.StateSuspended || r.RestoreAtStart != store.StateRunning {
+	if r, ok := recs[host]; len(recs) != 1 || !ok || r.State != vmstate.Suspended || r.RestoreAtStart != vmstate.Running {
 		t.Fatalf("records after stop: %+v; want only %s, suspended, to restore running", recs, host)
 	}
 	if _, err := os.Stat(filepath.Join(d.dataDir, "disks", host+".state")); err != nil {
@@ -235,7 +236,7 @@ func TestStopDetach(t *testing.T) {
 	if procs := qemuProcesses(d.dataDir); len(procs) != 1 {
 		t.Fatalf("after a detach %d qemu processes, want the persistent vm's 1", len(procs))
 	}
-	if recs := records(t, d); len(recs) != 1 || recs[host].State != store.StateRunning {
+	if recs := records(t, d); len(recs) != 1 || recs[host].State != vmstate.Running {
 		t.Fatalf("records after a detach: %+v; want only %s, running", recs, host)
 	}
 	if _, err := os.Stat(filepath.Join(d.dataDir, "disks", ephemeral+".img")); !os.IsNotExist(err) {

@@ -9,7 +9,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/vm"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // metrics holds the daemon's Prometheus metrics, with the names Slicer
@@ -102,11 +104,21 @@ func (c vmCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	nodes, _ := c.vms.List(vm.Filter{})
 	for _, n := range nodes {
-		counts[key{n.HostGroup, strconv.FormatBool(!c.vms.IsProtected(n.Hostname)), n.Status}]++
+		counts[key{n.HostGroup, strconv.FormatBool(!c.vms.IsProtected(n.Hostname)), vmStateLabel(n)}]++
 	}
 	for k, v := range counts {
 		ch <- prometheus.MustNewConstMetric(vmRunningDesc, prometheus.GaugeValue, float64(v), k.group, k.api, k.state)
 	}
+}
+
+// vmStateLabel is the state label of slicer_vm_running: the VM's status
+// as Slicer's clients know it (vmstate.State.Status), so a suspended VM
+// counts as Paused, a creating one as Running.
+func vmStateLabel(n api.Node) string {
+	if s := vmstate.State(n.State).Status(); s != "" {
+		return s
+	}
+	return n.Status
 }
 
 // longLived reports whether path is a streaming endpoint, whose duration

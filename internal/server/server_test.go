@@ -115,11 +115,11 @@ func TestRoutesAndStatus(t *testing.T) {
 		{"PATCH", "/vm/sbox-1/tags", tok, `{"replace":[]}`, 200, `"tags":["name=web"]`},
 		{"POST", "/hostgroup/sbox/nodes", tok, `{"tags":["name=web"]}`, 409, "taken"},
 		{"POST", "/vm/sbox-1/pause", tok, "", 200, "paused"},
-		{"POST", "/vm/sbox-1/pause", tok, "", 409, "Paused"},
+		{"POST", "/vm/sbox-1/pause", tok, "", 409, `pause vm \"sbox-1\": it is Paused`},
 		{"GET", "/nodes", tok, "", 200, `"status":"Paused"`},
-		{"POST", "/vm/sbox-1/exec?cmd=true", tok, "", 409, "paused"},
+		{"POST", "/vm/sbox-1/exec?cmd=true", tok, "", 409, `exec in vm \"sbox-1\": it is Paused`},
 		{"POST", "/vm/sbox-1/resume", tok, "", 200, "resumed"},
-		{"POST", "/vm/sbox-1/relaunch", tok, "", 409, "Running"},
+		{"POST", "/vm/sbox-1/relaunch", tok, "", 409, `relaunch vm \"sbox-1\": it is Running`},
 		{"POST", "/vm/sbox-1/shutdown?action=halt", tok, "", 400, "action"},
 		{"DELETE", "/hostgroup/other/nodes/sbox-1", tok, "", 404, ""},
 		{"DELETE", "/hostgroup/sbox/nodes/sbox-1", tok, "", 200, `"disk_removed":"true"`},
@@ -342,4 +342,40 @@ func TestDaemonShutdownDetach(t *testing.T) {
 			t.Errorf("POST /daemon/shutdown%s = %d %q, shutdown calls %v; want %d, %v", tc.query, status, body, calls, tc.status, tc.calls)
 		}
 	}
+}
+
+// slicer_vm_running counts VMs by Slicer's status values: a suspended VM
+// is Paused, as lists show it.
+func TestMetricsCountVMsByState(t *testing.T) {
+	const tok = "secret"
+	ts := newTestServer(t, tok)
+	for range 3 {
+		if code, body := do(t, ts, "POST", "/hostgroup/sbox/nodes", tok, `{"persistent":true}`); code != 201 {
+			t.Fatalf("create = %d %s", code, body)
+		}
+	}
+	for path, want := range map[string]int{"/vm/sbox-2/pause": 200, "/vm/sbox-3/suspend": 200} {
+		if code, body := do(t, ts, "POST", path, tok, ""); code != want {
+			t.Fatalf("POST %s = %d %s", path, code, body)
+		}
+	}
+	_, body := do(t, ts, "GET", "/metrics", tok, "")
+	for _, line := range []string{
+		`slicer_vm_running{api="true",host_group="sbox",state="Running"} 1`,
+		`slicer_vm_running{api="true",host_group="sbox",state="Paused"} 2`,
+	} {
+		if !strings.Contains(body, line+"\n") {
+			t.Errorf("metrics lack %q:\n%s", line, grepLines(body, "slicer_vm_running"))
+		}
+	}
+}
+
+func grepLines(text, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -26,6 +26,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // SchemaVersion is the layout this package reads and writes.
@@ -38,32 +39,23 @@ var (
 	keyVersion     = []byte("version")
 )
 
-// VM states as recorded; they are the values of the API's extension field
-// "state". A record is written in StateCreating before any resource exists,
-// so recovery knows to reclaim whatever was made.
-const (
-	StateCreating = api.StateCreating
-	StateRunning  = api.StateRunning
-	StatePaused   = api.StatePaused
-	StateStopped  = api.StateStopped
-	// StateSuspended: memory and device state saved to disk, no process.
-	StateSuspended = api.StateSuspended
-)
-
 // VM is the persistent record of one VM.
 type VM struct {
-	Hostname   string          `json:"hostname"`
-	Group      string          `json:"group"`
-	Index      int             `json:"index"`
-	CPUs       int             `json:"cpus"`
-	RamBytes   int64           `json:"ram_bytes"`
-	Tags       []string        `json:"tags,omitempty"`
-	Persistent bool            `json:"persistent,omitempty"`
-	Protected  bool            `json:"protected,omitempty"`
-	Userdata   string          `json:"userdata,omitempty"`
-	SSHKeys    []string        `json:"ssh_keys,omitempty"`
-	Secrets    []string        `json:"secrets,omitempty"` // names of the secrets the VM gets; none: all
-	State      string          `json:"state"`
+	Hostname   string   `json:"hostname"`
+	Group      string   `json:"group"`
+	Index      int      `json:"index"`
+	CPUs       int      `json:"cpus"`
+	RamBytes   int64    `json:"ram_bytes"`
+	Tags       []string `json:"tags,omitempty"`
+	Persistent bool     `json:"persistent,omitempty"`
+	Protected  bool     `json:"protected,omitempty"`
+	Userdata   string   `json:"userdata,omitempty"`
+	SSHKeys    []string `json:"ssh_keys,omitempty"`
+	Secrets    []string `json:"secrets,omitempty"` // names of the secrets the VM gets; none: all
+	// State is recorded as the state's string value ("running"); a
+	// record is written in vmstate.Creating before any resource exists,
+	// so recovery knows to reclaim whatever was made.
+	State      vmstate.State   `json:"state"`
 	CreatedAt  time.Time       `json:"created_at"`
 	Disk       string          `json:"disk"`
 	DiskFormat string          `json:"disk_format,omitempty"` // "raw" when empty
@@ -72,12 +64,12 @@ type VM struct {
 	Machine    json.RawMessage `json:"machine,omitempty"`
 	// Unanswered marks a VM whose create has not been answered yet: the
 	// next daemon reclaims it, as it does a record caught in
-	// StateCreating, since no client knows of it.
+	// vmstate.Creating, since no client knows of it.
 	Unanswered bool `json:"unanswered,omitempty"`
 	// RestoreAtStart is set on a VM the daemon suspended as it stopped
 	// (slicer up --suspend-on-shutdown) to the state it had, running or
 	// paused: the next start restores it to that state.
-	RestoreAtStart string `json:"restore_at_start,omitempty"`
+	RestoreAtStart vmstate.State `json:"restore_at_start,omitempty"`
 }
 
 // Store is an open state file.

@@ -10,6 +10,7 @@ import (
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/hypervisor/hypervisortest"
 	"github.com/openslicer/openslicer/internal/store"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // A create with an Answer is recorded unanswered until its commit; an
@@ -115,7 +116,7 @@ func TestRecoverRemovesHalfWrittenFiles(t *testing.T) {
 	zero := 0
 	e.m.opt.Config.HostGroups[0].Count = &zero
 	rec, err := e.store.Allocate("sbox", func(index int, host string) store.VM {
-		return store.VM{Hostname: host, Group: "sbox", Index: index, State: store.StateCreating, Persistent: true,
+		return store.VM{Hostname: host, Group: "sbox", Index: index, State: vmstate.Creating, Persistent: true,
 			Disk: e.m.diskPath(host), RunDir: e.m.runDir(host)}
 	})
 	if err != nil {

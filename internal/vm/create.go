@@ -15,6 +15,7 @@ import (
 	"github.com/openslicer/openslicer/internal/hypervisor"
 	"github.com/openslicer/openslicer/internal/network"
 	"github.com/openslicer/openslicer/internal/store"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // Wait values accepted by Create.
@@ -182,7 +183,7 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, fb age
 	rec, err := m.opt.Store.Allocate(g.Name, func(index int, hostname string) store.VM {
 		return store.VM{
 			Hostname: hostname, Group: g.Name, Index: index, CPUs: cpus, RamBytes: ram,
-			Tags: req.Tags, Persistent: req.Persistent, Protected: protected, State: store.StateCreating, Unanswered: unanswered,
+			Tags: req.Tags, Persistent: req.Persistent, Protected: protected, State: vmstate.Creating, Unanswered: unanswered,
 			Userdata: fb.Userdata, SSHKeys: fb.SSHKeys, Secrets: secretScope(req.Secrets),
 			CreatedAt: time.Now().UTC().Truncate(time.Second),
 			Disk:      m.diskPath(hostname), RunDir: m.runDir(hostname),
@@ -298,12 +299,16 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	undo.push(func(context.Context) error { endLife(); return nil })
 	delivered := m.deliverBootData(life, in, client, agent.FirstBoot{Userdata: rec.Userdata, SSHKeys: rec.SSHKeys})
 	in.mu.Lock()
+	if err := in.applyLocked(vmstate.Boot); err != nil {
+		in.mu.Unlock()
+		return err
+	}
 	in.machine, in.agent, in.endLife, in.delivered = machine, client, endLife, delivered
 	in.boot = bootWatch{
 		hostname: rec.Hostname, console: spec.ConsoleLog, offset: consoleFrom, restore: incoming != "",
 		exited: machine.Done(), accel: m.opt.Accelerator, bound: m.opt.BootWatchdog,
 	}
-	in.rec.Machine, in.rec.State = handle, store.StateRunning
+	in.rec.Machine = handle
 	rec = in.rec
 	in.mu.Unlock()
 	return m.opt.Store.Put(rec)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // GuestDo sends req to the agent of the VM and returns the agent's answer
@@ -14,7 +15,7 @@ import (
 // error of the matching class, and nothing is sent; an agent that gives no
 // answer is ErrUnavailable.
 func (m *Manager) GuestDo(hostname string, req *http.Request) (*http.Response, error) {
-	client, err := m.agentFor(hostname)
+	client, err := m.agentFor(hostname, vmstate.Guest)
 	if err != nil {
 		return nil, err
 	}

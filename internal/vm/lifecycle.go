@@ -12,6 +12,7 @@ import (
 	"github.com/openslicer/openslicer/internal/hypervisor"
 	"github.com/openslicer/openslicer/internal/network"
 	"github.com/openslicer/openslicer/internal/store"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // Delete stops the VM hostname of group and removes it with its disk. A VM
@@ -49,14 +50,16 @@ func (m *Manager) Delete(ctx context.Context, group, hostname string) (bool, err
 }
 
 // teardown stops the machine and removes the disk, run directory and
-// record of in. It runs at most once per instance.
+// record of in. It runs at most once per instance, in any state (the
+// table's delete: the API's, an ephemeral VM's exit, a reclaim), a state
+// this daemon does not know included.
 func (m *Manager) teardown(ctx context.Context, in *instance) error {
 	in.mu.Lock()
 	if in.removed {
 		in.mu.Unlock()
 		return nil
 	}
-	in.removed = true
+	in.removed, in.busy = true, nil // Gone: a claim under way is lost
 	rec, machine, client := in.rec, in.machine, in.agent
 	if in.endLife != nil {
 		in.endLife()
@@ -87,8 +90,7 @@ func (m *Manager) teardown(ctx context.Context, in *instance) error {
 }
 
 // watch reaps in when its machine exits on its own (poweroff, reboot,
-// panic): an ephemeral VM is removed with its disk; a persistent one is
-// kept, stopped, with its disk.
+// panic): see exited.
 func (m *Manager) watch(in *instance) {
 	in.mu.Lock()
 	machine := in.machine
@@ -101,28 +103,36 @@ func (m *Manager) watch(in *instance) {
 		case <-m.closing:
 			return // the daemon is stopping: Close decides the VM's fate
 		}
-		in.mu.Lock()
-		removed, rec, current := in.removed, in.rec, in.machine
-		in.mu.Unlock()
-		if removed || current != machine || rec.State == store.StateSuspended {
-			// Deleted, detached, or suspended by the daemon; or already
-			// started again (a quick restore), which this exit must not
-			// touch.
-			return
-		}
-		log := m.log.With("vm", rec.Hostname)
-		if !rec.Persistent {
-			log.Info("vm exited: removing ephemeral vm")
-			if err := m.teardown(context.Background(), in); err != nil {
-				log.Error("reap vm", "err", err)
-			}
-			return
-		}
-		log.Info("vm exited: persistent vm kept stopped")
-		if err := m.keepStopped(context.Background(), in, machine); err != nil {
-			log.Error("record stopped vm", "err", err)
-		}
+		m.exited(in, machine)
 	}()
+}
+
+// exited deals with the exit of machine, in's machine: an ephemeral VM is
+// removed with its disk; a persistent one is kept, stopped, with its disk.
+// Nothing is done when the table refuses the exit (the VM is being
+// suspended, and the exit is the suspend's; it was deleted or detached),
+// or when in has been started again since (a quick restore), which this
+// exit must not touch.
+func (m *Manager) exited(in *instance, machine hypervisor.Machine) {
+	in.mu.Lock()
+	rec, current := in.rec, in.machine
+	allowed := vmstate.Allowed(vmstate.Exit, in.stateLocked())
+	in.mu.Unlock()
+	if current != machine || !allowed {
+		return
+	}
+	log := m.log.With("vm", rec.Hostname)
+	if !rec.Persistent {
+		log.Info("vm exited: removing ephemeral vm")
+		if err := m.teardown(context.Background(), in); err != nil {
+			log.Error("reap vm", "err", err)
+		}
+		return
+	}
+	log.Info("vm exited: persistent vm kept stopped")
+	if err := m.keepStopped(context.Background(), in, machine); err != nil {
+		log.Error("record stopped vm", "err", err)
+	}
 }
 
 // reclaimAtClose removes this daemon's network objects that no VM left
@@ -168,7 +178,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 		in.plan = plan
 		in.machine = m.attach(ctx, rec)
 		_, known := m.groups[rec.Group]
-		if rec.State == store.StateCreating || rec.Unanswered || !rec.Persistent || !known {
+		if rec.State == vmstate.Creating || rec.Unanswered || !rec.Persistent || !known {
 			m.log.Info("reclaiming vm left by an earlier daemon", "vm", rec.Hostname, "state", rec.State, "unanswered", rec.Unanswered)
 			if plan != nil && plan.Naming == network.NamingInstance {
 				in.plan = nil // its network goes with every other leftover, in one pass below
@@ -181,9 +191,14 @@ func (m *Manager) Recover(ctx context.Context) error {
 		m.vms[rec.Hostname] = in
 		m.mu.Unlock()
 		if in.machine == nil {
-			if rec.State != store.StateStopped && rec.State != store.StateSuspended {
-				in.rec.State = store.StateStopped
-				errs = append(errs, m.opt.Store.Put(in.rec))
+			// Its machine is gone: an exit, as if it had been seen
+			// (a stopped or suspended VM has none to lose).
+			in.mu.Lock()
+			err := in.applyLocked(vmstate.Exit)
+			rec := in.rec
+			in.mu.Unlock()
+			if err == nil {
+				errs = append(errs, m.opt.Store.Put(rec))
 			}
 			continue
 		}

@@ -9,8 +9,12 @@
 // exits is reaped with its disk. Guest operations go through the VM's agent
 // client, which the server streams back unchanged.
 //
+// States and which operation may run in which are vmstate's table; state.go
+// applies it.
+//
 // Locking: Manager.mu guards the table; each instance's mu guards its state.
-// Slow work (cloning, booting, waiting for the agent) runs with no lock held.
+// Slow work (cloning, booting, waiting for the agent, every call into the
+// hypervisor) runs with no lock held.
 package vm
 
 import (
@@ -127,6 +131,8 @@ type instance struct {
 	secretsMu sync.Mutex
 	// tagsMu makes tag updates of the VM take turns (UpdateTags).
 	tagsMu sync.Mutex
+	// busy is the op under way with no lock held (state.go), nil when none.
+	busy *claim
 	// removed is set once teardown has begun, so it happens only once.
 	removed   bool
 	lastAgent time.Time
@@ -245,32 +251,9 @@ func (in *instance) node() api.Node {
 		Hostname: in.rec.Hostname, HostGroup: in.rec.Group, IP: bareIP(in.rec.IP),
 		RamBytes: in.rec.RamBytes, CPUs: in.rec.CPUs, CreatedAt: in.rec.CreatedAt,
 		LastAgentCall: in.lastAgent, Arch: archName(),
-		Tags: append([]string(nil), in.rec.Tags...), Status: apiStatus(in.rec.State),
-		Persistent: in.rec.Persistent, State: in.rec.State,
+		Tags: append([]string(nil), in.rec.Tags...), Status: in.rec.State.Status(),
+		Persistent: in.rec.Persistent, State: string(in.rec.State),
 	}
-}
-
-// apiStatus is the status Slicer's clients understand for a recorded
-// state (see api.StatusRunning): a VM on its way up is Running, a suspended
-// one Paused.
-func apiStatus(state string) string {
-	switch state {
-	case store.StatePaused, store.StateSuspended:
-		return api.StatusPaused
-	case store.StateStopped:
-		return api.StatusStopped
-	default: // running, creating
-		return api.StatusRunning
-	}
-}
-
-// stateLabel names a recorded state in error messages: "Running",
-// "Suspended", etc.
-func stateLabel(state string) string {
-	if state == "" {
-		return state
-	}
-	return strings.ToUpper(state[:1]) + state[1:]
 }
 
 func archName() string {

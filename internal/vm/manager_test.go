@@ -398,15 +398,3 @@ func TestResumeRestoresSuspendedVM(t *testing.T) {
 		t.Fatalf("after Resume: %+v", n[0])
 	}
 }
-
-func TestAPIStatus(t *testing.T) {
-	for state, want := range map[string]string{
-		store.StateCreating: api.StatusRunning, store.StateRunning: api.StatusRunning,
-		store.StatePaused: api.StatusPaused, store.StateSuspended: api.StatusPaused,
-		store.StateStopped: api.StatusStopped,
-	} {
-		if got := apiStatus(state); got != want {
-			t.Errorf("apiStatus(%q) = %q, want %q", state, got, want)
-		}
-	}
-}

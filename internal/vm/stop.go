@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/openslicer/openslicer/internal/hypervisor"
-	"github.com/openslicer/openslicer/internal/store"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // StopMode is what Close does with the VMs that run when the daemon stops.
@@ -110,6 +110,10 @@ func (m *Manager) stopAtClose(ctx context.Context, in *instance, mode StopMode) 
 		return nil
 	case stopDetach:
 		in.mu.Lock()
+		if err := in.applyLocked(vmstate.Detach); err != nil {
+			in.mu.Unlock()
+			return err
+		}
 		in.removed = true // this daemon is done with it: nothing may tear it down
 		if in.endLife != nil {
 			in.endLife()
@@ -148,7 +152,7 @@ func (m *Manager) stopAtClose(ctx context.Context, in *instance, mode StopMode) 
 // once otherwise.
 func (m *Manager) stopMachine(ctx context.Context, in *instance) {
 	in.mu.Lock()
-	machine, client, host, state := in.machine, in.agent, in.rec.Hostname, in.rec.State
+	machine, client, host, paused := in.machine, in.agent, in.rec.Hostname, vmstate.Allowed(vmstate.Resume, in.stateLocked())
 	in.mu.Unlock()
 	if machine == nil {
 		return
@@ -159,8 +163,8 @@ func (m *Manager) stopMachine(ctx context.Context, in *instance) {
 		}
 		return
 	}
-	if state == store.StatePaused {
-		if err := machine.Resume(ctx); err != nil {
+	if paused {
+		if err := m.setPaused(ctx, in, vmstate.Resume); err != nil {
 			m.log.Warn("resume paused vm to power it off", "vm", host, "err", err)
 		}
 	}
@@ -179,11 +183,11 @@ func (m *Manager) keepStopped(ctx context.Context, in *instance, exited hypervis
 		m.log.Error("tear down network of stopped vm", "vm", in.rec.Hostname, "err", err)
 	}
 	in.mu.Lock()
-	if in.machine != exited {
+	if in.machine != exited || in.applyLocked(vmstate.Exit) != nil {
 		in.mu.Unlock()
-		return nil // started again meanwhile
+		return nil // started again, suspended or deleted meanwhile
 	}
-	in.rec.State, in.machine = store.StateStopped, nil
+	in.machine, in.busy = nil, nil // a claim under way is lost
 	if in.endLife != nil {
 		in.endLife()
 	}
@@ -212,7 +216,7 @@ func (m *Manager) RestoreSuspended(ctx context.Context) error {
 	var insts []*instance
 	for _, in := range m.vms {
 		in.mu.Lock()
-		if in.rec.State == store.StateSuspended && in.rec.RestoreAtStart != "" {
+		if in.rec.RestoreAtStart != "" && vmstate.Allowed(vmstate.Restore, in.stateLocked()) {
 			insts = append(insts, in)
 		}
 		in.mu.Unlock()
@@ -238,7 +242,7 @@ func (m *Manager) restoreAtStart(ctx context.Context, in *instance) error {
 	if err := m.Restore(ctx, host, CreateOptions{}); err != nil {
 		return err
 	}
-	if to == store.StatePaused {
+	if to == vmstate.Paused {
 		if err := m.Pause(ctx, host); err != nil {
 			return err
 		}

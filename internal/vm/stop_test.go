@@ -14,6 +14,7 @@ import (
 	"github.com/openslicer/openslicer/internal/hypervisor"
 	"github.com/openslicer/openslicer/internal/hypervisor/hypervisortest"
 	"github.com/openslicer/openslicer/internal/store"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 func TestStopActionFor(t *testing.T) {
@@ -128,7 +129,7 @@ func TestCloseShutsDownVMs(t *testing.T) {
 		if how := e.fake.Last(host).Ended(); how != "kill" {
 			t.Errorf("%s ended by %q, want kill (graceful_shutdown: false)", host, how)
 		}
-		if rec := e.record(t, host); rec.State != store.StateStopped || !e.hasDisk(host) {
+		if rec := e.record(t, host); rec.State != vmstate.Stopped || !e.hasDisk(host) {
 			t.Errorf("%s after stop: state %s, disk %v; want stopped with its disk", host, rec.State, e.hasDisk(host))
 		}
 	}
@@ -166,7 +167,7 @@ func TestCloseGraceful(t *testing.T) {
 		if how := e.fake.Last(host).Ended(); how != want {
 			t.Errorf("guest ignoring the power button %v: ended by %q, want %q", ignore, how, want)
 		}
-		if rec := e.record(t, host); rec.State != store.StateStopped {
+		if rec := e.record(t, host); rec.State != vmstate.Stopped {
 			t.Errorf("state %s after a graceful stop, want stopped", rec.State)
 		}
 	}
@@ -201,8 +202,8 @@ func TestCloseSuspendsAndStartRestores(t *testing.T) {
 	if r := e.fake.Running(); len(r) != 0 {
 		t.Fatalf("%d machines still run after the daemon stopped", len(r))
 	}
-	for host, to := range map[string]string{count: store.StateRunning, running: store.StateRunning, paused: store.StatePaused, bySelf: ""} {
-		if rec := e.record(t, host); rec.State != store.StateSuspended || rec.RestoreAtStart != to {
+	for host, to := range map[string]vmstate.State{count: vmstate.Running, running: vmstate.Running, paused: vmstate.Paused, bySelf: ""} {
+		if rec := e.record(t, host); rec.State != vmstate.Suspended || rec.RestoreAtStart != to {
 			t.Errorf("%s after stop: state %s, restore at start %q; want suspended, %q", host, rec.State, rec.RestoreAtStart, to)
 		}
 	}
@@ -244,7 +245,7 @@ func TestCloseSuspendFallsBackToStop(t *testing.T) {
 	if how := e.fake.Last(host).Ended(); how != "kill" {
 		t.Errorf("ended by %q, want kill", how)
 	}
-	if rec := e.record(t, host); rec.State != store.StateStopped {
+	if rec := e.record(t, host); rec.State != vmstate.Stopped {
 		t.Errorf("state %s, want stopped", rec.State)
 	}
 }

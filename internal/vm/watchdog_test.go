@@ -12,7 +12,7 @@ import (
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/config"
 	"github.com/openslicer/openslicer/internal/hypervisor/hypervisortest"
-	"github.com/openslicer/openslicer/internal/store"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // appendConsole writes to a fake machine's console log, as its guest would.
@@ -110,7 +110,7 @@ func TestBootWatchdogRelaunch(t *testing.T) {
 	machine := e.fake.Running()[0]
 	appendConsole(t, machine, "output of the first boot\n")
 	machine.Exit()
-	waitState(t, e, "sbox-1", store.StateStopped)
+	waitState(t, e, "sbox-1", vmstate.Stopped)
 
 	_, err := e.m.Relaunch(ctx, "sbox-1", CreateOptions{Wait: WaitAgent, Timeout: 10 * time.Second})
 	if !errors.Is(err, api.ErrBootFailed) || !strings.Contains(err.Error(), "printed nothing on its console") {
@@ -158,7 +158,7 @@ func TestBootWatchdogRestore(t *testing.T) {
 	}
 }
 
-func waitState(t *testing.T, e *env, hostname, want string) {
+func waitState(t *testing.T, e *env, hostname string, want vmstate.State) {
 	t.Helper()
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		in, err := e.m.get(hostname)

@@ -80,8 +80,8 @@ func TestRunBootProbe(t *testing.T) {
 			timeout: time.Minute, wantOK: true, wantLine: "[    0.000000] Linux version 6.1.0-57-cloud-amd64",
 		},
 		{
-			name:    "PVM: the stub prints, the kernel hangs",
-			body:    `printf 'Probing EDD (edd=off to disable)... ok\r\n'; exec sleep 60`,
+			name: "PVM: the stub prints, the kernel hangs",
+			body: `printf 'Probing EDD (edd=off to disable)... ok\r\n'; exec sleep 60`,
 			// Long enough for the shell to start and print on a loaded
 			// host: the probe must time out after the stub's line.
 			timeout: 3 * time.Second, wantWhy: "no kernel line within 3s", wantOut: "Probing EDD (edd=off to disable)... ok",
