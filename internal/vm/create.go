@@ -252,9 +252,13 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 		return err
 	}
 
+	netArg := ""
+	if plan != nil {
+		netArg = plan.Guest.KernelArg(rec.Hostname, guestNIC)
+	}
 	spec := hypervisor.Spec{
 		ID: rec.RunDir, Name: rec.Hostname, VCPUs: rec.CPUs, MemoryBytes: rec.RamBytes,
-		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: KernelCmdline(rec.Hostname, g.KernelArgs),
+		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: GuestCmdline(rec.Hostname, g.KernelArgs, netArg),
 		Disks:  []hypervisor.Disk{{Path: rec.Disk, Format: diskFormat(rec)}},
 		RunDir: rec.RunDir, ConsoleLog: m.logPath(rec.Hostname), Incoming: incoming,
 	}
@@ -271,7 +275,6 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 			return err
 		}
 		spec.TAP, spec.MAC, netns = att.TAP, att.MAC, att.NetNS
-		spec.Cmdline += " " + plan.Guest.KernelArg(rec.Hostname, guestNIC)
 		log.Debug("network set up", "mode", plan.Mode, "ip", plan.Guest.Address, "tap", att.TAP)
 	}
 	// The console log is appended to by every boot of the VM: this

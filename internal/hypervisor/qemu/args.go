@@ -29,6 +29,22 @@ const (
 	agentChardevID = "agent"
 )
 
+// bootArgs are the kernel arguments of the machine this backend emulates,
+// put in front of the guest's own (Spec.Cmdline), which the kernel reads
+// later and so win where both set one: the console on the one serial
+// port, a reboot or panic that ends the process at once (with
+// -no-reboot), and what shortens boot of the Debian cloud kernel on the
+// microvm machine (no PCI, no i8042 probing, one UART, no self-tests),
+// measured in PLATFORM.md §2 under TCG: about 0.8 s of guest uptime to
+// /init with these, 1.1 s without.
+var bootArgs = []string{
+	"console=ttyS0", "reboot=t", "panic=-1", "quiet",
+	"mitigations=off", "tsc=reliable", "no_timer_check",
+	"i8042.noaux", "i8042.nokbd", "i8042.nopnp", "i8042.dumbkbd",
+	"pci=off", "random.trust_cpu=on", "8250.nr_uarts=1",
+	"cryptomgr.notests", "audit=0", "nowatchdog", "noreplace-smp",
+}
+
 const (
 	mib = 1 << 20
 	// minMemory is the smallest guest worth booting: the Debian cloud
@@ -68,7 +84,8 @@ func (a Accel) String() string {
 // the machine is set up, writing its pid to RunDir/qemu.pid; the guest
 // agent's channel is a virtio-serial port named "slicer.agent" behind
 // RunDir/agent.sock, and QMP listens on RunDir/qmp.sock. A guest reboot
-// ends the process (-no-reboot). With spec.Incoming the machine loads that
+// ends the process (-no-reboot). The kernel command line is bootArgs, then
+// spec.Cmdline. With spec.Incoming the machine loads that
 // state file (-incoming) instead of running the kernel; the rest of the
 // command line is the same, as QEMU requires of a migration target.
 func Args(spec hypervisor.Spec, accel Accel) ([]string, error) {
@@ -166,17 +183,18 @@ func diskArgs(i int, d hypervisor.Disk) []string {
 	return []string{"-drive", drive, "-device", "virtio-blk-device,drive=" + id}
 }
 
-// kernelCmdline adds tsc_early_khz under TCG when the host's TSC frequency
-// is known and the caller has not set it (see Accel.TSCkHz).
+// kernelCmdline is the guest kernel's command line: bootArgs, the guest's
+// own cmdline, then tsc_early_khz under TCG when the host's TSC frequency
+// is known and the guest's part has not set it (see Accel.TSCkHz).
 func kernelCmdline(cmdline string, accel Accel) string {
-	if accel.KVM || accel.TSCkHz <= 0 || strings.Contains(cmdline, "tsc_early_khz=") {
-		return cmdline
+	args := append([]string{}, bootArgs...)
+	if cmdline = strings.TrimSpace(cmdline); cmdline != "" {
+		args = append(args, cmdline)
 	}
-	hint := "tsc_early_khz=" + strconv.FormatInt(accel.TSCkHz, 10)
-	if cmdline == "" {
-		return hint
+	if !accel.KVM && accel.TSCkHz > 0 && !strings.Contains(cmdline, "tsc_early_khz=") {
+		args = append(args, "tsc_early_khz="+strconv.FormatInt(accel.TSCkHz, 10))
 	}
-	return cmdline + " " + hint
+	return strings.Join(args, " ")
 }
 
 // shellQuote quotes s as one word for a POSIX shell: s in single quotes,

@@ -14,6 +14,9 @@
 //	<RunDir>/qmp.sock    QMP, driven by the small client in qmp.go
 //	<RunDir>/agent.sock  the guest agent's virtio-serial port "slicer.agent"
 //
+// The guest kernel's command line starts with this machine's own
+// arguments (bootArgs), then the guest's (Spec.Cmdline).
+//
 // Because QEMU daemonizes, the process is not our child: it is watched
 // through a pidfd, and a later daemon re-adopts it from the Handle (pid and
 // RunDir) with Attach. The process is recognized by its command line, which

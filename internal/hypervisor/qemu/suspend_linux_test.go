@@ -18,8 +18,9 @@ import (
 	"github.com/openslicer/openslicer/internal/testenv"
 )
 
-// guestCmdline boots the min image: its agent is PID 1 of the initramfs.
-const guestCmdline = "console=ttyS0 reboot=t panic=-1 quiet pci=off 8250.nr_uarts=1 slicer.hostname=suspend-test"
+// guestCmdline is the guest's part of the min image's command line: its
+// agent is PID 1 of the initramfs.
+const guestCmdline = "slicer.hostname=suspend-test"
 
 // minImageSpec returns a spec that boots the min image whose kernel
 // SLICER_TEST_KERNEL names, with the initrd beside it and a clone of its
@@ -211,7 +212,7 @@ func TestQEMUSuspendFailureKeepsRunning(t *testing.T) {
 	}
 	t.Cleanup(func() { unix.Unmount(full, 0) })
 
-	spec := bootSpec(t, kernel, "console=ttyS0")
+	spec := bootSpec(t, kernel, haltCmdline)
 	m, err := New(testLogger(t)).Start(ctx, spec)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
@@ -273,7 +274,7 @@ func TestQEMURestoreFailures(t *testing.T) {
 	garbage := filepath.Join(t.TempDir(), "garbage.state")
 	writeFile(t, garbage, strings.Repeat("not a migration stream\n", 1000))
 
-	spec := bootSpec(t, kernel, "console=ttyS0")
+	spec := bootSpec(t, kernel, haltCmdline)
 	m, err := b.Start(ctx, spec)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
