@@ -58,7 +58,7 @@ func TestDependencyFences(t *testing.T) {
 		"cmd/slicer-agent":    {"api", "internal/agent"},
 		"internal/store":      {"api"},
 		"internal/config":     {},
-		"internal/hypervisor": {},
+		"internal/hypervisor": {"api"},
 		"internal/hypervisor/qemu": {
 			"api", "internal/hypervisor",
 		},

@@ -213,9 +213,9 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, fb age
 }
 
 // start starts the machine of in: first cloning its disk when fresh (a
-// relaunch boots the disk it has), restored from the state file incoming
-// when that is set.
-func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGroup, in *instance, fresh bool, incoming string, undo *undoStack) error {
+// relaunch boots the disk it has), restored from the state directory
+// restoreFrom when that is set.
+func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGroup, in *instance, fresh bool, restoreFrom string, undo *undoStack) error {
 	imgName := m.opt.Config.ImageFor(g)
 	img, err := m.opt.Images.Resolve(ctx, imgName)
 	if err != nil {
@@ -260,7 +260,7 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 		ID: rec.RunDir, Name: rec.Hostname, VCPUs: rec.CPUs, MemoryBytes: rec.RamBytes,
 		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: GuestCmdline(rec.Hostname, g.KernelArgs, netArg),
 		Disks:  []hypervisor.Disk{{Path: rec.Disk, Format: diskFormat(rec)}},
-		RunDir: rec.RunDir, ConsoleLog: m.logPath(rec.Hostname), Incoming: incoming,
+		RunDir: rec.RunDir, ConsoleLog: m.logPath(rec.Hostname), RestoreFrom: restoreFrom,
 	}
 	var netns string
 	if plan != nil {
@@ -303,7 +303,7 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	in.mu.Lock()
 	in.machine, in.agent, in.endLife, in.delivered = machine, client, endLife, delivered
 	in.boot = bootWatch{
-		hostname: rec.Hostname, console: spec.ConsoleLog, offset: consoleFrom, restore: incoming != "",
+		hostname: rec.Hostname, console: spec.ConsoleLog, offset: consoleFrom, restore: restoreFrom != "",
 		exited: machine.Done(), accel: m.opt.Accelerator, bound: m.opt.BootWatchdog,
 	}
 	in.rec.Machine, in.rec.State = handle, store.StateRunning

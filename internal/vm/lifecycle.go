@@ -74,7 +74,7 @@ func (m *Manager) teardown(ctx context.Context, in *instance) error {
 		}
 	}
 	errs = append(errs, m.networkDown(ctx, in))
-	errs = append(errs, removeFile(rec.Disk), removeFile(m.statePath(rec.Hostname)), removeFile(m.planPath(rec.Hostname)),
+	errs = append(errs, removeFile(rec.Disk), hypervisor.RemoveState(m.statePath(rec.Hostname)), removeFile(m.planPath(rec.Hostname)),
 		removeFile(rec.Disk+".tmp"), removeFile(m.planPath(rec.Hostname)+".tmp"), // of a create cut short by a crash
 		os.RemoveAll(rec.RunDir), m.opt.Store.Delete(rec.Hostname))
 	m.mu.Lock()

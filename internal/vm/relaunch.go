@@ -19,10 +19,10 @@ func (m *Manager) Relaunch(ctx context.Context, hostname string, opt CreateOptio
 }
 
 // restart starts the machine of an existing VM that is in state from: its
-// disk as it is (a relaunch), or restored from a state file when incoming is
-// set. While it starts the VM is "creating", so a delete aborts it; if it
+// disk as it is (a relaunch), or restored from the state directory
+// restoreFrom when that is set. While it starts the VM is "creating", so a delete aborts it; if it
 // fails the VM is left in state from.
-func (m *Manager) restart(ctx context.Context, hostname, verb, from, incoming string, opt CreateOptions) (*instance, error) {
+func (m *Manager) restart(ctx context.Context, hostname, verb, from, restoreFrom string, opt CreateOptions) (*instance, error) {
 	in, err := m.get(hostname)
 	if err != nil {
 		return nil, err
@@ -42,7 +42,7 @@ func (m *Manager) restart(ctx context.Context, hostname, verb, from, incoming st
 
 	log := m.log.With("vm", hostname, "group", g.Name)
 	var undo undoStack
-	err = m.start(ctx, log, g, in, false, incoming, &undo)
+	err = m.start(ctx, log, g, in, false, restoreFrom, &undo)
 	if err == nil {
 		err = m.wait(ctx, in, opt)
 	}

@@ -27,6 +27,11 @@ const (
 	agentPortID = "agentport"
 	// agentChardevID is the id of the agent port's socket chardev.
 	agentChardevID = "agent"
+	// migrationFile is the migration stream in a state directory: QEMU
+	// writes memory and device state as one stream.
+	migrationFile = "vm.migration"
+	// stateFormat names that stream in a state directory's manifest.
+	stateFormat = "qemu-migration"
 )
 
 // bootArgs are the kernel arguments of the machine this backend emulates,
@@ -85,10 +90,21 @@ func (a Accel) String() string {
 // agent's channel is a virtio-serial port named "slicer.agent" behind
 // RunDir/agent.sock, and QMP listens on RunDir/qmp.sock. A guest reboot
 // ends the process (-no-reboot). The kernel command line is bootArgs, then
-// spec.Cmdline. With spec.Incoming the machine loads that
-// state file (-incoming) instead of running the kernel; the rest of the
-// command line is the same, as QEMU requires of a migration target.
+// spec.Cmdline. With spec.RestoreFrom the machine loads the migration
+// stream of that state directory (-incoming) instead of running the
+// kernel; the rest of the command line is the same, as QEMU requires of a
+// migration target.
 func Args(spec hypervisor.Spec, accel Accel) ([]string, error) {
+	incoming := ""
+	if spec.RestoreFrom != "" {
+		incoming = filepath.Join(spec.RestoreFrom, migrationFile)
+	}
+	return args(spec, accel, incoming)
+}
+
+// args is Args loading the migration stream in the file incoming, when
+// set (a state directory's, or an older daemon's state file).
+func args(spec hypervisor.Spec, accel Accel, incoming string) ([]string, error) {
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
@@ -149,11 +165,11 @@ func Args(spec hypervisor.Spec, accel Accel) ([]string, error) {
 			"-device", nic,
 		)
 	}
-	if spec.Incoming != "" {
+	if incoming != "" {
 		// QEMU runs an exec: migration command with /bin/sh -c. Reading
 		// through cat rather than handing QEMU the file keeps Args pure;
 		// the value is one string, not an option list, so commas stay.
-		args = append(args, "-incoming", "exec:cat "+shellQuote(spec.Incoming))
+		args = append(args, "-incoming", "exec:cat "+shellQuote(incoming))
 	}
 	args = append(args,
 		"-qmp", "unix:"+optValue(filepath.Join(spec.RunDir, qmpSocket))+",server=on,wait=off",
@@ -210,24 +226,17 @@ func optValue(s string) string {
 	return strings.ReplaceAll(s, ",", ",,")
 }
 
-// validate reports every problem with spec at once, as api.ErrInvalid.
+// validate reports every problem with spec at once, as api.ErrInvalid:
+// those every backend refuses (Spec.Validate) and QEMU's own limits.
 func validate(spec hypervisor.Spec) error {
-	var errs []error
+	errs := spec.Problems()
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if spec.VCPUs < 1 {
-		bad("vcpus must be at least 1, got %d", spec.VCPUs)
-	}
-	if spec.MemoryBytes < minMemory {
+	if spec.MemoryBytes > 0 && spec.MemoryBytes < minMemory {
 		bad("memory must be at least %d MiB, got %d bytes", minMemory/mib, spec.MemoryBytes)
 	} else if spec.MemoryBytes%mib != 0 {
 		bad("memory must be a whole number of MiB, got %d bytes", spec.MemoryBytes)
 	}
-	if spec.Kernel == "" {
-		bad("kernel is not set")
-	}
-	if !filepath.IsAbs(spec.RunDir) {
-		bad("run dir %q is not an absolute path", spec.RunDir)
-	} else {
+	if filepath.IsAbs(spec.RunDir) {
 		for _, name := range []string{agentSocket, qmpSocket} {
 			if p := filepath.Join(spec.RunDir, name); len(p) > maxUnixPath {
 				bad("socket path %s is %d bytes, longer than the %d a unix socket allows: use a shorter run dir", p, len(p), maxUnixPath)
@@ -235,15 +244,9 @@ func validate(spec hypervisor.Spec) error {
 		}
 	}
 	for i, d := range spec.Disks {
-		if d.Path == "" {
-			bad("disk %d has no path", i)
-		}
 		if d.Format != "" && d.Format != "raw" && d.Format != "qcow2" {
 			bad("disk %d format %q is not raw or qcow2", i, d.Format)
 		}
-	}
-	if spec.Incoming != "" && !filepath.IsAbs(spec.Incoming) {
-		bad("incoming state file %q is not an absolute path", spec.Incoming)
 	}
 	if spec.TAP != "" && len(spec.TAP) > maxIfName {
 		bad("tap name %q is longer than %d bytes", spec.TAP, maxIfName)

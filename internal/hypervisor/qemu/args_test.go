@@ -44,7 +44,7 @@ func TestArgsFull(t *testing.T) {
 	kvm.TAP, kvm.MAC = "tap-vm1", "52:54:00:12:34:56"
 	// A restore is the same command line plus -incoming.
 	restore := baseSpec()
-	restore.Incoming = "/var/lib/slicer/sbox-1.state"
+	restore.RestoreFrom = "/var/lib/slicer/sbox-1.state"
 
 	tests := []struct {
 		name  string
@@ -128,7 +128,7 @@ func TestArgsFull(t *testing.T) {
 			"-device", "virtio-blk-device,drive=disk0",
 			"-object", "rng-random,id=rng0,filename=/dev/urandom",
 			"-device", "virtio-rng-device,rng=rng0",
-			"-incoming", "exec:cat '/var/lib/slicer/sbox-1.state'",
+			"-incoming", "exec:cat '/var/lib/slicer/sbox-1.state/vm.migration'",
 			"-qmp", "unix:/run/slicer/vm-1/qmp.sock,server=on,wait=off",
 			"-pidfile", "/run/slicer/vm-1/qemu.pid",
 			"-daemonize",
@@ -201,8 +201,8 @@ func TestArgsOptions(t *testing.T) {
 		want:  [][2]string{{"-append", machineArgs + " tsc_early_khz=2096035"}},
 	}, {
 		name: "incoming path is shell-quoted, commas kept",
-		edit: func(s *hypervisor.Spec) { s.Incoming = "/st/it's a,b $(x).state" },
-		want: [][2]string{{"-incoming", `exec:cat '/st/it'\''s a,b $(x).state'`}},
+		edit: func(s *hypervisor.Spec) { s.RestoreFrom = "/st/it's a,b $(x).state" },
+		want: [][2]string{{"-incoming", `exec:cat '/st/it'\''s a,b $(x).state/vm.migration'`}},
 	}, {
 		name:   "no incoming means a cold boot",
 		absent: []string{"-incoming"},
@@ -260,7 +260,7 @@ func TestArgsInvalid(t *testing.T) {
 		{"disk without path", func(s *hypervisor.Spec) { s.Disks = []hypervisor.Disk{{}} }, []string{"disk 0 has no path"}},
 		{"unknown disk format", func(s *hypervisor.Spec) { s.Disks[0].Format = "vmdk" }, []string{`disk 0 format "vmdk"`}},
 		{"long tap name", func(s *hypervisor.Spec) { s.TAP = "tap-0123456789abc" }, []string{"tap name"}},
-		{"relative incoming", func(s *hypervisor.Spec) { s.Incoming = "vm.state" }, []string{`incoming state file "vm.state" is not an absolute path`}},
+		{"relative state directory", func(s *hypervisor.Spec) { s.RestoreFrom = "vm.state" }, []string{`state directory "vm.state" is not an absolute path`}},
 		{"bad mac", func(s *hypervisor.Spec) { s.TAP, s.MAC = "tap0", "5254.0012.3456" }, []string{`mac "5254.0012.3456"`}},
 		{"every problem at once", func(s *hypervisor.Spec) { s.VCPUs, s.Kernel = 0, "" }, []string{"vcpus", "kernel"}},
 	}
