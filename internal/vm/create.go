@@ -185,7 +185,7 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, fb age
 			Tags: req.Tags, Persistent: req.Persistent, Protected: protected, State: store.StateCreating, Unanswered: unanswered,
 			Userdata: fb.Userdata, SSHKeys: fb.SSHKeys, Secrets: secretScope(req.Secrets),
 			CreatedAt: time.Now().UTC().Truncate(time.Second),
-			Disk:      m.diskPath(hostname), RunDir: m.runDir(hostname),
+			Disk:      m.diskPath(hostname), RunDir: m.runDir(hostname), Backend: m.opt.Backend.Name(),
 		}
 	})
 	if err != nil {
@@ -212,9 +212,9 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, fb age
 	return in, nil
 }
 
-// start starts the machine of in: first cloning its disk when fresh (a
-// relaunch boots the disk it has), restored from the state directory
-// restoreFrom when that is set.
+// start starts the machine of in with the backend its record names: first
+// cloning its disk when fresh (a relaunch boots the disk it has), restored
+// from the state directory restoreFrom when that is set.
 func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGroup, in *instance, fresh bool, restoreFrom string, undo *undoStack) error {
 	imgName := m.opt.Config.ImageFor(g)
 	img, err := m.opt.Images.Resolve(ctx, imgName)
@@ -228,6 +228,10 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	in.mu.Lock()
 	rec := in.rec
 	in.mu.Unlock()
+	backend, err := m.backendFor(rec)
+	if err != nil {
+		return err
+	}
 	if fresh {
 		format, err := m.opt.Clone(ctx, img.RootFS, rec.Disk, size)
 		if err != nil {
@@ -283,7 +287,7 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	var machine hypervisor.Machine
 	err = network.InNetNS(netns, func() error {
 		var err error
-		machine, err = m.opt.Backend.Start(ctx, spec)
+		machine, err = backend.Start(ctx, spec)
 		return err
 	})
 	if err != nil {
