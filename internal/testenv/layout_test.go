@@ -62,6 +62,10 @@ func TestDependencyFences(t *testing.T) {
 		"internal/hypervisor/qemu": {
 			"api", "internal/hypervisor",
 		},
+		"internal/hypervisor/hypervisortest": {"api", "internal/hypervisor"},
+		"internal/hypervisor/hypervisortest/agentguest": {
+			"api", "internal/agent", "internal/hypervisor", "internal/hypervisor/hypervisortest",
+		},
 		"internal/image":   {},
 		"internal/systemd": {"api"},
 		"internal/doctor": {

@@ -1,5 +1,6 @@
-// Package hypervisortest provides Fake, an in-memory backend for tests of
-// the layers above the backends.
+// Package hypervisortest holds the conformance suite every hypervisor
+// backend must pass (Run, suite.go) and Fake, an in-memory backend for
+// tests of the layers above the backends, held to the same suite.
 //
 // A fake machine has no guest of its own: its agent channel is handed to
 // a function the test supplies, typically the real agent server running

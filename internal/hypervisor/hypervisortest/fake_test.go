@@ -11,6 +11,24 @@ import (
 	"github.com/openslicer/openslicer/internal/hypervisor"
 )
 
+// The fake is held to the suite every backend passes.
+func TestFakeConformance(t *testing.T) {
+	host := &Host{}
+	Run(t, func(t *testing.T) hypervisor.Backend { return &Fake{Host: host, Guest: KVGuest} }, FakeGuest{})
+}
+
+// A fake whose guest ignores the power button passes too.
+func TestFakeIgnoringShutdownConformance(t *testing.T) {
+	host := &Host{}
+	Run(t, func(t *testing.T) hypervisor.Backend {
+		return &Fake{Host: host, Guest: KVGuest, IgnoreShutdown: true}
+	}, ignoringGuest{})
+}
+
+type ignoringGuest struct{ FakeGuest }
+
+func (ignoringGuest) HonoursPowerButton() bool { return false }
+
 func TestFakeSuspendErr(t *testing.T) {
 	f := &Fake{SuspendErr: hypervisor.ErrUnsupported}
 	m, err := f.Start(context.Background(), FakeGuest{}.Spec(t))
@@ -24,10 +42,8 @@ func TestFakeSuspendErr(t *testing.T) {
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a failed Suspend left %s (stat error %v)", dir, err)
 	}
-	select {
-	case <-m.Done():
+	if !isOpen(m.Done()) {
 		t.Error("a failed Suspend ended the machine")
-	default:
 	}
 }
 
