@@ -6,8 +6,9 @@
 // Implementations live in subpackages (qemu; firecracker and
 // cloud-hypervisor later). Every backend is held to one conformance suite,
 // hypervisortest.Run: the doc comments of Backend and Machine are the
-// contract it checks. This package imports only the standard library and
-// the api error classes.
+// contract it checks. This package imports only the standard library,
+// golang.org/x/sys (an atomic directory exchange) and the api error
+// classes.
 package hypervisor
 
 import (
