@@ -25,7 +25,7 @@ import (
 type images struct{}
 
 func (images) Resolve(ctx context.Context, name string) (vm.BootImage, error) {
-	return vm.BootImage{RootFS: "/dev/null"}, nil
+	return vm.BootImage{Kernel: "/fake/vmlinuz", RootFS: "/dev/null"}, nil
 }
 
 func clone(ctx context.Context, src, dst string, size int64) (string, error) {

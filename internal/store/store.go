@@ -62,6 +62,12 @@ type VM struct {
 	RunDir     string          `json:"run_dir"`
 	IP         string          `json:"ip,omitempty"`
 	Machine    json.RawMessage `json:"machine,omitempty"`
+	// Backend names the hypervisor backend that runs the VM (the config's
+	// hypervisor when it was created): only that one re-attaches,
+	// reclaims, relaunches or restores it. Empty in records written
+	// before it was kept; the machine handle's backend, else the daemon's
+	// own, then stands in.
+	Backend string `json:"backend,omitempty"`
 	// Unanswered marks a VM whose create has not been answered yet: the
 	// next daemon reclaims it, as it does a record caught in
 	// vmstate.Creating, since no client knows of it.

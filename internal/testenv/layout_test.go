@@ -61,9 +61,13 @@ func TestDependencyFences(t *testing.T) {
 		"internal/config":       {"internal/imageref"},
 		"internal/imageref":     {},
 		"internal/image/unpack": {},
-		"internal/hypervisor":   {},
+		"internal/hypervisor":   {"api"},
 		"internal/hypervisor/qemu": {
 			"api", "internal/hypervisor",
+		},
+		"internal/hypervisor/hypervisortest": {"api", "internal/hypervisor"},
+		"internal/hypervisor/hypervisortest/agentguest": {
+			"api", "internal/agent", "internal/hypervisor", "internal/hypervisor/hypervisortest",
 		},
 		"internal/image":   {"api", "internal/image/unpack", "internal/imageref"},
 		"internal/systemd": {"api"},

@@ -186,7 +186,7 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, fb age
 			Tags: req.Tags, Persistent: req.Persistent, Protected: protected, State: vmstate.Creating, Unanswered: unanswered,
 			Userdata: fb.Userdata, SSHKeys: fb.SSHKeys, Secrets: secretScope(req.Secrets),
 			CreatedAt: time.Now().UTC().Truncate(time.Second),
-			Disk:      m.diskPath(hostname), RunDir: m.runDir(hostname),
+			Disk:      m.diskPath(hostname), RunDir: m.runDir(hostname), Backend: m.opt.Backend.Name(),
 		}
 	})
 	if err != nil {
@@ -213,10 +213,10 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, fb age
 	return in, nil
 }
 
-// start starts the machine of in: first cloning its disk when fresh (a
-// relaunch boots the disk it has), restored from the state file incoming
-// when that is set.
-func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGroup, in *instance, fresh bool, incoming string, undo *undoStack) error {
+// start starts the machine of in with the backend its record names: first
+// cloning its disk when fresh (a relaunch boots the disk it has), restored
+// from the state directory restoreFrom when that is set.
+func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGroup, in *instance, fresh bool, restoreFrom string, undo *undoStack) error {
 	imgName := m.opt.Config.ImageFor(g)
 	img, err := m.opt.Images.Resolve(ctx, imgName)
 	if err != nil {
@@ -229,6 +229,10 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	in.mu.Lock()
 	rec := in.rec
 	in.mu.Unlock()
+	backend, err := m.backendFor(rec)
+	if err != nil {
+		return err
+	}
 	if fresh {
 		format, err := m.opt.Clone(ctx, img.RootFS, rec.Disk, size)
 		if err != nil {
@@ -253,11 +257,15 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 		return err
 	}
 
+	netArg := ""
+	if plan != nil {
+		netArg = plan.Guest.KernelArg(rec.Hostname, guestNIC)
+	}
 	spec := hypervisor.Spec{
 		ID: rec.RunDir, Name: rec.Hostname, VCPUs: rec.CPUs, MemoryBytes: rec.RamBytes,
-		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: KernelCmdline(rec.Hostname, g.KernelArgs),
+		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: GuestCmdline(rec.Hostname, g.KernelArgs, netArg),
 		Disks:  []hypervisor.Disk{{Path: rec.Disk, Format: diskFormat(rec)}},
-		RunDir: rec.RunDir, ConsoleLog: m.logPath(rec.Hostname), Incoming: incoming,
+		RunDir: rec.RunDir, ConsoleLog: m.logPath(rec.Hostname), RestoreFrom: restoreFrom,
 	}
 	var netns string
 	if plan != nil {
@@ -272,7 +280,6 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 			return err
 		}
 		spec.TAP, spec.MAC, netns = att.TAP, att.MAC, att.NetNS
-		spec.Cmdline += " " + plan.Guest.KernelArg(rec.Hostname, guestNIC)
 		log.Debug("network set up", "mode", plan.Mode, "ip", plan.Guest.Address, "tap", att.TAP)
 	}
 	// The console log is appended to by every boot of the VM: this
@@ -281,7 +288,7 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	var machine hypervisor.Machine
 	err = network.InNetNS(netns, func() error {
 		var err error
-		machine, err = m.opt.Backend.Start(ctx, spec)
+		machine, err = backend.Start(ctx, spec)
 		return err
 	})
 	if err != nil {
@@ -305,7 +312,7 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	}
 	in.machine, in.agent, in.endLife, in.delivered = machine, client, endLife, delivered
 	in.boot = bootWatch{
-		hostname: rec.Hostname, console: spec.ConsoleLog, offset: consoleFrom, restore: incoming != "",
+		hostname: rec.Hostname, console: spec.ConsoleLog, offset: consoleFrom, restore: restoreFrom != "",
 		exited: machine.Done(), accel: m.opt.Accelerator, bound: m.opt.BootWatchdog,
 	}
 	in.rec.Machine = handle

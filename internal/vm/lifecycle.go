@@ -77,7 +77,7 @@ func (m *Manager) teardown(ctx context.Context, in *instance) error {
 		}
 	}
 	errs = append(errs, m.networkDown(ctx, in))
-	errs = append(errs, removeFile(rec.Disk), removeFile(m.statePath(rec.Hostname)), removeFile(m.planPath(rec.Hostname)),
+	errs = append(errs, removeFile(rec.Disk), hypervisor.RemoveState(m.statePath(rec.Hostname)), removeFile(m.planPath(rec.Hostname)),
 		removeFile(rec.Disk+".tmp"), removeFile(m.planPath(rec.Hostname)+".tmp"), // of a create cut short by a crash
 		os.RemoveAll(rec.RunDir), m.opt.Store.Delete(rec.Hostname))
 	m.mu.Lock()
@@ -145,6 +145,9 @@ func (m *Manager) reclaimAtClose(ctx context.Context) error {
 	}
 	liveVMs, liveGroups := map[string]bool{}, map[string]bool{}
 	m.mu.Lock()
+	for _, rec := range m.leftAlone {
+		liveVMs[rec.Hostname], liveGroups[rec.Group] = true, true
+	}
 	for host, in := range m.vms {
 		in.mu.Lock()
 		if in.plan != nil && in.machine != nil {
@@ -162,7 +165,9 @@ func (m *Manager) reclaimAtClose(ctx context.Context) error {
 // records of VMs caught mid-create or whose create was never answered, and
 // of ephemeral VMs, are reclaimed with their processes, disks and sockets;
 // persistent VMs still running are re-attached, and those that are gone are
-// kept as stopped.
+// kept as stopped. Each VM is handled by the backend its record names; a
+// VM whose backend this daemon does not have is left alone (record, disk,
+// processes and network kept, not listed) and reported in the error.
 func (m *Manager) Recover(ctx context.Context) error {
 	recs, err := m.opt.Store.List()
 	if err != nil {
@@ -171,12 +176,23 @@ func (m *Manager) Recover(ctx context.Context) error {
 	var errs []error
 	live := map[string]bool{} // VMs whose machine runs with a network
 	for _, rec := range recs {
+		backend, err := m.backendFor(rec)
+		if err != nil {
+			m.log.Error("vm left alone: its backend is not in this daemon", "vm", rec.Hostname, "backend", m.backendName(rec), "err", err)
+			errs = append(errs, fmt.Errorf("vm left alone: %w", err))
+			m.mu.Lock()
+			m.leftAlone = append(m.leftAlone, rec)
+			m.mu.Unlock()
+			live[rec.Hostname] = true
+			continue
+		}
+		rec.Backend = backend.Name() // a record from before records named it
 		in := &instance{rec: rec, created: make(chan struct{}), abort: func() {}}
 		close(in.created)
 		plan, err := m.readPlan(rec.Hostname)
 		errs = append(errs, err)
 		in.plan = plan
-		in.machine = m.attach(ctx, rec)
+		in.machine = m.attach(ctx, backend, rec)
 		_, known := m.groups[rec.Group]
 		if rec.State == vmstate.Creating || rec.Unanswered || !rec.Persistent || !known {
 			m.log.Info("reclaiming vm left by an earlier daemon", "vm", rec.Hostname, "state", rec.State, "unanswered", rec.Unanswered)
@@ -184,7 +200,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 				in.plan = nil // its network goes with every other leftover, in one pass below
 			} // a plan from before instance ids: that pass does not see its objects, its teardown does
 			// A start cut short by the crash has processes but no handle.
-			errs = append(errs, m.opt.Backend.Reclaim(ctx, rec.RunDir), m.teardown(ctx, in))
+			errs = append(errs, backend.Reclaim(ctx, rec.RunDir), m.teardown(ctx, in))
 			continue
 		}
 		m.mu.Lock()
@@ -213,22 +229,23 @@ func (m *Manager) Recover(ctx context.Context) error {
 		life, endLife := context.WithCancel(context.WithoutCancel(ctx))
 		in.agent, in.endLife = m.newAgent(in, in.machine), endLife
 		in.delivered = m.deliverBootData(life, in, in.agent, agent.FirstBoot{Userdata: rec.Userdata, SSHKeys: rec.SSHKeys})
-		m.log.Info("re-attached persistent vm", "vm", rec.Hostname)
+		m.log.Info("re-attached persistent vm", "vm", rec.Hostname, "backend", backend.Name())
 		m.watch(in)
 	}
 	errs = append(errs, m.reclaimNetwork(ctx, live))
 	return errors.Join(errs...)
 }
 
-// attach re-adopts the machine of rec, or returns nil when it is gone.
-func (m *Manager) attach(ctx context.Context, rec store.VM) hypervisor.Machine {
-	h := hypervisor.Handle{Backend: m.opt.Backend.Name(), RunDir: rec.RunDir}
+// attach re-adopts the machine of rec through backend, the one that runs
+// it, or returns nil when it is gone.
+func (m *Manager) attach(ctx context.Context, backend hypervisor.Backend, rec store.VM) hypervisor.Machine {
+	h := hypervisor.Handle{Backend: backend.Name(), RunDir: rec.RunDir}
 	if len(rec.Machine) > 0 {
 		if err := json.Unmarshal(rec.Machine, &h); err != nil {
 			m.log.Warn("bad machine handle in store", "vm", rec.Hostname, "err", err)
 		}
 	}
-	machine, err := m.opt.Backend.Attach(ctx, h)
+	machine, err := backend.Attach(ctx, h)
 	if err != nil {
 		if !errors.Is(err, api.ErrNotFound) {
 			m.log.Warn("re-attach vm", "vm", rec.Hostname, "err", err)

@@ -19,6 +19,7 @@ package vm
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -63,11 +64,17 @@ type CloneFunc func(ctx context.Context, src, dst string, size int64) (format st
 
 // Options are the dependencies of a Manager.
 type Options struct {
-	Config  *config.Config
+	Config *config.Config
+	// Backend boots the VMs this daemon creates (the config's
+	// hypervisor).
 	Backend hypervisor.Backend
-	Store   *store.Store
-	Images  Images
-	Clone   CloneFunc
+	// Backends are further backends whose VMs this daemon can re-attach,
+	// reclaim, relaunch and restore: each VM is handled by the backend its
+	// record names. Backend is always one of them.
+	Backends []hypervisor.Backend
+	Store    *store.Store
+	Images   Images
+	Clone    CloneFunc
 	// Network wires the VMs of groups with a network; it may be nil when
 	// no group has one.
 	Network Network
@@ -96,13 +103,18 @@ type Options struct {
 
 // Manager owns every VM of the daemon.
 type Manager struct {
-	opt    Options
-	log    *slog.Logger
-	groups map[string]config.HostGroup
+	opt      Options
+	log      *slog.Logger
+	groups   map[string]config.HostGroup
+	backends hypervisor.Backends
 
 	mu  sync.Mutex
 	vms map[string]*instance
-	wg  sync.WaitGroup // watcher goroutines
+	// leftAlone are the records Recover found of VMs whose backend this
+	// daemon does not have: not in the table, never touched, and their
+	// network objects kept.
+	leftAlone []store.VM
+	wg        sync.WaitGroup // watcher goroutines
 	// closing is closed when the daemon stops, releasing the watchers.
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -144,7 +156,34 @@ func New(opt Options) *Manager {
 	for _, g := range opt.Config.HostGroups {
 		groups[g.Name] = g
 	}
-	return &Manager{opt: opt, log: opt.Log, groups: groups, vms: map[string]*instance{}, closing: make(chan struct{})}
+	return &Manager{
+		opt: opt, log: opt.Log, groups: groups, vms: map[string]*instance{}, closing: make(chan struct{}),
+		backends: hypervisor.NewBackends(append([]hypervisor.Backend{opt.Backend}, opt.Backends...)...),
+	}
+}
+
+// backendName is the backend that runs the VM of rec: the one its record
+// names; for a record from before records named one, its machine handle's,
+// else this daemon's.
+func (m *Manager) backendName(rec store.VM) string {
+	if rec.Backend != "" {
+		return rec.Backend
+	}
+	var h hypervisor.Handle
+	if len(rec.Machine) > 0 && json.Unmarshal(rec.Machine, &h) == nil && h.Backend != "" {
+		return h.Backend
+	}
+	return m.opt.Backend.Name()
+}
+
+// backendFor returns the backend that runs the VM of rec (backendName);
+// one this daemon does not have wraps hypervisor.ErrUnknownBackend.
+func (m *Manager) backendFor(rec store.VM) (hypervisor.Backend, error) {
+	b, err := m.backends.Get(m.backendName(rec))
+	if err != nil {
+		return nil, fmt.Errorf("vm %q: %w", rec.Hostname, err)
+	}
+	return b, nil
 }
 
 // HostGroups returns the configured host groups.

@@ -347,7 +347,7 @@ func TestSuspendRestore(t *testing.T) {
 	if err := e.m.Restore(ctx, "sbox-1", CreateOptions{}); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
-	if r := e.fake.Running(); len(r) != 1 || r[0].Spec.Incoming == "" {
+	if r := e.fake.Running(); len(r) != 1 || r[0].Spec.RestoreFrom == "" {
 		t.Fatalf("Restore did not start a machine from the state file")
 	}
 	if _, err := os.Stat(filepath.Join(e.dir, "disks", "sbox-1.state")); !os.IsNotExist(err) {
@@ -390,7 +390,7 @@ func TestResumeRestoresSuspendedVM(t *testing.T) {
 	if err := e.m.Resume(ctx, "sbox-1"); err != nil {
 		t.Fatalf("Resume of a suspended vm: %v", err)
 	}
-	if r := e.fake.Running(); len(r) != 1 || r[0].Spec.Incoming == "" {
+	if r := e.fake.Running(); len(r) != 1 || r[0].Spec.RestoreFrom == "" {
 		t.Fatal("Resume did not restore the machine from its state file")
 	}
 	n, _ := e.m.List(Filter{})

@@ -19,10 +19,11 @@ func (m *Manager) Relaunch(ctx context.Context, hostname string, opt CreateOptio
 }
 
 // restart starts the machine of an existing VM with op, relaunch or
-// restore: its disk as it is (a relaunch), or restored from a state file
-// when incoming is set. While it starts the VM is "creating", so a delete
-// aborts it; if it fails the VM is left in the state it was in.
-func (m *Manager) restart(ctx context.Context, hostname string, op vmstate.Op, incoming string, opt CreateOptions) (*instance, error) {
+// restore: its disk as it is (a relaunch), or restored from the state
+// directory restoreFrom when that is set. While it starts the VM is
+// "creating", so a delete aborts it; if it fails the VM is left in the
+// state it was in.
+func (m *Manager) restart(ctx context.Context, hostname string, op vmstate.Op, restoreFrom string, opt CreateOptions) (*instance, error) {
 	in, err := m.get(hostname)
 	if err != nil {
 		return nil, err
@@ -42,7 +43,7 @@ func (m *Manager) restart(ctx context.Context, hostname string, op vmstate.Op, i
 
 	log := m.log.With("vm", hostname, "group", g.Name)
 	var undo undoStack
-	err = m.start(ctx, log, g, in, false, incoming, &undo)
+	err = m.start(ctx, log, g, in, false, restoreFrom, &undo)
 	if err == nil {
 		err = m.wait(ctx, in, opt)
 	}

@@ -31,6 +31,7 @@ type gate struct {
 func gated(e *env) *gatedBackend {
 	b := &gatedBackend{Fake: e.fake, gates: map[string]*gate{}}
 	e.m.opt.Backend = b
+	e.m.backends = hypervisor.NewBackends(b) // VMs find their backend by name here
 	return b
 }
 

@@ -142,7 +142,7 @@ func TestCloseShutsDownVMs(t *testing.T) {
 	if got := statuses(t, m2); !maps.Equal(got, want) {
 		t.Fatalf("after restart: %v, want %v", got, want)
 	}
-	if r := e.fake.Running(); len(r) != 1 || r[0].Spec.Name != count || r[0].Spec.Incoming != "" {
+	if r := e.fake.Running(); len(r) != 1 || r[0].Spec.Name != count || r[0].Spec.RestoreFrom != "" {
 		t.Fatalf("after restart running %v, want only %s booted from its disk", r, count)
 	}
 }
@@ -220,7 +220,7 @@ func TestCloseSuspendsAndStartRestores(t *testing.T) {
 	}
 	for _, host := range []string{count, running, paused} {
 		m := e.fake.Last(host)
-		if m.Ended() != "" || m.Spec.Incoming == "" {
+		if m.Ended() != "" || m.Spec.RestoreFrom == "" {
 			t.Errorf("%s was not restored from its state file", host)
 		}
 		if rec := e.record(t, host); rec.RestoreAtStart != "" {

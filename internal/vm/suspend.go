@@ -11,7 +11,10 @@ import (
 	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
-// statePath is where a suspended VM's memory and device state is kept.
+// statePath is where a suspended VM's memory and device state is kept: a
+// state directory (hypervisor.CreateState) its backend writes and reads,
+// or, for a VM an earlier daemon suspended, the single file it wrote
+// there, which the QEMU backend still restores from.
 func (m *Manager) statePath(hostname string) string {
 	return filepath.Join(m.opt.DisksDir, hostname+".state")
 }
@@ -99,5 +102,5 @@ func (m *Manager) Restore(ctx context.Context, hostname string, opt CreateOption
 			return err
 		}
 	}
-	return removeFile(m.statePath(hostname))
+	return hypervisor.RemoveState(m.statePath(hostname))
 }

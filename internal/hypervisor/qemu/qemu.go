@@ -14,18 +14,20 @@
 //	<RunDir>/qmp.sock    QMP, driven by the small client in qmp.go
 //	<RunDir>/agent.sock  the guest agent's virtio-serial port "slicer.agent"
 //
+// The guest kernel's command line starts with this machine's own
+// arguments (bootArgs), then the guest's (Spec.Cmdline).
+//
 // Because QEMU daemonizes, the process is not our child: it is watched
 // through a pidfd, and a later daemon re-adopts it from the Handle (pid and
 // RunDir) with Attach. The process is recognized by its command line, which
 // names RunDir/qemu.pid, so a reused pid is never mistaken for a machine.
 //
-// Suspend and restore are a migration to and from a state file (see
+// Suspend and restore are a migration to and from a state directory (see
 // suspend.go).
 package qemu
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -40,6 +42,10 @@ import (
 
 // binaryName is the QEMU system emulator this backend runs.
 const binaryName = "qemu-system-x86_64"
+
+// backendName is the backend's config name (Backend.Name), recorded in
+// handles and state manifests.
+const backendName = "qemu"
 
 // Backend starts QEMU machines. The zero value is not usable: use New.
 type Backend struct {
@@ -76,7 +82,7 @@ func New(log *slog.Logger) *Backend {
 }
 
 // Name implements hypervisor.Backend.
-func (b *Backend) Name() string { return "qemu" }
+func (b *Backend) Name() string { return backendName }
 
 // Check implements hypervisor.Backend: QEMU must be installed. A host
 // without KVM is fine (TCG).
@@ -181,10 +187,10 @@ func (b *Backend) probes() accelProbes {
 
 // Start implements hypervisor.Backend. It returns once QEMU has set the
 // machine up and daemonized; the guest is then booting. With
-// spec.Incoming it returns once the state is loaded and the guest runs
+// spec.RestoreFrom it returns once the state is loaded and the guest runs
 // again. The run directory is created if missing. Start fails with
-// api.ErrConflict when a qemu process already runs in spec.RunDir, and
-// with api.ErrNotFound when the state file is missing.
+// api.ErrConflict when a qemu process already runs in spec.RunDir; a
+// restore fails as hypervisor.Backend documents, before QEMU starts.
 func (b *Backend) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Machine, error) {
 	if err := validate(spec); err != nil {
 		return nil, err
@@ -193,20 +199,43 @@ func (b *Backend) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.M
 	if err != nil {
 		return nil, fmt.Errorf("start qemu machine %q: %w", spec.Name, err)
 	}
-	args, err := Args(spec, accel)
-	if err != nil {
-		return nil, err
-	}
-	if spec.Incoming != "" {
-		if err := checkStateFile(spec.Incoming); err != nil {
+	incoming := ""
+	if spec.RestoreFrom != "" {
+		if incoming, err = b.stateToLoad(spec, accel); err != nil {
 			return nil, fmt.Errorf("restore qemu machine %q: %w", spec.Name, err)
 		}
 	}
-	m, err := b.start(ctx, spec.RunDir, args, spec.Incoming != "")
+	args, err := args(spec, accel, incoming)
+	if err != nil {
+		return nil, err
+	}
+	m, err := b.start(ctx, spec.RunDir, args, incoming != "")
 	if err != nil {
 		return nil, fmt.Errorf("start qemu machine %q: %w", spec.Name, err)
 	}
 	return m, nil
+}
+
+// stateToLoad returns the migration stream to restore spec from: that of
+// the state directory spec.RestoreFrom, once its manifest has been checked
+// against spec (hypervisor.OpenState). A regular file there is a state an
+// earlier daemon saved, before state directories: the bare migration
+// stream, which has no manifest to check, and which QEMU loads as it is,
+// so that a VM suspended before an upgrade still comes back.
+func (b *Backend) stateToLoad(spec hypervisor.Spec, accel Accel) (string, error) {
+	if fi, err := os.Stat(spec.RestoreFrom); err == nil && fi.Mode().IsRegular() {
+		b.log().Info("restoring from a state file saved before state directories: not checked against the machine", "state", spec.RestoreFrom)
+		return spec.RestoreFrom, nil
+	}
+	man, err := hypervisor.OpenState(spec.RestoreFrom, b.Name(), stateFormat, hypervisor.ShapeOf(spec, accel.String()))
+	if err != nil {
+		return "", err
+	}
+	name, ok := man.File(hypervisor.HoldsMemory)
+	if !ok {
+		return "", fmt.Errorf("%w: state %s: the manifest names no file holding memory", api.ErrInvalid, spec.RestoreFrom)
+	}
+	return filepath.Join(spec.RestoreFrom, name), nil
 }
 
 // Attach implements hypervisor.Backend. It re-adopts the qemu process of
@@ -236,22 +265,6 @@ func (b *Backend) Reclaim(ctx context.Context, runDir string) error {
 	}
 	if err := reclaim(ctx, runDir); err != nil {
 		return fmt.Errorf("reclaim qemu processes of %s: %w", runDir, err)
-	}
-	return nil
-}
-
-// checkStateFile checks that path is a regular file, so that a missing
-// one is reported as such rather than as QEMU failing to load it.
-func checkStateFile(path string) error {
-	fi, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("state file %s: %w", path, api.ErrNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("state file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%w: state file %s is not a regular file", api.ErrInvalid, path)
 	}
 	return nil
 }
