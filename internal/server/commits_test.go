@@ -175,7 +175,7 @@ func TestCommitRoutes(t *testing.T) {
 	}
 	fr := decode[api.ForkVMResponse](t, body)
 	if fr.Hostname != "sbox-2" || fr.SourceHostname != "sbox-1" || fr.CommitID != cr.CommitID || fr.Status != "forked" ||
-		fr.ChildStatus != "running" || fr.ParentStatus != "Stopped" || fr.Mode != "disk" || fr.Persistent {
+		fr.ChildStatus != "running" || fr.ParentStatus != "stopped" || fr.Mode != "disk" || fr.Persistent {
 		t.Errorf("fork answer %+v", fr)
 	}
 	_, body = do(t, ts, "GET", "/vm/sbox-2", "", "")

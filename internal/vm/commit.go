@@ -192,7 +192,7 @@ func (m *Manager) Commit(ctx context.Context, hostname string, req api.CommitVMR
 	m.log.Info("vm committed", "vm", hostname, "commit", commit.ID, "format", commit.LayerFormat, "cache_key", commit.CacheKey)
 	return api.CommitVMResponse{
 		Hostname: hostname, CommitID: commit.ID, Status: api.CommitStatusCommitted,
-		ParentStatus: api.StatusStopped, Mode: commit.Mode,
+		ParentStatus: api.StateStopped, Mode: commit.Mode,
 		Tags: commit.Tags, Labels: commit.Labels, CacheKey: commit.CacheKey,
 	}, nil
 }

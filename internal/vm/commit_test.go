@@ -50,7 +50,7 @@ func TestCommitRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.Hostname != src || !strings.HasPrefix(resp.CommitID, "cmt-") || resp.Status != "committed" || resp.ParentStatus != "Stopped" ||
+	if resp.Hostname != src || !strings.HasPrefix(resp.CommitID, "cmt-") || resp.Status != "committed" || resp.ParentStatus != "stopped" ||
 		resp.Mode != "disk" || resp.CacheKey != "key-1" || len(resp.Tags) != 1 || resp.Labels["k"] != "v" {
 		t.Errorf("commit response %+v", resp)
 	}

@@ -337,7 +337,7 @@ func (m *Manager) forkResponse(in *instance, c store.Commit, running bool) api.F
 		resp.ChildStatus = api.ChildStatusRunning
 	}
 	if src, err := m.get(c.Source); err == nil {
-		resp.ParentStatus = src.node().Status
+		resp.ParentStatus = src.node().State
 	}
 	return resp
 }

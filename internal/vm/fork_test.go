@@ -133,7 +133,7 @@ func TestForkChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := api.ForkVMResponse{Hostname: "sbox-2", SourceHostname: src, CommitID: c.CommitID, Status: "forked",
-		ParentStatus: "Stopped", ChildStatus: "running", Mode: "disk"}
+		ParentStatus: "stopped", ChildStatus: "running", Mode: "disk"}
 	if diff := cmp.Diff(want, resp); diff != "" || len(answered) != 1 {
 		t.Errorf("fork response (-want +got):\n%s (answered %d times)", diff, len(answered))
 	}
