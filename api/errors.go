@@ -22,7 +22,27 @@ var (
 	ErrGone           = errors.New("gone")
 	// ErrInsufficientStorage: a write does not fit in the free space left.
 	ErrInsufficientStorage = errors.New("insufficient storage")
+	// ErrMethodNotAllowed: the path exists, not with this method; the
+	// server names the methods it takes in an Allow header.
+	ErrMethodNotAllowed = errors.New("method not allowed")
+	// ErrTooLarge: a request body is larger than its route takes
+	// (MaxJSONBodyBytes for a JSON body).
+	ErrTooLarge = errors.New("request body too large")
+	// ErrBootFailed: a guest did not come up: it printed nothing on its
+	// console within the boot watchdog's bound, its machine exited before
+	// the agent answered, or a restored guest's agent did not answer in
+	// time. The daemon is the gateway to the guest, and the guest failed
+	// it: 502.
+	ErrBootFailed = errors.New("guest did not boot")
 )
+
+// MaxJSONBodyBytes is the largest JSON request body the API takes, on every
+// route with a JSON body; a larger one is ErrTooLarge (413). The daemon
+// decodes such a body whole, so this bounds what one request can make it
+// hold. It leaves room for a secret of 3 MiB after base64 (Kubernetes caps
+// a Secret at 1 MiB) or a long userdata script, and is sixteen times the
+// largest tag update the tag limits allow.
+const MaxJSONBodyBytes = 4 << 20
 
 // classes is the one table between error classes and HTTP status codes.
 // Order matters only for StatusOf: the first class an error matches wins.
@@ -41,6 +61,9 @@ var classes = []struct {
 	{ErrNotImplemented, http.StatusNotImplemented},
 	{ErrUnavailable, http.StatusServiceUnavailable},
 	{ErrInsufficientStorage, http.StatusInsufficientStorage},
+	{ErrMethodNotAllowed, http.StatusMethodNotAllowed},
+	{ErrTooLarge, http.StatusRequestEntityTooLarge},
+	{ErrBootFailed, http.StatusBadGateway},
 }
 
 // StatusOf returns the HTTP status for err: the status of the first class it

@@ -11,19 +11,39 @@ import (
 	"time"
 )
 
-// Node status values as shown by list endpoints.
+// Node status values as shown by list endpoints: the three Slicer's SDKs
+// document, and the only ones this daemon sends in "status". A VM being
+// created or started again is "Running" (guest operations answer 503 until
+// its agent is up, as for any VM still booting); a suspended VM is "Paused"
+// (its memory and processes are kept, and resume brings it back). Node.State
+// carries the finer state.
 const (
 	StatusRunning = "Running"
 	StatusPaused  = "Paused"
 	StatusStopped = "Stopped"
 )
 
-// Info is the body of GET /info.
+// Node state values, in the OpenSlicer extension field "state".
+const (
+	StateCreating  = "creating"
+	StateRunning   = "running"
+	StatePaused    = "paused"
+	StateSuspended = "suspended"
+	StateStopped   = "stopped"
+)
+
+// Info is the body of GET /info. The first four fields are Slicer's; the
+// accelerator fields are this daemon's extension (omitted when empty, so
+// the Slicer fields stay byte-compatible).
 type Info struct {
 	Version   string `json:"version,omitempty"`
 	GitCommit string `json:"git_commit,omitempty"`
 	Platform  string `json:"platform,omitempty"`
 	Arch      string `json:"arch,omitempty"`
+	// Accelerator is how guests run: "kvm" or "tcg" (extension).
+	Accelerator string `json:"accelerator,omitempty"`
+	// AcceleratorReason says why, in one sentence (extension).
+	AcceleratorReason string `json:"accelerator_reason,omitempty"`
 }
 
 // HostGroup is one element of GET /hostgroup.
@@ -49,6 +69,9 @@ type Node struct {
 	Tags          []string  `json:"tags,omitempty"`
 	Status        string    `json:"status,omitempty"`
 	Persistent    bool      `json:"persistent,omitempty"`
+	// State is an OpenSlicer extension: creating, running, paused,
+	// suspended or stopped. Status is what Slicer's clients understand.
+	State string `json:"state,omitempty"`
 }
 
 // CreateNodeRequest is the body of POST /hostgroup/{g}/nodes.
@@ -150,6 +173,19 @@ type VMTags struct {
 	Hostname string   `json:"hostname"`
 	Tags     []string `json:"tags"`
 }
+
+// Limits on a VM's tags. They are several times what cloud providers allow
+// per resource (AWS: 50 tags, values of 256 characters; GCP: 64 labels of
+// 63), so no real use should meet them, and together they bound one VM's
+// tags at 256 KiB: its store record, a tag update, and its share of every
+// list. A create or tag update past them is ErrInvalid (400), naming the
+// limit.
+const (
+	// MaxTagsPerVM is how many tags one VM may carry.
+	MaxTagsPerVM = 256
+	// MaxTagBytes is the longest tag, in bytes of UTF-8.
+	MaxTagBytes = 1024
+)
 
 // VMTagUpdate is the body of PATCH /vm/{h}/tags.
 type VMTagUpdate struct {

@@ -63,6 +63,14 @@ func (c *Client) ShutdownDaemon(ctx context.Context) error {
 	return c.call(ctx, http.MethodPost, nil, nil, nil, "daemon", "shutdown")
 }
 
+// DetachDaemon stops the daemon but leaves its persistent VMs running, for
+// the next daemon to re-attach (POST /daemon/shutdown?detach=true, an
+// OpenSlicer extension for upgrading the daemon). Ephemeral VMs are removed
+// as on any stop. It returns once the daemon has accepted (202).
+func (c *Client) DetachDaemon(ctx context.Context) error {
+	return c.call(ctx, http.MethodPost, url.Values{"detach": {"true"}}, nil, nil, "daemon", "shutdown")
+}
+
 // HostGroups lists the host groups (GET /hostgroup).
 func (c *Client) HostGroups(ctx context.Context) ([]api.HostGroup, error) {
 	var groups []api.HostGroup

@@ -137,6 +137,11 @@ func TestCopy(t *testing.T) {
 		chunkedUpload(t, c, vm)
 	})
 
+	t.Run("acts as the default user", func(t *testing.T) { testActAsUser(t, d, vm) })
+	t.Run("NUL in a path is 400", func(t *testing.T) { testNULPaths(t, d, vm) })
+	t.Run("507 while the client is still sending", func(t *testing.T) { testEarly507(t, d, vm) })
+	t.Run("a rejected tar leaves nothing", func(t *testing.T) { testRejectedTar(t, d, vm) })
+
 	t.Run("cli", func(t *testing.T) {
 		src := filepath.Join(local, "cli.bin")
 		want := writeRandom(t, src, 200<<10)
@@ -181,7 +186,8 @@ func chunkedUpload(t *testing.T, c *client.Client, vm string) {
 		part := data[off:min(off+2<<20, len(data))]
 		sum := sha256.Sum256(part)
 		chunks = append(chunks, chunk{i, int64(len(part)), hex.EncodeToString(sum[:])})
-		if err := c.WriteFile(ctx, vm, fmt.Sprintf("%s/chunks/%06d.chunk", session, i), part, client.CopyOptions{UID: root, GID: root, Permissions: "0600"}); err != nil {
+		// As the user the copy is for: finalise writes the result as that user.
+		if err := c.WriteFile(ctx, vm, fmt.Sprintf("%s/chunks/%06d.chunk", session, i), part, client.CopyOptions{Permissions: "0600"}); err != nil {
 			t.Fatalf("chunk %d: %v", i, err)
 		}
 	}
@@ -190,7 +196,7 @@ func chunkedUpload(t *testing.T, c *client.Client, vm string) {
 		"permissions": "0640", "size": len(data), "copy_semantics": "cp-v1", "source_name": "big.bin",
 		"source_type": "file", "chunks": chunks,
 	})
-	if err := c.WriteFile(ctx, vm, session+"/manifest.json", manifest, client.CopyOptions{UID: root, GID: root, Permissions: "0600"}); err != nil {
+	if err := c.WriteFile(ctx, vm, session+"/manifest.json", manifest, client.CopyOptions{Permissions: "0600"}); err != nil {
 		t.Fatal(err)
 	}
 	res, err = c.ExecBuffered(ctx, vm, &api.ExecRequest{Command: "/usr/local/bin/slicer-agent", Args: []string{"upload", "finalise", "--manifest", session + "/manifest.json", "--uid", "1000", "--gid", "1000"}, UID: root, GID: root, Stdio: api.StdioText})

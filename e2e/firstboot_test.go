@@ -1,7 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -31,8 +38,8 @@ func TestUserdataAndStats(t *testing.T) {
 	if err != nil || !h.UserdataRan || h.UserdataExitCode == nil || *h.UserdataExitCode != 3 {
 		t.Fatalf("Health = %+v, %v; want userdata_ran with exit code 3", h, err)
 	}
-	out, _, _ := execIn(t, c, node.Hostname, &api.ExecRequest{Command: "cat /root/ud-uid /root/ud-user /home/slicer/.ssh/authorized_keys", Shell: "/bin/sh", UID: u32(0)}, nil)
-	if out != "0\nslicer\n"+key+"\n" {
+	out, _, _ := execIn(t, c, node.Hostname, &api.ExecRequest{Command: "cat /root/ud-uid /root/ud-user /home/ubuntu/.ssh/authorized_keys", Shell: "/bin/sh", UID: u32(0)}, nil)
+	if out != "0\nubuntu\n"+key+"\n" {
 		t.Errorf("userdata uid, TARGET_USER and authorized_keys = %q", out)
 	}
 	logs, err := c.Logs(ctx, node.Hostname, 0)
@@ -52,6 +59,63 @@ func TestUserdataAndStats(t *testing.T) {
 		t.Errorf("Stats(all) = %+v, %v", all, err)
 	}
 	if _, err := c.DeleteNode(ctx, "ud", node.Hostname); err != nil {
+		t.Fatal(err)
+	}
+	d.assertNothingLeft(t)
+}
+
+// sshKey returns an authorized_keys line of a made-up ed25519 key.
+func sshKey(seed byte, comment string) string {
+	var blob []byte
+	for _, part := range [][]byte{[]byte("ssh-ed25519"), bytes.Repeat([]byte{seed}, 32)} {
+		blob = binary.BigEndian.AppendUint32(blob, uint32(len(part)))
+		blob = append(blob, part...)
+	}
+	return "ssh-ed25519 " + base64.StdEncoding.EncodeToString(blob) + " " + comment
+}
+
+// TestImportUser: the keys of the request's import_user and of the config's
+// github_user, served here by a loopback stand-in for github.com, land in
+// the default user's authorized_keys with ssh_keys. A user that does not
+// exist is 400, a key source out of reach 503, both with nothing created.
+func TestImportUser(t *testing.T) {
+	testenv.RequireE2E(t)
+	t.Parallel()
+	keys := map[string]string{"/alice.keys": sshKey(1, "alice"), "/ops.keys": sshKey(2, "ops")}
+	gh := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if k, ok := keys[r.URL.Path]; ok {
+			fmt.Fprintln(w, k)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer gh.Close()
+	d := startDaemonWith(t, daemonSpec{
+		groups: fmt.Sprintf(groupYAML, "iu"), extra: "  github_user: ops\n",
+		env: []string{"SLICER_GITHUB_KEYS_URL=" + gh.URL},
+	})
+	c, ctx := d.client, context.Background()
+	own := sshKey(3, "own")
+	node := createReady(t, c, "iu", api.CreateNodeRequest{ImportUser: "alice", SSHKeys: []string{own}})
+	out, _, _ := execIn(t, c, node.Hostname, &api.ExecRequest{Command: "cat /home/ubuntu/.ssh/authorized_keys", Shell: "/bin/sh", UID: u32(0)}, nil)
+	if want := keys["/ops.keys"] + "\n" + keys["/alice.keys"] + "\n" + own + "\n"; out != want {
+		t.Errorf("authorized_keys = %q, want github_user's, import_user's, then ssh_keys:\n%q", out, want)
+	}
+
+	_, err := c.CreateNode(ctx, "iu", api.CreateNodeRequest{ImportUser: "nobody"}, client.CreateOptions{})
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusBadRequest || !strings.Contains(ae.Message, "does not exist") {
+		t.Errorf("import_user of a user that does not exist = %v, want 400 saying so", err)
+	}
+	gh.Close() // github.com out of reach
+	_, err = c.CreateNode(ctx, "iu", api.CreateNodeRequest{ImportUser: "alice"}, client.CreateOptions{})
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusServiceUnavailable || !strings.Contains(ae.Message, "keys of GitHub user") {
+		t.Errorf("import_user with the key source out of reach = %v, want 503 naming the user", err)
+	}
+	if nodes, err := c.ListNodes(ctx, client.ListOptions{}); err != nil || len(nodes) != 1 {
+		t.Errorf("after the failed creates: %+v, %v; want only %s", nodes, err, node.Hostname)
+	}
+	if _, err := c.DeleteNode(ctx, "iu", node.Hostname); err != nil {
 		t.Fatal(err)
 	}
 	d.assertNothingLeft(t)

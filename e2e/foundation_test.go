@@ -94,8 +94,8 @@ func TestCreateExecDelete(t *testing.T) {
 	})
 	t.Run("uid and cwd", func(t *testing.T) {
 		out, _, _ := execIn(t, c, node.Hostname, &api.ExecRequest{Command: "id -u; pwd", Shell: "/bin/sh"}, nil)
-		if out != "1000\n/home/slicer\n" {
-			t.Errorf("default user: got %q, want uid 1000 in /home/slicer", out)
+		if out != "1000\n/home/ubuntu\n" {
+			t.Errorf("default user: got %q, want uid 1000 in /home/ubuntu", out)
 		}
 		out, _, _ = execIn(t, c, node.Hostname, &api.ExecRequest{Command: "id -u; pwd", Shell: "/bin/sh", UID: u32(0), Cwd: "/tmp"}, nil)
 		if out != "0\n/tmp\n" {

@@ -72,6 +72,26 @@ type daemon struct {
 	netns string
 	// exited receives the daemon's exit status once (see wait).
 	exited chan error
+	// args are more flags for `slicer up`, env more environment, both
+	// used by every start; defaultPaths runs it in dataDir without
+	// --data-dir (Slicer's documented paths).
+	args         []string
+	env          []string
+	defaultPaths bool
+}
+
+// daemonSpec is what startDaemonWith starts.
+type daemonSpec struct {
+	groups   string // the host_groups list, YAML
+	extra    string // more keys under config:, indented two spaces
+	graceful bool   // graceful_shutdown (false elsewhere: stops kill at once)
+	noAuth   bool   // api.auth.enabled: false
+	args     []string
+	env      []string
+	netns    string
+	// defaultPaths: no --data-dir, run in the data dir (socket, disks and
+	// state there; VM sockets in /run/slicer/<id>, logs in /var/log/slicer).
+	defaultPaths bool
 }
 
 // groupYAML is a host group with a small footprint for tests.
@@ -104,11 +124,19 @@ func startDaemonYAML(t *testing.T, groups string) *daemon {
 // namespace at netns ("" for the test's own).
 func startDaemonIn(t *testing.T, netns, groups string) *daemon {
 	t.Helper()
+	return startDaemonWith(t, daemonSpec{groups: groups, netns: netns})
+}
+
+// startDaemonWith starts the daemon spec describes.
+func startDaemonWith(t *testing.T, spec daemonSpec) *daemon {
+	t.Helper()
 	dir := t.TempDir()
-	d := &daemon{t: t, dataDir: dir, socket: filepath.Join(dir, "api.sock"), netns: netns}
+	d := &daemon{t: t, dataDir: dir, socket: filepath.Join(dir, "api.sock"), netns: spec.netns,
+		args: spec.args, env: spec.env, defaultPaths: spec.defaultPaths}
 	var b strings.Builder
-	b.WriteString("config:\n  host_groups:\n" + groups)
-	fmt.Fprintf(&b, "  image: min\n  hypervisor: qemu\n  graceful_shutdown: false\n  api:\n    bind_address: %q\n    auth:\n      enabled: true\n", d.socket)
+	b.WriteString("config:\n  host_groups:\n" + spec.groups + spec.extra)
+	fmt.Fprintf(&b, "  image: min\n  hypervisor: qemu\n  graceful_shutdown: %t\n  api:\n    bind_address: %q\n    auth:\n      enabled: %t\n",
+		spec.graceful, d.socket, !spec.noAuth)
 	cfg := filepath.Join(dir, "slicer.yaml")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
@@ -135,7 +163,12 @@ func (d *daemon) start(cfg string) {
 		t.Fatal(err)
 	}
 	d.log = logf
-	d.cmd = exec.Command(filepath.Join(binDir, "slicer"), "up", cfg, "--data-dir", d.dataDir, "--image-dir", imageDir, "--debug")
+	args := []string{"up", cfg, "--image-dir", imageDir, "--debug"}
+	if !d.defaultPaths {
+		args = append(args, "--data-dir", d.dataDir)
+	}
+	d.cmd = exec.Command(filepath.Join(binDir, "slicer"), append(args, d.args...)...)
+	d.cmd.Dir, d.cmd.Env = d.dataDir, append(os.Environ(), d.env...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	if err := network.InNetNS(d.netns, d.cmd.Start); err != nil {
 		t.Fatal(err)
@@ -145,7 +178,8 @@ func (d *daemon) start(cfg string) {
 	// The first daemon of a run builds the image: allow minutes.
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
-		if tok, err := os.ReadFile(filepath.Join(d.dataDir, "auth", "token")); err == nil && len(tok) > 0 {
+		tok, err := os.ReadFile(filepath.Join(d.dataDir, "auth", "token"))
+		if d.defaultPaths || err == nil && len(tok) > 0 {
 			d.token = strings.TrimSpace(string(tok))
 			d.client = client.New(d.socket, d.token)
 			if _, err := d.client.Info(context.Background()); err == nil {

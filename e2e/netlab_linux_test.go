@@ -166,8 +166,10 @@ func (l *netLab) ping(addr string) error {
 	})
 }
 
-// netState is what a daemon may have made: links and nftables tables of
-// the lab's host namespace, and the named namespaces of the machine.
+// netState is what a daemon may have made: links (with index and alias)
+// and nftables tables of the lab's host namespace, and the named
+// namespaces of the machine (with their inode). An object deleted and
+// made again differs.
 type netState struct {
 	Links, Tables, NetNS []string
 }
@@ -179,7 +181,8 @@ func (l *netLab) state() netState {
 	links, err := nlHandle(t, l.host).LinkList()
 	check(t, err)
 	for _, k := range links {
-		s.Links = append(s.Links, k.Attrs().Name)
+		a := k.Attrs()
+		s.Links = append(s.Links, fmt.Sprintf("%s #%d %s", a.Name, a.Index, a.Alias))
 	}
 	ns, err := netns.GetFromPath(l.host)
 	check(t, err)
@@ -196,7 +199,10 @@ func (l *netLab) state() netState {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		s.NetNS = append(s.NetNS, e.Name())
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(network.DefaultNetNSDir, e.Name()), &st); err == nil {
+			s.NetNS = append(s.NetNS, fmt.Sprintf("%s ino %d", e.Name(), st.Ino))
+		}
 	}
 	for _, l := range [][]string{s.Links, s.Tables, s.NetNS} {
 		slices.Sort(l)
@@ -204,17 +210,45 @@ func (l *netLab) state() netState {
 	return s
 }
 
-// owned filters s to what a daemon names as its own.
+// all is every entry of s.
+func (s netState) all() []string {
+	return slices.Concat(s.Links, s.Tables, s.NetNS)
+}
+
+// owned filters s to what a daemon made: names of its prefixes and the
+// tests' configs, and links with a daemon's alias.
 func (s netState) owned() []string {
 	var out []string
-	for _, l := range [][]string{s.Links, s.Tables, s.NetNS} {
-		for _, n := range l {
-			if strings.HasPrefix(n, "slicer") || strings.HasPrefix(n, "slt") || strings.HasPrefix(n, "nb-") || strings.HasPrefix(n, "ni-") {
-				out = append(out, n)
-			}
+	for _, n := range s.all() {
+		name, rest, _ := strings.Cut(n, " ")
+		if strings.Contains(rest, " slicer/") || slices.ContainsFunc([]string{"slicer", "slt", "slv", "nb-", "ni-"}, func(p string) bool { return strings.HasPrefix(name, p) }) {
+			out = append(out, n)
 		}
 	}
 	return out
+}
+
+// of filters s to the objects that carry instance id: in their name
+// (namespaces, tables) or their alias (links).
+func (s netState) of(id string) []string {
+	var out []string
+	for _, n := range s.all() {
+		if strings.Contains(n, "slicer-"+id+"-") || strings.Contains(n, " slicer/"+id+"/") {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// kept checks that every object of want is still there, unchanged.
+func (l *netLab) kept(when string, want []string) {
+	l.t.Helper()
+	now := l.state().all()
+	for _, o := range want {
+		if !slices.Contains(now, o) {
+			l.t.Errorf("%s: %q is gone or was made again", when, o)
+		}
+	}
 }
 
 func mustAddr(t *testing.T, cidr string) *netlink.Addr {

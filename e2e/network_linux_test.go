@@ -182,7 +182,8 @@ func TestNetworkCrashReclaim(t *testing.T) {
 	d.start(d.dataDir + "/slicer.yaml")
 	var left []string
 	for _, n := range lab.state().owned() {
-		if n != "sltbr0" && n != "slicer-group-nb" { // the bridge group stays configured
+		// The bridge group stays configured.
+		if !strings.HasPrefix(n, "sltbr0 ") && n != "slicer-"+d.instance()+"-group-nb" {
 			left = append(left, n)
 		}
 	}

@@ -18,6 +18,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+echo "== checking this host (slicer doctor)"
+# Stops here, with the table saying what to fix, when a check is a blocker.
+if ! "$slicer" doctor --data-dir "$data" --image-dir "$images"; then
+  echo "demo: stopped before starting the daemon: fix the FAIL rows above" >&2
+  exit 1
+fi
+
 echo "== starting the daemon (first start builds the min image from Debian packages)"
 # No config file: the embedded default (one sandbox group, count 0, the min
 # image, API on 127.0.0.1:8080 with a token). --data-dir keeps its files here.

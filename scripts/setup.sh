@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what OpenSlicer needs on a fresh Debian 12 machine (run as root):
-# QEMU (the backend that runs without KVM), busybox-static and e2fsprogs (the
-# built-in min image), and refreshes apt's lists so the daemon can fetch the
-# Debian cloud kernel package. Idempotent: installs only what is missing.
+# QEMU (the backend that runs without KVM), busybox-static, bash-static and
+# e2fsprogs (the built-in min image), qemu-utils (qemu-img and qemu-io for
+# copy-on-write disks), mmdebstrap (slicer image build debian), and refreshes
+# apt's lists so the daemon can fetch the Debian cloud kernel package.
+# Idempotent: installs only what is missing.
 set -euo pipefail
 
-pkgs=(qemu-system-x86 busybox-static e2fsprogs curl ca-certificates make)
+pkgs=(qemu-system-x86 qemu-utils busybox-static bash-static e2fsprogs mmdebstrap curl ca-certificates make)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -23,7 +23,7 @@ import (
 // 64 MiB each way through its agent channel's probes: virtio-serial, yamux
 // and HTTP, with no daemon, no API and no files. It is the ceiling the
 // copy figures are compared with.
-func measureChannel(ctx context.Context, img *image.Image, dir string, n int, log *slog.Logger) ([]throughput, error) {
+func measureChannel(ctx context.Context, img *image.Image, dir string, n int, accel qemu.Accel, log *slog.Logger) ([]throughput, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -32,7 +32,7 @@ func measureChannel(ctx context.Context, img *image.Image, dir string, n int, lo
 	if err != nil {
 		return nil, err
 	}
-	args, err := qemu.Args(spec, qemu.DetectAccel())
+	args, err := qemu.Args(spec, accel)
 	if err != nil {
 		return nil, err
 	}

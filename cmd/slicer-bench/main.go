@@ -44,14 +44,15 @@ func main() {
 	copies := flag.Int("copies", 3, "samples of (d)-(g)")
 	imageDir := flag.String("image-dir", "/var/lib/slicer/images", "image cache")
 	agentBin := flag.String("agent", "bin/slicer-agent", "slicer-agent binary")
+	accel := flag.String("accel", "", "accelerator mode auto|kvm|tcg (default $SLICER_ACCEL, else auto)")
 	flag.Parse()
-	if err := run(*boots, *execs, *copies, *imageDir, *agentBin); err != nil {
+	if err := run(*boots, *execs, *copies, *imageDir, *agentBin, *accel); err != nil {
 		fmt.Fprintln(os.Stderr, "slicer-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(boots, execs, copies int, imageDir, agentBin string) error {
+func run(boots, execs, copies int, imageDir, agentBin, accelFlag string) error {
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tmp, err := os.MkdirTemp("", "slicer-bench-")
@@ -64,26 +65,35 @@ func run(boots, execs, copies int, imageDir, agentBin string) error {
 	if err != nil {
 		return err
 	}
-	raw, err := measureRawBoot(ctx, img, filepath.Join(tmp, "raw"), boots)
+	// The accelerator the daemon will pick, decided the same way (and
+	// with the same cache) so (a) and (d)-(e) run as its VMs do.
+	mode, err := qemu.AccelModeFrom(accelFlag, os.Getenv(qemu.AccelEnv))
+	if err != nil {
+		return err
+	}
+	qb := qemu.New(log)
+	qb.CacheDir = imageDir
+	dec, err := qb.DecideAccel(ctx, mode, img.Kernel)
+	if err != nil {
+		return err
+	}
+	raw, err := measureRawBoot(ctx, img, filepath.Join(tmp, "raw"), boots, dec.Accel)
 	if err != nil {
 		return fmt.Errorf("raw boot: %w", err)
 	}
 	var channel []throughput
 	if copies > 0 {
-		if channel, err = measureChannel(ctx, img, filepath.Join(tmp, "channel"), copies, log); err != nil {
+		if channel, err = measureChannel(ctx, img, filepath.Join(tmp, "channel"), copies, dec.Accel, log); err != nil {
 			return fmt.Errorf("agent channel: %w", err)
 		}
 	}
-	creates, execTimes, copied, err := measureDaemon(ctx, tmp, imageDir, agentBin, log, boots, execs, copies)
+	creates, execTimes, copied, err := measureDaemon(ctx, tmp, imageDir, agentBin, mode, log, boots, execs, copies)
 	if err != nil {
 		return err
 	}
 
-	accel := "TCG (no KVM)"
-	if _, err := os.Stat("/dev/kvm"); err == nil {
-		accel = "KVM"
-	}
-	fmt.Printf("host: %s/%s, %d CPUs, %s; guest: QEMU microvm, 1 vCPU, 256 MiB, min image\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), accel)
+	fmt.Printf("host: %s/%s, %d CPUs; guest: QEMU microvm, 1 vCPU, 256 MiB, min image\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+	fmt.Printf("accelerator: %s (mode %s: %s; decided in %s)\n", dec.Accelerator, dec.Mode, dec.Reason, ms(dec.Took))
 	fmt.Printf("%-44s %6s %10s %10s\n", "measure", "n", "median", "p95")
 	row := func(name string, d []time.Duration) {
 		fmt.Printf("%-44s %6d %10s %10s\n", name, len(d), ms(median(d)), ms(p95(d)))
@@ -105,7 +115,7 @@ func run(boots, execs, copies int, imageDir, agentBin string) error {
 
 // measureRawBoot boots the image with the same QEMU arguments the daemon
 // uses, without the daemon, and times the guest init's first console line.
-func measureRawBoot(ctx context.Context, img *image.Image, dir string, n int) ([]time.Duration, error) {
+func measureRawBoot(ctx context.Context, img *image.Image, dir string, n int, accel qemu.Accel) ([]time.Duration, error) {
 	var out []time.Duration
 	for i := range n {
 		run := filepath.Join(dir, fmt.Sprint(i))
@@ -116,7 +126,7 @@ func measureRawBoot(ctx context.Context, img *image.Image, dir string, n int) ([
 		if err != nil {
 			return nil, err
 		}
-		d, err := bootOnce(ctx, spec)
+		d, err := bootOnce(ctx, spec, accel)
 		os.RemoveAll(run)
 		if err != nil {
 			return nil, err
@@ -135,7 +145,7 @@ func rawSpec(ctx context.Context, img *image.Image, run string) (hypervisor.Spec
 	}
 	return hypervisor.Spec{
 		ID: run, Name: "bench", VCPUs: 1, MemoryBytes: 256 << 20,
-		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: vm.KernelCmdline("bench"),
+		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: vm.GuestCmdline("bench", "", ""),
 		Disks: []hypervisor.Disk{{Path: disk, Format: "raw"}}, RunDir: run,
 		ConsoleLog: filepath.Join(run, "console.txt"),
 	}, nil
@@ -145,8 +155,8 @@ func rawSpec(ctx context.Context, img *image.Image, run string) (hypervisor.Spec
 // init step, logged once kernel filesystems are mounted).
 const initMarker = "msg=init "
 
-func bootOnce(ctx context.Context, spec hypervisor.Spec) (time.Duration, error) {
-	args, err := qemu.Args(spec, qemu.DetectAccel())
+func bootOnce(ctx context.Context, spec hypervisor.Spec, accel qemu.Accel) (time.Duration, error) {
+	args, err := qemu.Args(spec, accel)
 	if err != nil {
 		return 0, err
 	}
@@ -186,7 +196,7 @@ func foreground(args []string) []string {
 
 // measureDaemon starts a daemon in this process and times creates and
 // execs through the public client over its unix socket.
-func measureDaemon(ctx context.Context, tmp, imageDir, agentBin string, log *slog.Logger, boots, execs, copies int) (creates, execTimes []time.Duration, copied []throughput, err error) {
+func measureDaemon(ctx context.Context, tmp, imageDir, agentBin, accelMode string, log *slog.Logger, boots, execs, copies int) (creates, execTimes []time.Duration, copied []throughput, err error) {
 	data := filepath.Join(tmp, "data")
 	sock := filepath.Join(data, "api.sock")
 	cfg := filepath.Join(tmp, "bench.yaml")
@@ -199,7 +209,7 @@ func measureDaemon(ctx context.Context, tmp, imageDir, agentBin string, log *slo
 	errc := make(chan error, 1)
 	go func() {
 		errc <- daemon.Run(dctx, daemon.Options{
-			ConfigPath: cfg, DataDir: data, ImageDir: imageDir, AgentBinary: agentBin,
+			ConfigPath: cfg, DataDir: data, ImageDir: imageDir, AgentBinary: agentBin, Accel: accelMode,
 			Out: io.Discard, Log: log, Ready: func(addr string) { ready <- addr },
 		})
 	}()

@@ -18,7 +18,10 @@ var (
 func main() {
 	io := cli.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}
 	root := cli.NewRoot(io)
-	root.Version = version
+	cli.SetBuild(root, version, commit)
 	root.AddCommand(daemon.Commands(version, commit, io.Out, io.Err)...)
+	if vm, _, err := root.Find([]string{"vm"}); err == nil && vm != root {
+		vm.AddCommand(daemon.VMCommands(io.Out)...)
+	}
 	os.Exit(cli.Main(root, io))
 }

@@ -87,15 +87,22 @@
 //	                    §3.8 as it is (query; body; Content-Type,
 //	                    Content-Length, X-Slicer-Unpacked-Size): cp-v1 and
 //	                    legacy modes, cp(1)-like destinations, writes
-//	                    through temp files, 507 when the declared size does
-//	                    not fit. Answer: 200 {"path","bytes"}.
+//	                    through temp files, a tar staged and moved into
+//	                    place whole (tar_stage_linux.go), 507 when the
+//	                    declared size does not fit (before the body is
+//	                    read). Answer: 200 {"path","bytes"}.
 //	GET  /v1/cp         download, likewise public: the file's bytes or the
 //	                    directory's tar, X-Slicer-Source-Type,
 //	                    X-Slicer-Source-Name-Base64 (cp-v1) and
 //	                    X-Slicer-File-Mode (files). "slicer-agent upload"
 //	                    (RunUpload) finalises chunked uploads.
-//	GET  /v1/fs/readdir query path (absolute, or relative to the default
-//	                    user's home, "~/x"; the same for every fs route).
+//	                    Copies, fs routes and watches act as the user they
+//	                    are for (identity.go): uid and gid in the query,
+//	                    none for the image's default user, 0 for root; 403
+//	                    for what that user may not do. A NUL byte in a
+//	                    path or glob is 400 naming the parameter.
+//	GET  /v1/fs/readdir query path (absolute, or relative to the user's
+//	                    home, "~/x"), uid, gid; the same for every fs route.
 //	                    200 []api.FSInfo sorted by name, types as lstat
 //	                    sees them, mode as four octal digits with the
 //	                    setuid/setgid/sticky bits ("0644", "1777"); 404
@@ -103,7 +110,7 @@
 //	GET  /v1/fs/stat    query path. 200 api.FSInfo (lstat), or 404.
 //	POST /v1/fs/mkdir   body api.FSMkdirRequest. 200 {"path"}: the
 //	                    directory gets mode (default 0755), missing parents
-//	                    (recursive) 0755, all owned by the default user;
+//	                    (recursive) 0755, all owned by the user;
 //	                    409 it exists (without recursive) or is a file, 404
 //	                    a missing parent, 400 a bad mode or a file parent.
 //	DELETE /v1/fs/remove query path, recursive. 200 {"path"}; 409 a

@@ -39,7 +39,7 @@ func BenchmarkCopy64MiB(b *testing.B) {
 	b.Run("download", func(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		for b.Loop() {
-			req, _ := http.NewRequest(http.MethodGet, "http://agent"+pathCopy+"?"+url.Values{"path": {dst}}.Encode(), nil)
+			req, _ := http.NewRequest(http.MethodGet, "http://agent"+pathCopy+"?"+asMe(url.Values{"path": {dst}}).Encode(), nil)
 			resp, err := h.Do(req)
 			if err != nil || resp.StatusCode != http.StatusOK {
 				b.Fatalf("download: %v %v", resp, err)

@@ -41,34 +41,44 @@ func (s *Server) copyUpload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-// copyDownload sends a file's bytes or a directory's tar. Everything that
-// can fail before the first byte is answered with a status; a failure
-// while streaming aborts the stream, so the host sees a broken body
-// rather than a short copy.
+// copyDownload sends a file's bytes or a directory's tar, reading as the
+// user the request is for (see actor.do). Everything that can fail before
+// the first byte is answered with a status; a failure while streaming
+// aborts the stream, so the host sees a broken body rather than a short
+// copy.
 func (s *Server) copyDownload(w http.ResponseWriter, r *http.Request) {
 	d, err := parseDownload(r.URL.Query())
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	p, err := guestPath("path", d.rawPath, s.user(d.uid, d.gid).Home)
+	act, err := s.actor(d.uid, d.gid)
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	if err := act.do(func() error { return s.sendDownload(w, r, d, act.Home) }); err != nil {
+		writeError(w, err)
+	}
+}
+
+// sendDownload is copyDownload once the agent acts as the user whose home
+// is home. An error is returned only before the answer has started.
+func (s *Server) sendDownload(w http.ResponseWriter, r *http.Request, d download, home string) error {
+	p, err := guestPath("path", d.rawPath, home)
+	if err != nil {
+		return err
 	}
 	fi, err := os.Stat(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		writeError(w, fmt.Errorf("%w: %q does not exist", api.ErrNotFound, p))
-		return
+		return fmt.Errorf("%w: %q does not exist", api.ErrNotFound, p)
 	}
 	if err != nil {
-		writeError(w, fsError("stat", p, err))
-		return
+		return fsError("stat", p, err)
 	}
 	isTar, err := downloadIsTar(d.mode, p, fi.Mode())
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if d.v1 {
 		typ := api.CopySourceFile
@@ -79,18 +89,16 @@ func (s *Server) copyDownload(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(api.HeaderSourceNameBase64, base64.RawURLEncoding.EncodeToString([]byte(downloadName(d.rawPath, p))))
 	}
 	if isTar {
-		s.sendTree(w, r, p, d.exclude)
-		return
+		return s.sendTree(w, r, p, d.exclude)
 	}
-	s.sendFile(w, r, p)
+	return s.sendFile(w, r, p)
 }
 
 // sendFile streams one regular file, with its mode in X-Slicer-File-Mode.
-func (s *Server) sendFile(w http.ResponseWriter, r *http.Request, p string) {
+func (s *Server) sendFile(w http.ResponseWriter, r *http.Request, p string) error {
 	f, err := os.Open(p)
 	if err != nil {
-		writeError(w, fsError("open", p, err))
-		return
+		return fsError("open", p, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
@@ -98,8 +106,7 @@ func (s *Server) sendFile(w http.ResponseWriter, r *http.Request, p string) {
 		err = fmt.Errorf("%w: %q is not a regular file", api.ErrInvalid, p)
 	}
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	w.Header().Set(api.HeaderFileMode, octalMode(fi.Mode()))
 	w.Header().Set("Content-Type", "application/octet-stream")
@@ -109,20 +116,19 @@ func (s *Server) sendFile(w http.ResponseWriter, r *http.Request, p string) {
 		s.abortDownload(p, n, err)
 	}
 	s.log.Debug("copy download", "path", p, "bytes", n)
+	return nil
 }
 
 // sendTree streams a directory as a copy tar. A path that is a symbolic
 // link to a directory sends the directory.
-func (s *Server) sendTree(w http.ResponseWriter, r *http.Request, p string, exclude []string) {
+func (s *Server) sendTree(w http.ResponseWriter, r *http.Request, p string, exclude []string) error {
 	real, err := filepath.EvalSymlinks(p)
 	if err != nil {
-		writeError(w, fsError("resolve", p, err))
-		return
+		return fsError("resolve", p, err)
 	}
 	dir, err := os.Open(real)
 	if err != nil {
-		writeError(w, fsError("open", p, err))
-		return
+		return fsError("open", p, err)
 	}
 	dir.Close()
 	w.Header().Set("Content-Type", "application/x-tar")
@@ -131,6 +137,7 @@ func (s *Server) sendTree(w http.ResponseWriter, r *http.Request, p string, excl
 		s.abortDownload(p, -1, err)
 	}
 	s.log.Debug("copy download", "path", p, "tar", true)
+	return nil
 }
 
 // abortDownload ends a download whose answer has started: the stream is

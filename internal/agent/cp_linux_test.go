@@ -165,7 +165,7 @@ func TestCopyFileRoundTrip(t *testing.T) {
 		t.Errorf("parent directories were not created")
 	}
 
-	r = h.cp(http.MethodGet, url.Values{"path": {dst}, "mode": {api.CopyModeBinary}, "copy_semantics": {"cp-v1"}}, nil, nil)
+	r = h.cp(http.MethodGet, asMe(url.Values{"path": {dst}, "mode": {api.CopyModeBinary}, "copy_semantics": {"cp-v1"}}), nil, nil)
 	r.wantStatus(t, http.StatusOK)
 	if sha256.Sum256(r.body) != sha256.Sum256(data) {
 		t.Errorf("downloaded %d bytes differ from the %d uploaded", len(r.body), len(data))
@@ -220,7 +220,7 @@ func TestCopyWriteFileAndPermissions(t *testing.T) {
 		t.Errorf("mode after overwrite = %v, want 0755", fi.Mode())
 	}
 	// ReadFile sends only path: bytes and mode, no cp-v1 metadata.
-	r = h.cp(http.MethodGet, url.Values{"path": {p}}, nil, nil)
+	r = h.cp(http.MethodGet, asMe(url.Values{"path": {p}}), nil, nil)
 	r.wantStatus(t, http.StatusOK)
 	if string(r.body) != "echo hi\n" || r.header.Get(api.HeaderFileMode) != "0755" || r.header.Get(api.HeaderSourceType) != "" {
 		t.Errorf("ReadFile answer: body %q, headers %v", r.body, r.header)
@@ -346,8 +346,8 @@ func TestCopyTreeRoundTrip(t *testing.T) {
 	}
 
 	// Download with the cp-v1 recursive mode, excluding *.log (and so logs/).
-	r := h.cp(http.MethodGet, url.Values{"path": {dst}, "mode": {api.CopyModeRecursive}, "copy_semantics": {"cp-v1"},
-		"exclude": {"*.log", "logs"}}, nil, nil)
+	r := h.cp(http.MethodGet, asMe(url.Values{"path": {dst}, "mode": {api.CopyModeRecursive}, "copy_semantics": {"cp-v1"},
+		"exclude": {"*.log", "logs"}}), nil, nil)
 	r.wantStatus(t, http.StatusOK)
 	if r.header.Get("Content-Type") != "application/x-tar" || r.header.Get(api.HeaderSourceType) != api.CopySourceDirectory ||
 		r.header.Get(api.HeaderSourceNameBase64) != base64.RawURLEncoding.EncodeToString([]byte("proj")) {
@@ -403,19 +403,19 @@ func TestCopyDownloadErrors(t *testing.T) {
 		{"no path", url.Values{"mode": {api.CopyModeBinary}}, http.StatusBadRequest, "path"},
 	}
 	for _, tt := range tests {
-		r := h.cp(http.MethodGet, tt.q, nil, nil)
+		r := h.cp(http.MethodGet, asMe(tt.q), nil, nil)
 		var e api.ErrorResponse
 		_ = json.Unmarshal(r.body, &e)
 		if r.status != tt.status || !strings.Contains(e.Error, tt.errHas) {
 			t.Errorf("%s: %d %s, want %d containing %q", tt.name, r.status, r.body, tt.status, tt.errHas)
 		}
 	}
-	r := h.cp(http.MethodGet, url.Values{"path": {file}, "mode": {api.CopyModeRecursive}, "copy_semantics": {"cp-v1"}}, nil, nil)
+	r := h.cp(http.MethodGet, asMe(url.Values{"path": {file}, "mode": {api.CopyModeRecursive}, "copy_semantics": {"cp-v1"}}), nil, nil)
 	r.wantStatus(t, http.StatusOK)
 	if string(r.body) != "x" || r.header.Get(api.HeaderSourceType) != api.CopySourceFile || r.header.Get(api.HeaderFileMode) != "0600" {
 		t.Errorf("recursive of a file: %q %v", r.body, r.header)
 	}
-	r = h.cp(http.MethodGet, url.Values{"path": {dir + "/."}, "mode": {api.CopyModeTar}}, nil, nil)
+	r = h.cp(http.MethodGet, asMe(url.Values{"path": {dir + "/."}, "mode": {api.CopyModeTar}}), nil, nil)
 	r.wantStatus(t, http.StatusOK)
 	if r.header.Get(api.HeaderSourceNameBase64) != "" || r.header.Get(api.HeaderSourceType) != api.CopySourceDirectory {
 		t.Errorf("contents download: want an empty name, got headers %v", r.header)
@@ -431,7 +431,7 @@ func TestCopyDownloadErrors(t *testing.T) {
 	link := filepath.Join(t.TempDir(), "link")
 	os.Symlink(dir, link)
 	os.Symlink(file, filepath.Join(dir, "inner-link"))
-	r = h.cp(http.MethodGet, url.Values{"path": {link}, "mode": {api.CopyModeTar}}, nil, nil)
+	r = h.cp(http.MethodGet, asMe(url.Values{"path": {link}, "mode": {api.CopyModeTar}}), nil, nil)
 	r.wantStatus(t, http.StatusOK)
 	if got := readTar(t, r.body); len(got) != 1 || got["f.txt"].body != "x" {
 		t.Errorf("tar through a link = %v, want only f.txt", got)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -64,10 +65,10 @@ func TestCopyHomePaths(t *testing.T) {
 
 func TestCopyOwnership(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("giving files to other users needs root")
+		t.Skip("acting as other users needs root")
 	}
 	h := newHarness(t)
-	home := t.TempDir()
+	home := sharedDir(t, 1000, 1001, 0o755)
 	passwd := fmt.Sprintf("root:x:0:0::/root:/bin/sh\nubuntu:x:1000:1001::%s:/bin/sh\n", home)
 	os.WriteFile(filepath.Join(h.srv.etcDir, "passwd"), []byte(passwd), 0o644)
 
@@ -82,10 +83,15 @@ func TestCopyOwnership(t *testing.T) {
 	q = url.Values{"path": {filepath.Join(home, "root.txt")}, "uid": {"0"}, "gid": {"0"}}
 	h.cp(http.MethodPost, q, nil, bytes.NewReader([]byte("r"))).wantStatus(t, http.StatusOK)
 	checkOwner(t, filepath.Join(home, "root.txt"), 0, 0)
-	// An explicit uid and gid.
-	q = url.Values{"path": {filepath.Join(home, "x.txt")}, "uid": {"1234"}, "gid": {"5678"}}
+	// An explicit uid and gid act as that user: it may write into a
+	// sticky world-writable directory, and what it writes is its own...
+	shared := sharedDir(t, 0, 0, 0o777|fs.ModeSticky)
+	q = url.Values{"path": {filepath.Join(shared, "x.txt")}, "uid": {"1234"}, "gid": {"5678"}}
 	h.cp(http.MethodPost, q, nil, bytes.NewReader([]byte("x"))).wantStatus(t, http.StatusOK)
-	checkOwner(t, filepath.Join(home, "x.txt"), 1234, 5678)
+	checkOwner(t, filepath.Join(shared, "x.txt"), 1234, 5678)
+	// ... but not into the home of another user.
+	q = url.Values{"path": {filepath.Join(home, "x.txt")}, "uid": {"1234"}, "gid": {"5678"}}
+	h.cp(http.MethodPost, q, nil, bytes.NewReader([]byte("x"))).wantStatus(t, http.StatusForbidden)
 }
 
 // checkOwner fails unless p belongs to uid and gid.

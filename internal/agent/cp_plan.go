@@ -104,23 +104,6 @@ type owner struct {
 	chown    bool // false: what the process creates is already theirs
 }
 
-// planOwner decides how an upload gives its files to uid and gid when the
-// process runs as euid and egid. Root gives anything to anyone; any other
-// user (tests) can only write its own files, and chown only to change the
-// group.
-func planOwner(uid, gid uint32, euid, egid int) (owner, error) {
-	o := owner{uid: int(uid), gid: int(gid)}
-	switch {
-	case euid == 0:
-		o.chown = true
-	case int64(uid) == int64(euid):
-		o.chown = int64(gid) != int64(egid)
-	default:
-		return owner{}, fmt.Errorf("%w: the agent runs as uid %d and cannot create files owned by uid %d", api.ErrForbidden, euid, uid)
-	}
-	return o, nil
-}
-
 // spaceError says whether need bytes fit in the free bytes of the file
 // system holding dir; need < 0 (unknown) always fits.
 func spaceError(need int64, free uint64, dir string) error {

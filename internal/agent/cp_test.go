@@ -236,34 +236,6 @@ func TestDownloadIsTar(t *testing.T) {
 	}
 }
 
-func TestPlanOwner(t *testing.T) {
-	tests := []struct {
-		name       string
-		uid, gid   uint32
-		euid, egid int
-		want       owner
-		err        bool
-	}{
-		{"root gives to anyone", 1000, 1000, 0, 0, owner{1000, 1000, true}, false},
-		{"root keeps root", 0, 0, 0, 0, owner{0, 0, true}, false},
-		{"own files need no chown", 1001, 1001, 1001, 1001, owner{1001, 1001, false}, false},
-		{"own files, other group", 1001, 27, 1001, 1001, owner{1001, 27, true}, false},
-		{"someone else's files", 0, 0, 1001, 1001, owner{}, true},
-	}
-	for _, tt := range tests {
-		got, err := planOwner(tt.uid, tt.gid, tt.euid, tt.egid)
-		if tt.err {
-			if !errors.Is(err, api.ErrForbidden) {
-				t.Errorf("%s: planOwner error = %v, want forbidden", tt.name, err)
-			}
-			continue
-		}
-		if err != nil || got != tt.want {
-			t.Errorf("%s: planOwner = %+v, %v; want %+v", tt.name, got, err, tt.want)
-		}
-	}
-}
-
 func TestSpaceError(t *testing.T) {
 	tests := []struct {
 		need int64

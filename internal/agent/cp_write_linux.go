@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,15 +30,27 @@ type copyResult struct {
 	Bytes int64  `json:"bytes"` // bytes of file content written
 }
 
-// receive does one upload: it resolves the destination as whom the upload
-// acts, checks the free space, then writes body there.
+// receive does one upload as the user it is for (see actor.do): it
+// resolves the destination, checks the free space, then writes body
+// there. An upload lands whole or not at all: a failure leaves nothing of
+// it behind, not even the parent directories it created.
 func (s *Server) receive(ctx context.Context, u upload, body io.Reader) (copyResult, error) {
-	acct := s.user(u.uid, u.gid)
-	own, err := planOwner(acct.UID, acct.GID, os.Geteuid(), os.Getegid())
+	act, err := s.actor(u.uid, u.gid)
 	if err != nil {
 		return copyResult{}, err
 	}
-	dest, err := guestPath("path", u.rawPath, acct.Home)
+	var res copyResult
+	err = act.do(func() error {
+		var err error
+		res, err = s.receiveAs(ctx, u, act, ctxReader{ctx, body})
+		return err
+	})
+	return res, err
+}
+
+// receiveAs is receive once the agent acts as act.
+func (s *Server) receiveAs(ctx context.Context, u upload, act actor, body io.Reader) (copyResult, error) {
+	dest, err := guestPath("path", u.rawPath, act.Home)
 	if err != nil {
 		return copyResult{}, err
 	}
@@ -52,11 +65,10 @@ func (s *Server) receive(ctx context.Context, u upload, body io.Reader) (copyRes
 	if err := checkSpace(target, u.size); err != nil {
 		return copyResult{}, err
 	}
-	body = ctxReader{ctx, body}
 	if u.tar {
-		return s.receiveTar(ctx, u, target, own, body)
+		return s.receiveTar(ctx, u, target, act.owner(), body)
 	}
-	return receiveFile(u, target, own, body)
+	return receiveFile(u, target, act.owner(), body)
 }
 
 // statDest describes the destination, following symbolic links.
@@ -92,10 +104,19 @@ func checkSpace(target string, need int64) error {
 }
 
 // receiveFile writes a single uploaded file to target, creating its
-// parent directories. A target that is a symbolic link is written through,
-// as cp(1) does.
-func receiveFile(u upload, target string, own owner, body io.Reader) (copyResult, error) {
-	if err := mkdirAllOwned(filepath.Dir(target), own); err != nil {
+// parent directories; if the write fails they are removed again and the
+// directory that held them (or the temporary file) gets its times back. A
+// target that is a symbolic link is written through, as cp(1) does.
+func receiveFile(u upload, target string, own owner, body io.Reader) (res copyResult, err error) {
+	holder := keepTimes(existingDir(filepath.Dir(target)))
+	created, err := mkdirAllOwned(filepath.Dir(target), own)
+	defer func() {
+		if err != nil {
+			removeCreated(created)
+			holder.restore()
+		}
+	}()
+	if err != nil {
 		return copyResult{}, err
 	}
 	if real, err := filepath.EvalSymlinks(target); err == nil {
@@ -128,35 +149,47 @@ func modeOf(fi fs.FileInfo) fs.FileMode {
 }
 
 // mkdirAllOwned makes dir and its missing parents, giving each directory
-// it creates to own. Symbolic links on the way are followed: dir is a path
-// the request named.
-func mkdirAllOwned(dir string, own owner) error {
+// it creates to own, and returns the directories it created, outermost
+// first (also when it fails part way). Symbolic links on the way are
+// followed: dir is a path the request named.
+func mkdirAllOwned(dir string, own owner) ([]string, error) {
 	fi, err := os.Stat(dir)
 	switch {
 	case err == nil && fi.IsDir():
-		return nil
+		return nil, nil
 	case err == nil:
-		return fmt.Errorf("%w: %q is not a directory", api.ErrInvalid, dir)
+		return nil, fmt.Errorf("%w: %q is not a directory", api.ErrInvalid, dir)
 	case !errors.Is(err, fs.ErrNotExist):
-		return fsError("stat", dir, err)
+		return nil, fsError("stat", dir, err)
 	}
+	var created []string
 	if parent := filepath.Dir(dir); parent != dir {
-		if err := mkdirAllOwned(parent, own); err != nil {
-			return err
+		if created, err = mkdirAllOwned(parent, own); err != nil {
+			return created, err
 		}
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		if errors.Is(err, fs.ErrExist) { // made meanwhile
-			return nil
+			return created, nil
 		}
-		return fsError("create directory", dir, err)
+		return created, fsError("create directory", dir, err)
 	}
+	created = append(created, dir)
 	if own.chown {
 		if err := os.Lchown(dir, own.uid, own.gid); err != nil {
-			return fsError("chown", dir, err)
+			return created, fsError("chown", dir, err)
 		}
 	}
-	return nil
+	return created, nil
+}
+
+// removeCreated removes the directories a failed upload created (as
+// mkdirAllOwned lists them), innermost first. One that is not empty any
+// more (someone else wrote there meanwhile) is left.
+func removeCreated(dirs []string) {
+	for _, d := range slices.Backward(dirs) {
+		_ = os.Remove(d)
+	}
 }
 
 // fileMeta is what a written file gets besides its bytes.

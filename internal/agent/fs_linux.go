@@ -34,62 +34,76 @@ func (s *Server) routeFS(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+pathFSWatch, s.fsWatch)
 }
 
-// fsPath resolves the path a filesystem request names ("~" is the default
-// user's home).
-func (s *Server) fsPath(p string) (string, error) {
-	return guestPath("path", p, s.user(nil, nil).Home)
+// fsAs runs one file-system request as the user it is for (query uid and
+// gid, as copies take them: none is the default user, 0 is root; see
+// actor.do): op gets the actor, and resolves paths against its home
+// ("~"). An error of op is the answer; op writes any other answer itself.
+func (s *Server) fsAs(w http.ResponseWriter, r *http.Request, op func(act actor) error) {
+	uid, gid, err := queryOwner(r.URL.Query())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	act, err := s.actor(uid, gid)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := act.do(func() error { return op(act) }); err != nil {
+		writeError(w, err)
+	}
 }
 
 // fsReadDir lists a directory, sorted by name, each entry described as
 // lstat sees it. An entry that disappears while being listed is left out.
 func (s *Server) fsReadDir(w http.ResponseWriter, r *http.Request) {
-	p, err := s.fsPath(r.URL.Query().Get("path"))
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		writeError(w, fsOpError("readdir", p, err))
-		return
-	}
-	if !fi.IsDir() {
-		writeError(w, fmt.Errorf("%w: readdir %s: not a directory", api.ErrInvalid, p))
-		return
-	}
-	entries, err := os.ReadDir(p) // sorted by name
-	if err != nil {
-		writeError(w, fsOpError("readdir", p, err))
-		return
-	}
-	infos := make([]api.FSInfo, 0, len(entries))
-	for _, e := range entries {
-		fi, err := e.Info()
+	s.fsAs(w, r, func(act actor) error {
+		p, err := guestPath("path", r.URL.Query().Get("path"), act.Home)
 		if err != nil {
-			continue
+			return err
 		}
-		infos = append(infos, fsInfo(e.Name(), fi))
-	}
-	writeJSON(w, http.StatusOK, infos)
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fsOpError("readdir", p, err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%w: readdir %s: not a directory", api.ErrInvalid, p)
+		}
+		entries, err := os.ReadDir(p) // sorted by name
+		if err != nil {
+			return fsOpError("readdir", p, err)
+		}
+		infos := make([]api.FSInfo, 0, len(entries))
+		for _, e := range entries {
+			fi, err := e.Info()
+			if err != nil {
+				continue
+			}
+			infos = append(infos, fsInfo(e.Name(), fi))
+		}
+		writeJSON(w, http.StatusOK, infos)
+		return nil
+	})
 }
 
 // fsStat describes one path as lstat sees it; Name is its base name.
 func (s *Server) fsStat(w http.ResponseWriter, r *http.Request) {
-	p, err := s.fsPath(r.URL.Query().Get("path"))
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	fi, err := os.Lstat(p)
-	if err != nil {
-		writeError(w, fsOpError("stat", p, err))
-		return
-	}
-	writeJSON(w, http.StatusOK, fsInfo(filepath.Base(p), fi))
+	s.fsAs(w, r, func(act actor) error {
+		p, err := guestPath("path", r.URL.Query().Get("path"), act.Home)
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return fsOpError("stat", p, err)
+		}
+		writeJSON(w, http.StatusOK, fsInfo(filepath.Base(p), fi))
+		return nil
+	})
 }
 
 // fsMkdir creates a directory, and with recursive its missing parents;
-// what it creates is owned by the default user.
+// what it creates belongs to the user it acts as.
 func (s *Server) fsMkdir(w http.ResponseWriter, r *http.Request) {
 	var req api.FSMkdirRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
@@ -101,28 +115,27 @@ func (s *Server) fsMkdir(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	owner := s.user(nil, nil)
-	p, err := guestPath("path", req.Path, owner.Home)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	todo, err := dirsToCreate(p, req.Recursive)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	for i, d := range todo {
-		perm := uint32(defaultDirMode)
-		if i == len(todo)-1 {
-			perm = mode
+	s.fsAs(w, r, func(act actor) error {
+		p, err := guestPath("path", req.Path, act.Home)
+		if err != nil {
+			return err
 		}
-		if err := s.makeDir(d, perm, owner); err != nil {
-			writeError(w, err)
-			return
+		todo, err := dirsToCreate(p, req.Recursive)
+		if err != nil {
+			return err
 		}
-	}
-	writeJSON(w, http.StatusOK, fsPathResponse{Path: p})
+		for i, d := range todo {
+			perm := uint32(defaultDirMode)
+			if i == len(todo)-1 {
+				perm = mode
+			}
+			if err := makeDir(d, perm, act.owner()); err != nil {
+				return err
+			}
+		}
+		writeJSON(w, http.StatusOK, fsPathResponse{Path: p})
+		return nil
+	})
 }
 
 // dirsToCreate returns the directories mkdir must create for p, outermost
@@ -154,10 +167,9 @@ func dirsToCreate(p string, recursive bool) ([]string, error) {
 	}
 }
 
-// makeDir creates one directory with exactly perm (no umask), owned by
-// owner. Someone else creating it first is fine. Ownership is skipped
-// when the agent is not root and may not give files away (tests).
-func (s *Server) makeDir(dir string, perm uint32, owner account) error {
+// makeDir creates one directory with exactly perm (no umask), given to
+// own when it needs a chown. Someone else creating it first is fine.
+func makeDir(dir string, perm uint32, own owner) error {
 	if err := unix.Mkdir(dir, perm); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			if fi, serr := os.Stat(dir); serr == nil && fi.IsDir() {
@@ -166,12 +178,10 @@ func (s *Server) makeDir(dir string, perm uint32, owner account) error {
 		}
 		return fsOpError("mkdir", dir, err)
 	}
-	err := unix.Lchown(dir, int(owner.UID), int(owner.GID))
-	switch {
-	case errors.Is(err, unix.EPERM) && os.Geteuid() != 0:
-		s.log.Debug("mkdir: not root, owner left as is", "path", dir, "uid", owner.UID)
-	case err != nil:
-		return fsOpError("chown", dir, err)
+	if own.chown {
+		if err := unix.Lchown(dir, own.uid, own.gid); err != nil {
+			return fsOpError("chown", dir, err)
+		}
 	}
 	// After chown, which may clear the setgid bit, and without the umask.
 	if err := unix.Chmod(dir, perm); err != nil {
@@ -190,30 +200,29 @@ func (s *Server) fsRemove(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	p, err := s.fsPath(q.Get("path"))
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if p == "/" {
-		writeError(w, fmt.Errorf("%w: refusing to remove /", api.ErrInvalid))
-		return
-	}
-	fi, err := os.Lstat(p)
-	if err != nil {
-		writeError(w, fsOpError("remove", p, err))
-		return
-	}
-	if recursive && fi.IsDir() {
-		err = os.RemoveAll(p)
-	} else {
-		err = os.Remove(p)
-	}
-	if err != nil {
-		writeError(w, fsOpError("remove", p, err))
-		return
-	}
-	writeJSON(w, http.StatusOK, fsPathResponse{Path: p})
+	s.fsAs(w, r, func(act actor) error {
+		p, err := guestPath("path", q.Get("path"), act.Home)
+		if err != nil {
+			return err
+		}
+		if p == "/" {
+			return fmt.Errorf("%w: refusing to remove /", api.ErrInvalid)
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return fsOpError("remove", p, err)
+		}
+		if recursive && fi.IsDir() {
+			err = os.RemoveAll(p)
+		} else {
+			err = os.Remove(p)
+		}
+		if err != nil {
+			return fsOpError("remove", p, err)
+		}
+		writeJSON(w, http.StatusOK, fsPathResponse{Path: p})
+		return nil
+	})
 }
 
 // fsOpError gives err, from a filesystem operation op on path, its api

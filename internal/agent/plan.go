@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -102,16 +101,7 @@ func planExec(req *api.ExecRequest, accounts []account, groups []group, isDir fu
 	if req.GID != nil {
 		sp.GID = *req.GID
 	}
-	if user.Name != "" {
-		// As initgroups(3) does: the primary group, then every group that
-		// lists the user as a member.
-		sp.Groups = []uint32{sp.GID}
-		for _, g := range groups {
-			if slices.Contains(g.Members, user.Name) && !slices.Contains(sp.Groups, g.GID) {
-				sp.Groups = append(sp.Groups, g.GID)
-			}
-		}
-	}
+	sp.Groups = memberGroups(user.Name, sp.GID, groups)
 
 	sp.Env = []string{"PATH=" + defaultPath, "HOME=" + user.Home}
 	if user.Name != "" {

@@ -35,6 +35,9 @@ func entryName(name string) (string, error) {
 func parseExcludes(globs []string) ([]string, error) {
 	var out []string
 	for _, g := range globs {
+		if strings.ContainsRune(g, 0) {
+			return nil, fmt.Errorf("%w: exclude %q contains a NUL byte", api.ErrInvalid, g)
+		}
 		clean := strings.TrimRight(g, "/")
 		for strings.HasPrefix(clean, "./") {
 			clean = strings.TrimLeft(clean[2:], "/")

@@ -16,45 +16,17 @@ import (
 	"github.com/openslicer/openslicer/api"
 )
 
-// receiveTar extracts an uploaded tar stream into the directory target,
-// creating it (and its parents) first.
-func (s *Server) receiveTar(ctx context.Context, u upload, target string, own owner, body io.Reader) (copyResult, error) {
-	if err := mkdirAllOwned(target, own); err != nil {
-		return copyResult{}, err
-	}
-	root, err := os.OpenRoot(target)
-	if err != nil {
-		return copyResult{}, fsError("open directory", target, err)
-	}
-	defer root.Close()
-	x := &extractor{
-		log:     s.log,
-		root:    root,
-		own:     own,
-		perm:    u.perm,
-		exclude: u.exclude,
-		budget:  u.size,
-		known:   map[string]bool{".": true},
-		buf:     make([]byte, copyBufSize),
-	}
-	n, err := x.extract(ctx, body)
-	if err != nil {
-		return copyResult{}, err
-	}
-	return copyResult{Path: target, Bytes: n}, nil
-}
-
 // extractor unpacks one tar stream into a directory, which it reaches only
 // through root, so the kernel keeps every write inside it.
 //
 // What it writes: directories and regular files, nothing else (links,
 // devices and fifos are skipped: the copy format does not send them).
 // Entry names may not be absolute nor contain "..", and no symbolic link
-// already in the destination tree is followed, so nothing outside the
-// directory is created or changed. Files are written through temporary
-// names and renamed into place; modes (permission bits) and mtimes are
-// kept, directories' once their contents are in. Everything written is
-// given to the upload's owner.
+// already in the directory is followed, so nothing outside it is created
+// or changed. Files are written through temporary names and renamed into
+// place; modes (permission bits) and mtimes are kept, directories' by
+// finishDirs once their contents are in (and, for a staged upload, moved
+// into place). Everything written is given to the upload's owner.
 type extractor struct {
 	log     *slog.Logger
 	root    *os.Root
@@ -74,8 +46,22 @@ type dirEntry struct {
 	mtime time.Time
 }
 
+// newExtractor returns an extractor into root for upload u.
+func newExtractor(log *slog.Logger, root *os.Root, u upload, own owner) *extractor {
+	return &extractor{
+		log:     log,
+		root:    root,
+		own:     own,
+		perm:    u.perm,
+		exclude: u.exclude,
+		budget:  u.size,
+		known:   map[string]bool{".": true},
+		buf:     make([]byte, copyBufSize),
+	}
+}
+
 // extract reads the stream to its end and returns the bytes of file
-// content written.
+// content written. Directory modes and mtimes are left for finishDirs.
 func (x *extractor) extract(ctx context.Context, r io.Reader) (int64, error) {
 	tr := tar.NewReader(r)
 	var total int64
@@ -96,7 +82,7 @@ func (x *extractor) extract(ctx context.Context, r io.Reader) (int64, error) {
 			return total, err
 		}
 	}
-	return total, x.finishDirs()
+	return total, nil
 }
 
 // entry extracts one tar entry.
@@ -196,15 +182,23 @@ func (x *extractor) mkdir(name string) error {
 	return nil
 }
 
-// finishDirs sets the directory entries' modes and mtimes, deepest last
-// seen first, now that nothing more is written into them.
-func (x *extractor) finishDirs() error {
+// finishDirs sets the directory entries' modes and mtimes in root (the
+// directory the entries were moved to), deepest last seen first, now that
+// nothing more is written into them. A directory that existed before the
+// upload (kept says which) may belong to someone else: failing to set its
+// mode or times is logged, not an error, as cp -p warns and goes on; the
+// upload has landed by then.
+func (x *extractor) finishDirs(root *os.Root, kept map[string]bool) error {
 	for _, d := range slices.Backward(x.dirs) {
-		if err := x.root.Chmod(d.name, d.mode); err != nil {
-			return fsError("chmod", d.name, err)
+		err := root.Chmod(d.name, d.mode)
+		if err == nil {
+			err = root.Chtimes(d.name, d.mtime, d.mtime)
 		}
-		if err := x.root.Chtimes(d.name, d.mtime, d.mtime); err != nil {
-			return fsError("set times of", d.name, err)
+		switch {
+		case err != nil && kept[d.name]:
+			x.log.Info("copy: left the mode and times of an existing directory as they were", "dir", d.name, "err", err)
+		case err != nil:
+			return fsError("set the mode and times of", d.name, err)
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/openslicer/openslicer/api"
 )
@@ -35,11 +36,17 @@ func (s *Server) user(uid, gid *uint32) account {
 }
 
 // guestPath resolves a path a request names: "~" and "~/p" are relative to
-// home, other relative paths too; the result is clean and absolute. An
-// empty path is an error naming param.
+// home, other relative paths too; the result is clean and absolute. ".."
+// is resolved like any other component: what it reaches is checked by the
+// kernel against the user the request acts as. An empty path, or one with
+// a NUL byte (which no file name can hold, and the kernel would refuse as
+// an invalid argument), is an error naming param.
 func guestPath(param, p, home string) (string, error) {
-	if p == "" {
+	switch {
+	case p == "":
 		return "", fmt.Errorf("%w: %s is required", api.ErrInvalid, param)
+	case strings.ContainsRune(p, 0):
+		return "", fmt.Errorf("%w: %s %q contains a NUL byte", api.ErrInvalid, param, p)
 	}
 	return workDir(p, home, func(string) bool { return true }), nil
 }

@@ -78,6 +78,9 @@ func parseWatchPlan(q url.Values, lastEventID string) (watchPlan, error) {
 		}
 	}
 	for _, pat := range p.Patterns {
+		if strings.ContainsRune(pat, 0) {
+			return p, fmt.Errorf("%w: patterns: %q contains a NUL byte", api.ErrInvalid, pat)
+		}
 		if _, err := path.Match(pat, ""); err != nil {
 			return p, fmt.Errorf("%w: patterns: %q is not a valid glob", api.ErrInvalid, pat)
 		}

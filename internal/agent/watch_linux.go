@@ -23,8 +23,11 @@ import (
 //
 // Everything that can fail is checked before the 200: the query (400),
 // and that every path exists (404) and is watched, so a caller that has
-// the 200 knows later changes will be seen. "~" in paths is the home of
-// uid (default: the default user); uid does not limit what is seen.
+// the 200 knows later changes will be seen. The watch acts as uid
+// (default: the default user; see actor.do) for its whole life: "~" in
+// paths is its home, it watches only what that user may read (inotify
+// needs read permission; 403 otherwise), subdirectories it cannot read
+// are not watched, and sizes are read with its permissions.
 //
 // What inotify reports is passed on as fsnotify names it: a rename is
 // reported for the old path, with a create for the new one when it lands
@@ -47,18 +50,29 @@ func (s *Server) fsWatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	home := s.user(plan.UID, nil).Home
+	act, err := s.actor(plan.UID, nil)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := act.do(func() error { return s.watchAs(w, r, plan, act.Home) }); err != nil {
+		writeError(w, err)
+	}
+}
+
+// watchAs is fsWatch once the agent acts as the user whose home is home.
+// An error is returned only before the stream has started.
+func (s *Server) watchAs(w http.ResponseWriter, r *http.Request, plan watchPlan, home string) error {
 	roots := make([]string, len(plan.Paths))
 	for i, p := range plan.Paths {
+		var err error
 		if roots[i], err = guestPath("paths", p, home); err != nil {
-			writeError(w, err)
-			return
+			return err
 		}
 	}
 	run, err := startWatch(plan, roots, s.log)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	defer run.close()
 
@@ -67,7 +81,7 @@ func (s *Server) fsWatch(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
 	if err := rc.Flush(); err != nil {
-		return
+		return nil
 	}
 	ctx := r.Context()
 	if plan.Timeout > 0 {
@@ -77,6 +91,7 @@ func (s *Server) fsWatch(w http.ResponseWriter, r *http.Request) {
 	}
 	err = run.loop(ctx, sseSink{w: w, flush: rc.Flush}, watchHeartbeat)
 	s.log.Debug("watch ended", "paths", roots, "events", run.sent, "err", err)
+	return nil
 }
 
 // sseSink writes server-sent events to a response, flushing each.

@@ -55,8 +55,13 @@ func openWatch(t *testing.T, h *harness, q url.Values, last string) *sseStream {
 }
 
 // watchRequest sends a watch request and returns the answer as it is.
+// Unless q names a uid, the watch acts as the test's own user, which
+// works with and without root.
 func watchRequest(t *testing.T, h *harness, q url.Values, last string) (*http.Response, context.CancelFunc) {
 	t.Helper()
+	if !q.Has("uid") {
+		q = asMe(q)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), watchDeadline)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent"+pathFSWatch+"?"+q.Encode(), nil)
 	if err != nil {
@@ -254,8 +259,8 @@ func TestFSWatchRecursive(t *testing.T) {
 
 func TestFSWatchHome(t *testing.T) {
 	h := newHarness(t)
-	home := withUser(t, h)
-	s := openWatch(t, h, watchQuery("paths", "~", "uid", strconv.Itoa(defaultUID)), "")
+	home := withSelf(t, h)
+	s := openWatch(t, h, watchQuery("paths", "~", "uid", strconv.Itoa(os.Getuid())), "")
 	must(t, os.WriteFile(filepath.Join(home, "f"), nil, 0o644))
 	s.waitFor("create", filepath.Join(home, "f"))
 }

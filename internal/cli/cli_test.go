@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/openslicer/openslicer/api"
 )
 
 // testGlobals returns globals with buffered IO, an empty environment, no
@@ -46,10 +48,10 @@ func TestListTable(t *testing.T) {
 			t.Fatalf("%v: exit %d, stderr %q", args, code, errOut)
 		}
 		want := "" +
-			"HOSTNAME  IP             RAM   CPUS  STATUS   CREATED              TAGS\n" +
-			"--------  --             ---   ----  ------   -------              ----\n" +
-			"task-1    192.168.138.2  2GiB  1     Running  2026-02-27 16:30:53  -\n" +
-			"task-2    192.168.138.3  4GiB  2     Paused   2026-02-27 16:31:53  name=web,role=api\n"
+			"HOSTNAME  IP             RAM   CPUS  STATUS              CREATED              TAGS\n" +
+			"--------  --             ---   ----  ------              -------              ----\n" +
+			"task-1    192.168.138.2  2GiB  1     Running             2026-02-27 16:30:53  -\n" +
+			"task-2    192.168.138.3  4GiB  2     Paused (suspended)  2026-02-27 16:31:53  name=web,role=api\n"
 		if diff := cmp.Diff(want, out); diff != "" {
 			t.Errorf("%v output mismatch (-want +got):\n%s", args, diff)
 		}
@@ -223,7 +225,7 @@ func TestLogsHealthInfoPause(t *testing.T) {
 			"Agent uptime:  1m30s\n" +
 			"System uptime: 1h0m0s\n" +
 			"Userdata:      ran, exit code 0\n"},
-		{[]string{"info"}, "Client version:  dev\nServer version:  0.9.0 (abc123)\nServer platform: linux/amd64\n"},
+		{[]string{"info"}, "Client version:  dev\nServer version:  0.9.0 (abc123)\nServer platform: linux/amd64\nAccelerator:     tcg (this host has no /dev/kvm)\n"},
 		{[]string{"vm", "pause", "web"}, "Paused task-2\n"},
 	}
 	for _, tt := range tests {
@@ -300,5 +302,37 @@ func TestResolveConn(t *testing.T) {
 				t.Errorf("resolveConn() = %q, %q; want %q, %q", url, token, tt.wantURL, tt.wantToken)
 			}
 		})
+	}
+}
+
+// A daemon that does not report its accelerator (Slicer's) gets no
+// accelerator line.
+func TestWriteInfoWithoutAccelerator(t *testing.T) {
+	var b strings.Builder
+	if err := writeInfo(&b, "dev", &api.Info{Version: "0.9.0", Platform: "linux", Arch: "arm64"}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "Client version:  dev\nServer version:  0.9.0\nServer platform: linux/arm64\n"; b.String() != want {
+		t.Errorf("writeInfo = %q, want %q", b.String(), want)
+	}
+}
+
+func TestDaemonShutdown(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		request string
+		out     string
+	}{
+		{[]string{"daemon", "shutdown"}, "POST /daemon/shutdown", "Daemon stopping\n"},
+		{[]string{"daemon", "shutdown", "--detach"}, "POST /daemon/shutdown?detach=true", "Daemon stopping; persistent VMs left running\n"},
+	} {
+		f, srv := newFakeAPI(t)
+		code, out, errOut := runCLI(t, nil, append(tc.args, "--url", srv.URL)...)
+		if code != 0 || out != tc.out {
+			t.Errorf("%v: exit %d, out %q, stderr %q", tc.args, code, out, errOut)
+		}
+		if len(f.requests) != 1 || f.requests[0] != tc.request {
+			t.Errorf("%v sent %v, want %q", tc.args, f.requests, tc.request)
+		}
 	}
 }

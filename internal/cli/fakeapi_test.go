@@ -26,6 +26,9 @@ type fakeAPI struct {
 	requests []string // "METHOD /path?query", in order
 	auth     []string // Authorization header of each request
 	created  api.CreateNodeRequest
+	// Health: the first notUp health requests answer 503 (agent not up),
+	// the next userdataPending report userdata_ran false.
+	notUp, userdataPending, healthCalls int
 }
 
 func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
@@ -35,12 +38,12 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 		groups: []api.HostGroup{{Name: "task", Count: 2, RamBytes: 2 << 30, CPUs: 1, Arch: "x86_64"}},
 		nodes: []api.Node{
 			{Hostname: "task-1", HostGroup: "task", IP: "192.168.138.2", RamBytes: 2 << 30, CPUs: 1, CreatedAt: created, Status: api.StatusRunning},
-			{Hostname: "task-2", HostGroup: "task", IP: "192.168.138.3", RamBytes: 4 << 30, CPUs: 2, CreatedAt: created.Add(time.Minute), Status: api.StatusPaused, Tags: []string{"name=web", "role=api"}},
+			{Hostname: "task-2", HostGroup: "task", IP: "192.168.138.3", RamBytes: 4 << 30, CPUs: 2, CreatedAt: created.Add(time.Minute), Status: api.StatusPaused, State: api.StateSuspended, Tags: []string{"name=web", "role=api"}},
 		},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /info", func(w http.ResponseWriter, r *http.Request) {
-		writeTestJSON(w, 200, api.Info{Version: "0.9.0", GitCommit: "abc123", Platform: "linux", Arch: "amd64"})
+		writeTestJSON(w, 200, api.Info{Version: "0.9.0", GitCommit: "abc123", Platform: "linux", Arch: "amd64", Accelerator: "tcg", AcceleratorReason: "this host has no /dev/kvm"})
 	})
 	mux.HandleFunc("GET /hostgroup", func(w http.ResponseWriter, r *http.Request) { writeTestJSON(w, 200, f.groups) })
 	mux.HandleFunc("GET /nodes", func(w http.ResponseWriter, r *http.Request) {
@@ -65,9 +68,25 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 		writeTestJSON(w, 200, api.LogsResponse{Hostname: r.PathValue("h"), Lines: 2, Content: "boot\nready"})
 	})
 	mux.HandleFunc("GET /vm/{h}/health", func(w http.ResponseWriter, r *http.Request) {
-		code := 0
+		if f.node(r.PathValue("h")) == nil {
+			writeTestJSON(w, 404, api.ErrorResponse{Error: "vm not found"})
+			return
+		}
+		f.mu.Lock()
+		n := f.healthCalls
+		f.healthCalls++
+		f.mu.Unlock()
+		if n < f.notUp {
+			writeTestJSON(w, 503, api.ErrorResponse{Error: "agent not ready"})
+			return
+		}
+		ran := n >= f.notUp+f.userdataPending
+		var code *int
+		if ran {
+			code = new(0)
+		}
 		writeTestJSON(w, 200, api.AgentHealthResponse{Hostname: r.PathValue("h"), AgentVersion: "0.9.0",
-			AgentUptime: 90*time.Second + 300*time.Millisecond, SystemUptime: time.Hour, UserdataRan: true, UserdataExitCode: &code, IP: "192.168.138.2"})
+			AgentUptime: 90*time.Second + 300*time.Millisecond, SystemUptime: time.Hour, UserdataRan: ran, UserdataExitCode: code, IP: "192.168.138.2"})
 	})
 	mux.HandleFunc("POST /vm/{h}/pause", func(w http.ResponseWriter, r *http.Request) {
 		if f.node(r.PathValue("h")) == nil {
@@ -77,6 +96,10 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 		_, _ = io.WriteString(w, "OK")
 	})
 	mux.HandleFunc("POST /vm/{h}/exec", f.exec)
+	mux.HandleFunc("POST /daemon/shutdown", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = io.WriteString(w, "shutting down")
+	})
 
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()

@@ -20,7 +20,7 @@ func newInfoCmd(g *globals, runF func(context.Context, *infoOptions) error) *cob
 	o := &infoOptions{globals: g}
 	cmd := &cobra.Command{
 		Use:   "info",
-		Short: "Print client and daemon versions",
+		Short: "Print client and daemon versions, and how the daemon runs guests",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.ClientVersion = firstNonEmpty(cmd.Root().Version, "dev")
@@ -53,5 +53,13 @@ func writeInfo(w io.Writer, clientVersion string, info *api.Info) error {
 	}
 	_, err := fmt.Fprintf(w, "Client version:  %s\nServer version:  %s\nServer platform: %s/%s\n",
 		clientVersion, server, firstNonEmpty(info.Platform, "?"), firstNonEmpty(info.Arch, "?"))
+	if err != nil || info.Accelerator == "" {
+		return err // Slicer's daemon does not say
+	}
+	accel := info.Accelerator
+	if info.AcceleratorReason != "" {
+		accel += " (" + info.AcceleratorReason + ")"
+	}
+	_, err = fmt.Fprintf(w, "Accelerator:     %s\n", accel)
 	return err
 }

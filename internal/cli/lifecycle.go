@@ -34,7 +34,7 @@ var lifecycleOps = []lifecycleOp{
 	{"pause", "Freeze a VM's vCPUs", "Paused", func(ctx context.Context, c *client.Client, h string, _ *lifecycleOptions) error {
 		return c.Pause(ctx, h)
 	}},
-	{"resume", "Thaw a paused VM", "Resumed", func(ctx context.Context, c *client.Client, h string, _ *lifecycleOptions) error {
+	{"resume", "Thaw a paused VM (restores a suspended one)", "Resumed", func(ctx context.Context, c *client.Client, h string, _ *lifecycleOptions) error {
 		return c.Resume(ctx, h)
 	}},
 	{"suspend", "Snapshot a VM to disk and stop it", "Suspended", func(ctx context.Context, c *client.Client, h string, _ *lifecycleOptions) error {

@@ -59,10 +59,19 @@ func (t *table) flush() error { return t.tw.Flush() }
 func writeNodeTable(w io.Writer, nodes []api.Node, loc *time.Location) error {
 	t := newTable(w, "HOSTNAME", "IP", "RAM", "CPUS", "STATUS", "CREATED", "TAGS")
 	for _, n := range nodes {
-		t.row(n.Hostname, n.IP, formatIEC(n.RamBytes), count(n.CPUs), n.Status,
+		t.row(n.Hostname, n.IP, formatIEC(n.RamBytes), count(n.CPUs), nodeStatus(n),
 			formatTime(n.CreatedAt, loc), strings.Join(n.Tags, ","))
 	}
 	return t.flush()
+}
+
+// nodeStatus is the status column: Slicer's status, with OpenSlicer's finer
+// state beside it where the two differ ("Paused (suspended)").
+func nodeStatus(n api.Node) string {
+	if n.State == "" || strings.EqualFold(n.State, n.Status) {
+		return n.Status
+	}
+	return n.Status + " (" + n.State + ")"
 }
 
 // writeGroupTable prints host groups as the `vm group` table.

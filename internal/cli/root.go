@@ -73,9 +73,9 @@ func newRoot(g *globals) *cobra.Command {
 	ls.Short = "List VMs (same as vm list)"
 	addConnFlags(ls, &g.conn)
 
-	root.AddCommand(newVMCmd(g), ls, newInfoCmd(g, nil), newSecretCmd(g))
-	// Shortcuts: slicer cp, slicer shell and slicer bg are the vm commands.
-	for _, sc := range []*cobra.Command{newCpCmd(g, nil), newShellCmd(g), newBgCmd(g)} {
+	root.AddCommand(newVMCmd(g), ls, newInfoCmd(g, nil), newVersionCmd(g, nil), newSecretCmd(g), newDaemonCmd(g, nil))
+	// Shortcuts: slicer cp, shell, bg and logs are the vm commands.
+	for _, sc := range []*cobra.Command{newCpCmd(g, nil), newShellCmd(g), newBgCmd(g), newLogsCmd(g, nil)} {
 		sc.Short += " (same as vm " + sc.Name() + ")"
 		addConnFlags(sc, &g.conn)
 		root.AddCommand(sc)
@@ -101,12 +101,15 @@ func newVMCmd(g *globals) *cobra.Command {
 		newExecCmd(g, nil),
 		newLogsCmd(g, nil),
 		newHealthCmd(g, nil),
+		newReadyCmd(g, nil),
 		newTopCmd(g),
 		newTagCmd(g),
 		newCpCmd(g, nil),
 		newBgCmd(g),
 		newShellCmd(g),
 		newForwardCmd(g),
+		newCommitCmd(g),
+		newForkCmd(g, nil),
 	)
 	cmd.AddCommand(newLifecycleCmds(g)...)
 	return cmd

@@ -9,6 +9,7 @@ package config
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // File is the whole YAML document: everything lives under `config:`.
@@ -28,6 +29,10 @@ type Config struct {
 	SSHKeys          []string    `yaml:"ssh_keys,omitempty"`
 	InsecureRegistry bool        `yaml:"insecure_registry,omitempty"`
 	API              API         `yaml:"api"`
+	// BootWatchdog (extension) bounds how long a booting guest may print
+	// nothing on its console, as a Go duration ("20s"); empty means the
+	// default for the accelerator (see BootWatchdogBound).
+	BootWatchdog string `yaml:"boot_watchdog,omitempty"`
 
 	// Source records where the configuration was read from, so validation
 	// can cite file and line. Nil for a config built in code.
@@ -64,6 +69,12 @@ type HostGroup struct {
 	DNSServers   []string `yaml:"dns_servers,omitempty"`
 	GPUCount     int      `yaml:"gpu_count,omitempty"`
 	Network      *Network `yaml:"network,omitempty"`
+	// KernelArgs (extension) are appended to the guest kernel command
+	// line after the daemon's own arguments.
+	KernelArgs string `yaml:"kernel_args,omitempty"`
+	// Image overrides the top-level image for this group (an OpenSlicer
+	// extension: Slicer has one image per daemon).
+	Image string `yaml:"image,omitempty"`
 }
 
 // Network is a host group's network. Mode is "bridge" or "isolated".
@@ -102,6 +113,13 @@ func (s *Source) Line(path string) int {
 		path = path[:i]
 	}
 	return 0
+}
+
+// BootWatchdogBound is boot_watchdog as a duration; zero when unset.
+// Validate has checked it parses.
+func (c Config) BootWatchdogBound() time.Duration {
+	d, _ := time.ParseDuration(c.BootWatchdog)
+	return d
 }
 
 // Graceful reports whether VMs get a guest shutdown before being stopped
@@ -147,6 +165,15 @@ func (g HostGroup) RAMBytes() int64 {
 // StorageBytes is storage_size in bytes.
 func (g HostGroup) StorageBytes() (int64, error) {
 	return ParseSize(g.StorageSize)
+}
+
+// ImageFor is the image a group's VMs boot: the group's own, else the
+// top-level one.
+func (c Config) ImageFor(g HostGroup) string {
+	if g.Image != "" {
+		return g.Image
+	}
+	return c.Image
 }
 
 // VMCount is the number of VMs created at start-up: count, or 1 when unset.

@@ -42,6 +42,7 @@ func Format(cfg *Config) string {
 	if cfg.InsecureRegistry {
 		w.line(1, "insecure_registry: true")
 	}
+	w.str(1, "boot_watchdog", plain(cfg.BootWatchdog))
 	formatAPI(w, cfg.API)
 	return w.String()
 }
@@ -70,6 +71,8 @@ func formatGroup(w *writer, g HostGroup) {
 		w.block(2, "userdata", g.Userdata)
 	}
 	w.str(2, "userdata_file", quote(g.UserdataFile))
+	w.str(2, "kernel_args", quote(g.KernelArgs))
+	w.str(2, "image", quote(g.Image))
 	if n := g.Network; n != nil {
 		// A network with every setting left out is still a network:
 		// "network:" alone would read back as none.

@@ -196,9 +196,6 @@ func TestRender(t *testing.T) {
 				t.Fatalf("Parse(Render()) error = %v", err)
 			}
 			ApplyDefaults(cfg, "qemu")
-			if cfg.Image != DefaultImage {
-				return // OCI images do not validate yet
-			}
 			if err := Validate(cfg, ValidateOptions{}); err != nil {
 				t.Errorf("Validate(Render()) = %v", err)
 			}
@@ -245,8 +242,8 @@ func TestRenderErrors(t *testing.T) {
 		{"bad cidr", base(func(o *NewOptions) { o.CIDR = "10.0.0.0/31" }),
 			[]string{`--cidr "10.0.0.0/31" is not an IPv4 CIDR with room for VMs (want e.g. 192.168.137.0/24)`,
 				"config.host_groups[0].network.gateway: required in bridge mode (e.g. 192.168.137.1/24)"}},
-		{"zfs", base(func(o *NewOptions) { o.Storage = "zfs" }),
-			[]string{"config.host_groups[0].storage: zfs storage is not supported yet; use storage: image"}},
+		{"devmapper with a size", base(func(o *NewOptions) { o.Storage, o.StorageSize = "devmapper", "10G" }),
+			[]string{"config.host_groups[0].storage_size: not allowed for storage: devmapper (the thin pool's base size applies)"}},
 		{"macvtap", base(func(o *NewOptions) { o.Net = "macvtap" }),
 			[]string{"config.host_groups[0].network.mode: macvtap networking is not supported yet; use bridge or isolated"}},
 		{"bad drop", base(func(o *NewOptions) { o.Net, o.Drop = "isolated", []string{"lan"} }),
@@ -301,11 +298,12 @@ func TestFormatRoundTrip(t *testing.T) {
 		cfg := &Config{
 			HostGroups: []HostGroup{{
 				Name: "true", Count: new(2), RamBytes: 1 << 30, Userdata: u, UserdataFile: "x: y.sh",
-				Network: &Network{Mode: "bridge", Range: "10.0.0.2-10.0.0.9", Addresses: []string{"10.0.0.3"}},
+				KernelArgs: `console=ttyS1 "quoted" #x`,
+				Network:    &Network{Mode: "bridge", Range: "10.0.0.2-10.0.0.9", Addresses: []string{"10.0.0.3"}},
 			}},
 			SSHKeys:     []string{"ssh-rsa \"quoted\" key"},
 			KernelImage: "k", KernelFile: "/boot/vmlinuz", Hypervisor: "cloud-hypervisor",
-			GitHubUser: "null", InsecureRegistry: true,
+			GitHubUser: "null", InsecureRegistry: true, BootWatchdog: "1m30s",
 			API: API{BindAddress: "/run/slicer/api.sock", Auth: Auth{Token: "#secret: x"}},
 		}
 		text := Format(cfg)

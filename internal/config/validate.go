@@ -9,6 +9,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/openslicer/openslicer/internal/imageref"
 )
 
 // Hypervisors are the backends a config may name.
@@ -40,8 +43,8 @@ func Validate(cfg *Config, opts ValidateOptions) error {
 	return p.err()
 }
 
-// checkConfig is every check but image support, which Render skips so it
-// can write configs for OCI images.
+// checkConfig is every check but the image values, which Render leaves to
+// the flags it was given.
 func checkConfig(p *problems, cfg *Config, opts ValidateOptions) {
 	if len(cfg.HostGroups) == 0 {
 		p.add("config.host_groups", "at least one host group is required")
@@ -61,6 +64,55 @@ func checkConfig(p *problems, cfg *Config, opts ValidateOptions) {
 	checkAPI(p, cfg.API)
 	if cfg.KernelFile != "" {
 		checkFile(p, "config.kernel_file", Resolve(opts.BaseDir, cfg.KernelFile))
+	}
+	checkBootWatchdog(p, cfg.BootWatchdog)
+}
+
+// maxBootWatchdog is the longest boot_watchdog accepted: beyond it the
+// create's own wait timeout (5 minutes by default) is the bound anyway.
+const maxBootWatchdog = time.Hour
+
+func checkBootWatchdog(p *problems, s string) {
+	if s == "" {
+		return
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		p.add("config.boot_watchdog", "%q is not a duration (want e.g. 20s or 2m)", s)
+	case d < time.Second || d > maxBootWatchdog:
+		p.add("config.boot_watchdog", "%s is out of range (want 1s to %s)", d, maxBootWatchdog)
+	}
+}
+
+// maxKernelArgs bounds kernel_args: the x86 kernel command line holds
+// 2048 bytes, and the daemon's own arguments need about 400.
+const maxKernelArgs = 1024
+
+// reservedKernelArgs are the arguments the daemon sets and the guest
+// agent reads; kernel_args may not override them.
+var reservedKernelArgs = []string{"slicer.", "ip="}
+
+func checkKernelArgs(p *problems, path, s string) {
+	if s == "" {
+		return
+	}
+	if len(s) > maxKernelArgs {
+		p.add(path, "is %d bytes, longer than the %d allowed", len(s), maxKernelArgs)
+		return
+	}
+	for _, r := range s {
+		if r < 0x20 || r > 0x7e {
+			p.add(path, "%q holds a character that is not printable ASCII (one line of space-separated arguments)", s)
+			return
+		}
+	}
+	for _, arg := range strings.Fields(s) {
+		for _, res := range reservedKernelArgs {
+			if strings.HasPrefix(arg, res) {
+				p.add(path, "%q is set by the daemon (%s...) and cannot be given here", arg, res)
+			}
+		}
 	}
 }
 
@@ -105,6 +157,7 @@ func checkGroup(p *problems, path string, g HostGroup, opts ValidateOptions) {
 	if g.Network != nil {
 		checkNetwork(p, path+".network", g)
 	}
+	checkKernelArgs(p, path+".kernel_args", g.KernelArgs)
 }
 
 // hostnameDigits is how many digits of N a "<name>-N" hostname must leave
@@ -151,18 +204,28 @@ func checkRAM(p *problems, path string, g HostGroup) {
 	}
 }
 
+// checkStorage checks the storage type and size. devmapper and zfs are
+// accepted here, with Slicer's size rules, so the config stays portable;
+// this daemon answers a create in such a group with 501 (vm package), as
+// it drives neither a thin pool nor ZFS yet.
 func checkStorage(p *problems, path string, g HostGroup) {
 	switch g.Storage {
 	case "image":
-	case "devmapper", "zfs":
-		p.add(path+".storage", "%s storage is not supported yet; use storage: image", g.Storage)
+		if g.StorageSize == "" {
+			p.add(path+".storage_size", "required for storage: image (e.g. 25G)")
+			return
+		}
+	case "devmapper":
+		if g.StorageSize != "" {
+			p.add(path+".storage_size", "not allowed for storage: devmapper (the thin pool's base size applies)")
+		}
 		return
+	case "zfs":
+		if g.StorageSize == "" {
+			return
+		}
 	default:
-		p.add(path+".storage", "%q is not a storage type (want image; devmapper and zfs are not supported yet)", g.Storage)
-		return
-	}
-	if g.StorageSize == "" {
-		p.add(path+".storage_size", "required for storage: image (e.g. 25G)")
+		p.add(path+".storage", "%q is not a storage type (want image, devmapper or zfs)", g.Storage)
 		return
 	}
 	n, err := g.StorageBytes()
@@ -173,12 +236,29 @@ func checkStorage(p *problems, path string, g HostGroup) {
 	}
 }
 
+// checkImage checks that every image value parses (see package imageref).
+// kernel_image must name an OCI image, not a built-in.
 func checkImage(p *problems, cfg *Config) {
-	if cfg.Image != "" && cfg.Image != DefaultImage {
-		p.add("config.image", "OCI images are not supported yet (%q); use image: min (slicer new --min)", cfg.Image)
+	check := func(field, v string) (imageref.Source, bool) {
+		s, err := imageref.Parse(v, cfg.InsecureRegistry)
+		if err != nil {
+			p.add(field, "%v", err)
+			return s, false
+		}
+		return s, true
+	}
+	if cfg.Image != "" {
+		check("config.image", cfg.Image)
+	}
+	for i, g := range cfg.HostGroups {
+		if g.Image != "" {
+			check(fmt.Sprintf("config.host_groups[%d].image", i), g.Image)
+		}
 	}
 	if cfg.KernelImage != "" {
-		p.add("config.kernel_image", "kernel images from OCI are not supported yet (%q); use kernel_file", cfg.KernelImage)
+		if s, ok := check("config.kernel_image", cfg.KernelImage); ok && s.Kind == imageref.Builtin {
+			p.add("config.kernel_image", "%q is a built-in root image; kernel_image names an OCI image holding a kernel (the default kernel is min's)", cfg.KernelImage)
+		}
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 
-	"github.com/openslicer/openslicer/internal/hypervisor"
 	"github.com/openslicer/openslicer/internal/hypervisor/qemu"
 )
 
@@ -32,12 +31,15 @@ func canRun(name string) error {
 	}
 }
 
-// newBackend returns the backend for a validated hypervisor name.
-func newBackend(name string, log *slog.Logger) (hypervisor.Backend, error) {
+// newBackend returns the backend for a validated hypervisor name, keeping
+// its accelerator cache in cacheDir (the image directory, beside the
+// kernels the cache is about).
+func newBackend(name, cacheDir string, log *slog.Logger) (*qemu.Backend, error) {
 	if name != "qemu" {
 		return nil, canRun(name)
 	}
 	b := qemu.New(log)
+	b.CacheDir = cacheDir
 	if err := b.Check(); err != nil {
 		return nil, err
 	}

@@ -16,9 +16,10 @@ import (
 )
 
 // Commands returns the subcommands of `slicer` that work on this host rather
-// than over the REST API: up, new and image.
+// than over the REST API: up, new, image, doctor, service.
 func Commands(version, commit string, out, errOut io.Writer) []*cobra.Command {
-	return []*cobra.Command{upCommand(version, commit, out, errOut), newCommand(out), imageCommand(out, errOut)}
+	return []*cobra.Command{upCommand(version, commit, out, errOut), newCommand(out), imageCommand(out, errOut),
+		doctorCommand(out), serviceCommand(out)}
 }
 
 func upCommand(version, commit string, out, errOut io.Writer) *cobra.Command {
@@ -48,18 +49,28 @@ func upCommand(version, commit string, out, errOut io.Writer) *cobra.Command {
 	f.StringVar(&opt.DataDir, "data-dir", "", "keep every file the daemon writes under this directory")
 	f.StringVar(&opt.ImageDir, "image-dir", "", "image cache directory (default <data-dir>/images)")
 	f.StringVar(&opt.AgentBinary, "agent", "", "slicer-agent binary to put in images (default: next to slicer)")
+	f.StringVar(&opt.Accel, "accel", "", "accelerator: auto (KVM only when a boot probe proves it works), kvm or tcg (default $SLICER_ACCEL, else auto)")
 	f.BoolVar(&debug, "debug", false, "log at debug level")
+	f.BoolVar(&opt.SuspendOnShutdown, "suspend-on-shutdown", false,
+		"on stop, suspend running persistent VMs (memory kept on disk) instead of shutting them down; the next start restores them")
 	return cmd
 }
 
 func imageCommand(out, errOut io.Writer) *cobra.Command {
 	root := &cobra.Command{Use: "image", Short: "Manage guest images"}
 	var dataDir, imageDir, agentBin string
+	var packages []string
 	build := &cobra.Command{
-		Use:   "build",
-		Short: "Build the built-in min image now (slicer up does it on first start)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Use:   "build [min|debian]",
+		Short: "Build the built-in min image now (slicer up does it on first start), or the debian image",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 && args[0] == "debian" {
+				return buildDebian(cmd.Context(), imageFlags{dataDir, imageDir}, packages, out, errOut)
+			}
+			if len(args) == 1 && args[0] != "min" {
+				return fmt.Errorf("image build %q: want min or debian", args[0])
+			}
 			cwd, err := os.Getwd()
 			if err != nil {
 				return err
@@ -87,7 +98,9 @@ func imageCommand(out, errOut io.Writer) *cobra.Command {
 	build.Flags().StringVar(&dataDir, "data-dir", "", "data directory of the daemon that will use the image")
 	build.Flags().StringVar(&imageDir, "image-dir", "", "image cache directory (default <data-dir>/images)")
 	build.Flags().StringVar(&agentBin, "agent", "", "slicer-agent binary (default: next to slicer)")
+	build.Flags().StringSliceVar(&packages, "packages", nil, "debian: more Debian packages to install (a,b,...)")
 	root.AddCommand(build)
+	root.AddCommand(imageCacheCommands(out, errOut)...)
 	return root
 }
 

@@ -10,14 +10,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/config"
+	"github.com/openslicer/openslicer/internal/githubkeys"
+	"github.com/openslicer/openslicer/internal/hypervisor/qemu"
 	"github.com/openslicer/openslicer/internal/image"
 	"github.com/openslicer/openslicer/internal/network"
 	"github.com/openslicer/openslicer/internal/secrets"
@@ -38,12 +42,19 @@ type Options struct {
 	// AgentBinary is the slicer-agent to put in images; empty looks next to
 	// the running executable, then in PATH.
 	AgentBinary string
-	Version     string
-	GitCommit   string
-	Out         io.Writer // banner and image-build progress
-	Log         *slog.Logger
+	// Accel is the accelerator mode (auto, kvm or tcg; --accel); empty
+	// takes SLICER_ACCEL, else auto.
+	Accel     string
+	Version   string
+	GitCommit string
+	Out       io.Writer // banner and image-build progress
+	Log       *slog.Logger
 	// Ready, when set, is called with the listener address once serving.
 	Ready func(addr string)
+	// SuspendOnShutdown makes a stop suspend the running persistent VMs
+	// (vm.StopSuspend) instead of shutting them down; the next start
+	// restores them.
+	SuspendOnShutdown bool
 }
 
 // Run runs the daemon until ctx ends or POST /daemon/shutdown.
@@ -56,15 +67,19 @@ func Run(ctx context.Context, opt Options) error {
 	if opt.ImageDir != "" {
 		paths.Images = opt.ImageDir
 	}
+	accelMode, err := qemu.AccelModeFrom(opt.Accel, os.Getenv(qemu.AccelEnv))
+	if err != nil {
+		return err
+	}
 	cfg, err := loadConfig(opt.ConfigPath, opt.Out)
 	if err != nil {
 		return err
 	}
-	backend, err := newBackend(cfg.Hypervisor, opt.Log)
+	backend, err := newBackend(cfg.Hypervisor, paths.Images, opt.Log)
 	if err != nil {
 		return err
 	}
-	netHost, err := openNetwork(ctx, cfg, opt.Log)
+	netHost, err := openNetwork(ctx, cfg, paths.DataDir, opt.Log)
 	if err != nil {
 		return err
 	}
@@ -72,20 +87,37 @@ func Run(ctx context.Context, opt Options) error {
 		defer netHost.Close()
 	}
 
-	for _, dir := range []string{paths.DataDir, filepath.Dir(paths.State), paths.Disks, paths.Run, paths.Logs, paths.Images} {
+	for _, dir := range []string{paths.DataDir, filepath.Dir(paths.State), paths.Disks, paths.Commits, paths.Run, paths.Logs, paths.Images} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
 
+	// kvm and tcg need no kernel: decide before a possibly long image
+	// build, so a forced kvm that cannot work fails at once.
+	var accel qemu.AccelDecision
+	if accelMode != qemu.AccelAuto {
+		if accel, err = backend.DecideAccel(ctx, accelMode, ""); err != nil {
+			return err
+		}
+	}
 	agentBin, err := findAgent(opt.AgentBinary)
 	if err != nil {
 		return err
 	}
-	images := &imageSource{b: &image.Builder{Dir: paths.Images, AgentBinary: agentBin, Log: opt.Log, Progress: opt.Out}}
-	if _, err := images.Resolve(ctx, cfg.Image); err != nil {
-		return fmt.Errorf("prepare image %q: %w", cfg.Image, err)
+	images := newImageSource(cfg, paths.Images, agentBin, opt.Log, opt.Out)
+	probeKernel, err := images.prepare(ctx, cfg)
+	if err != nil {
+		return err
 	}
+	// auto decides now, once the kernel is known, so the first create
+	// pays nothing.
+	if accelMode == qemu.AccelAuto {
+		if accel, err = backend.DecideAccel(ctx, accelMode, probeKernel); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(opt.Out, "Accelerator: %s (%s)\n", accel.Accelerator, accel.Reason)
 
 	st, err := store.Open(paths.State)
 	if err != nil {
@@ -96,31 +128,24 @@ func Run(ctx context.Context, opt Options) error {
 	if err != nil {
 		return err
 	}
+	keys := &githubkeys.Source{BaseURL: os.Getenv(githubkeys.EnvBaseURL)}
+	if err := keys.Check(); err != nil {
+		return fmt.Errorf("%s: %w", githubkeys.EnvBaseURL, err)
+	}
+	cloner := &image.Cloner{Qcow2: backend.Name() == "qemu", Log: opt.Log}
 	vopt := vm.Options{
-		Config: cfg, Backend: backend, Store: st, Images: images, Clone: image.Clone, Secrets: sec,
-		DisksDir: paths.Disks, RunDir: paths.Run, LogDir: paths.Logs, Log: opt.Log,
+		Config: cfg, Backend: backend, Store: st, Images: images, Clone: cloner.Clone, Secrets: sec,
+		Keys: keys, DisksDir: paths.Disks, RunDir: paths.Run, LogDir: paths.Logs, Log: opt.Log,
+		Accelerator: accel.Accelerator, BootWatchdog: vm.BootWatchdogFor(cfg, accel.Accel.KVM),
+		Layers: &image.DiskLayers{Log: opt.Log}, CommitsDir: paths.Commits,
 	}
 	if netHost != nil {
 		vopt.Network = netHost
 	}
-	mgr := vm.New(vopt)
-	if err := mgr.Recover(ctx); err != nil {
-		opt.Log.Error("recover vms", "err", err)
-	}
-	if err := mgr.EnsureCount(ctx); err != nil {
-		opt.Log.Error("launch config vms", "err", err)
-	}
-	return serve(ctx, opt, cfg, paths, mgr, sec)
-}
-
-// serve runs the API until ctx ends or a shutdown is requested, then stops
-// the VMs.
-func serve(ctx context.Context, opt Options, cfg *config.Config, paths Paths, mgr *vm.Manager, sec *secrets.Store) error {
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
+	// The API listener comes first: a daemon that cannot serve must not
+	// touch the VMs an earlier daemon left running.
 	token := ""
 	if cfg.API.AuthEnabled() {
-		var err error
 		if token, err = server.LoadOrCreateToken(paths.Token); err != nil {
 			return err
 		}
@@ -131,12 +156,46 @@ func serve(ctx context.Context, opt Options, cfg *config.Config, paths Paths, mg
 	}
 	l, err := server.Listen(bind, cfg.API.Port, cfg.API.IsUnixSocket())
 	if err != nil {
-		mgr.Close(context.Background())
 		return err
 	}
+	if cfg.API.IsUnixSocket() {
+		defer os.Remove(bind)
+	}
+
+	mgr := vm.New(vopt)
+	if err := mgr.Recover(ctx); err != nil {
+		opt.Log.Error("recover vms", "err", err)
+	}
+	if err := mgr.RestoreSuspended(ctx); err != nil {
+		opt.Log.Error("restore vms suspended at the last stop", "err", err)
+	}
+	if err := mgr.EnsureCount(ctx); err != nil {
+		opt.Log.Error("launch config vms", "err", err)
+	}
+	info := api.Info{
+		Version: opt.Version, GitCommit: opt.GitCommit, Platform: runtime.GOOS, Arch: runtime.GOARCH,
+		Accelerator: accel.Accelerator, AcceleratorReason: accel.Reason,
+	}
+	mode := serve(ctx, opt, l, token, paths, mgr, sec, info)
+	opt.Log.Info("stopping vms", "mode", modeName(mode), "graceful", cfg.Graceful())
+	return mgr.Close(context.Background(), mode)
+}
+
+// serve runs the API on l until ctx ends or a shutdown is requested, and
+// returns what to do with the VMs: detach when the request asked for it,
+// otherwise suspend or shut them down as the flags say.
+func serve(ctx context.Context, opt Options, l net.Listener, token string, paths Paths, mgr *vm.Manager, sec *secrets.Store, info api.Info) vm.StopMode {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var detach atomic.Bool
+	shutdown := func(d bool) {
+		if d {
+			detach.Store(true)
+		}
+		stop()
+	}
 	srv := server.New(server.Options{
-		Manager: mgr, Log: opt.Log, Token: token, Shutdown: stop, Secrets: sec,
-		Info: api.Info{Version: opt.Version, GitCommit: opt.GitCommit, Platform: runtime.GOOS, Arch: runtime.GOARCH},
+		Manager: mgr, Log: opt.Log, Token: token, Shutdown: shutdown, Secrets: sec, Info: info,
 	})
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
@@ -157,10 +216,25 @@ func serve(ctx context.Context, opt Options, cfg *config.Config, paths Paths, mg
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	hs.Shutdown(sctx)
-	if cfg.API.IsUnixSocket() {
-		os.Remove(bind)
+	switch {
+	case detach.Load():
+		return vm.StopDetach
+	case opt.SuspendOnShutdown:
+		return vm.StopSuspend
+	default:
+		return vm.StopShutDown
 	}
-	return mgr.Close(context.Background())
+}
+
+func modeName(mode vm.StopMode) string {
+	switch mode {
+	case vm.StopDetach:
+		return "detach"
+	case vm.StopSuspend:
+		return "suspend"
+	default:
+		return "shut down"
+	}
 }
 
 func authDesc(token, path string) string {
@@ -188,8 +262,9 @@ func loadConfig(path string, out io.Writer) (*config.Config, error) {
 
 // openNetwork returns the network host when a group has a network, after
 // checking that this host can run every group's network (one error naming
-// each fix); nil when no group has one.
-func openNetwork(ctx context.Context, cfg *config.Config, log *slog.Logger) (*network.Host, error) {
+// each fix); nil when no group has one. The host names its objects with
+// the data directory's instance id.
+func openNetwork(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logger) (*network.Host, error) {
 	networked := false
 	for _, g := range cfg.HostGroups {
 		networked = networked || g.Network != nil
@@ -197,7 +272,12 @@ func openNetwork(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ne
 	if !networked {
 		return nil, nil
 	}
-	h, err := network.New(network.Options{Log: log})
+	id, err := loadInstance(dataDir, log)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("network objects are named with this data directory's instance id", "instance", id)
+	h, err := network.New(network.Options{Instance: id, Log: log})
 	if err != nil {
 		return nil, err
 	}
@@ -226,18 +306,4 @@ func findAgent(given string) (string, error) {
 		return filepath.Abs(p)
 	}
 	return "", errors.New("slicer-agent binary not found next to slicer or in PATH: build it with `make build` or pass --agent PATH")
-}
-
-// imageSource resolves config image names; "min" is the built-in image.
-type imageSource struct{ b *image.Builder }
-
-func (s *imageSource) Resolve(ctx context.Context, name string) (vm.BootImage, error) {
-	if name != "min" {
-		return vm.BootImage{}, fmt.Errorf("image %q: only the built-in \"min\" image is supported yet: %w", name, api.ErrNotImplemented)
-	}
-	img, err := s.b.Min(ctx)
-	if err != nil {
-		return vm.BootImage{}, err
-	}
-	return vm.BootImage{Kernel: img.Kernel, Initrd: img.Initrd, RootFS: img.RootFS}, nil
 }

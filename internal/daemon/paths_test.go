@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -10,8 +11,8 @@ import (
 func TestResolvePathsDefaults(t *testing.T) {
 	got := ResolvePaths("", "/srv/work")
 	want := Paths{
-		DataDir: "/srv/work", State: "/srv/work/.slicer/state.db", Disks: "/srv/work",
-		Run: "/run/slicer", Logs: "/var/log/slicer", Images: "/var/lib/slicer/images",
+		DataDir: "/srv/work", State: "/srv/work/.slicer/state.db", Disks: "/srv/work", Commits: "/srv/work/.slicer/commits",
+		Run: runDirFor("/srv/work"), Logs: "/var/log/slicer", Images: "/var/lib/slicer/images",
 		Token: "/var/lib/slicer/auth/token", Secrets: "/srv/work/.secrets",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -30,5 +31,22 @@ func TestResolvePathsDataDirHoldsEverything(t *testing.T) {
 	}
 	if got := ResolvePaths("rel", "/cwd").DataDir; got != "/cwd/rel" {
 		t.Errorf("relative data dir resolved to %s, want /cwd/rel", got)
+	}
+}
+
+// Two daemons in two working directories, both with a VM "vm-1", must not
+// share its run directory (one would see the other's qemu as its own).
+func TestResolvePathsRunDirPerDataDir(t *testing.T) {
+	a, b := ResolvePaths("", "/srv/a").Run, ResolvePaths("", "/srv/b").Run
+	if a == b {
+		t.Fatalf("working directories /srv/a and /srv/b share the run dir %s", a)
+	}
+	for _, run := range []string{a, b} {
+		if filepath.Dir(run) != "/run/slicer" {
+			t.Errorf("run dir %s is not under /run/slicer", run)
+		}
+	}
+	if again := ResolvePaths("", "/srv/a/").Run; again != a {
+		t.Errorf("the same directory gets run dirs %s and %s", a, again)
 	}
 }

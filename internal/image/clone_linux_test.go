@@ -16,7 +16,7 @@ const testDigest = "00112233445566778899aabbccddeeff00112233445566778899aabbccdd
 
 // smallExt4 makes an ext4 file holding one file, the way the image builder
 // makes the root filesystem.
-func smallExt4(t *testing.T, dir string) string {
+func smallExt4(t testing.TB, dir string) string {
 	t.Helper()
 	for _, tool := range []string{"mkfs.ext4", "resize2fs"} {
 		if _, err := lookTool(tool, "e2fsprogs"); err != nil {

@@ -41,7 +41,8 @@ func (h cpioHeader) marshal() []byte {
 // pad4 is how many zero bytes bring n up to a multiple of four.
 func pad4(n int) int { return (4 - n%4) % 4 }
 
-// unixMode turns a Go file mode into the st_mode bits cpio stores.
+// unixMode turns a Go file mode into st_mode bits (as cpio and ext4 store
+// them).
 func unixMode(m fs.FileMode) (uint32, error) {
 	mode := uint32(m.Perm())
 	if m&fs.ModeSetuid != 0 {
@@ -64,6 +65,8 @@ func unixMode(m fs.FileMode) (uint32, error) {
 		return mode | 0o020000, nil
 	case m&fs.ModeDevice != 0:
 		return mode | 0o060000, nil
+	case m&fs.ModeNamedPipe != 0:
+		return mode | 0o010000, nil
 	}
 	return 0, fmt.Errorf("file mode %v has no cpio equivalent", m)
 }

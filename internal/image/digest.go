@@ -18,18 +18,19 @@ type digestInputs struct {
 	KernelDebSize int64  `json:"kernel_deb_size"`
 	AgentSHA256   string `json:"agent_sha256"`
 	BusyboxSHA256 string `json:"busybox_sha256"`
+	BashSHA256    string `json:"bash_sha256"`
 }
 
 // digest is the hex sha256 of a fixed rendering of the inputs.
 func (in digestInputs) digest() string {
-	s := fmt.Sprintf("openslicer image min\nformat %d\nkernel-deb %s\nkernel-deb-size %d\nagent-sha256 %s\nbusybox-sha256 %s\n",
-		in.Format, in.KernelDeb, in.KernelDebSize, in.AgentSHA256, in.BusyboxSHA256)
+	s := fmt.Sprintf("openslicer image min\nformat %d\nkernel-deb %s\nkernel-deb-size %d\nagent-sha256 %s\nbusybox-sha256 %s\nbash-sha256 %s\n",
+		in.Format, in.KernelDeb, in.KernelDebSize, in.AgentSHA256, in.BusyboxSHA256, in.BashSHA256)
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
 }
 
 // readInputs gathers the inputs from the files they name.
-func readInputs(deb, agent, busybox string) (digestInputs, error) {
+func readInputs(deb, agent, busybox, bash string) (digestInputs, error) {
 	st, err := os.Stat(deb)
 	if err != nil {
 		return digestInputs{}, err
@@ -40,6 +41,9 @@ func readInputs(deb, agent, busybox string) (digestInputs, error) {
 	}
 	if in.BusyboxSHA256, err = sha256File(busybox); err != nil {
 		return digestInputs{}, fmt.Errorf("busybox: %w", err)
+	}
+	if in.BashSHA256, err = sha256File(bash); err != nil {
+		return digestInputs{}, fmt.Errorf("bash: %w", err)
 	}
 	return in, nil
 }

@@ -12,7 +12,7 @@ import (
 func TestDigestInputs(t *testing.T) {
 	base := digestInputs{
 		Format: 1, KernelDeb: "linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb", KernelDebSize: 26713492,
-		AgentSHA256: "aa", BusyboxSHA256: "bb",
+		AgentSHA256: "aa", BusyboxSHA256: "bb", BashSHA256: "cc",
 	}
 	if base.digest() != base.digest() {
 		t.Fatalf("digest() is not stable")
@@ -26,6 +26,7 @@ func TestDigestInputs(t *testing.T) {
 		"kernel size": func(in *digestInputs) { in.KernelDebSize++ },
 		"agent":       func(in *digestInputs) { in.AgentSHA256 = "ab" },
 		"busybox":     func(in *digestInputs) { in.BusyboxSHA256 = "bc" },
+		"bash":        func(in *digestInputs) { in.BashSHA256 = "cd" },
 	}
 	for name, change := range changes {
 		in := base
@@ -46,7 +47,7 @@ func TestReadInputs(t *testing.T) {
 		return p
 	}
 	deb := write("linux-image-x_1_amd64.deb", "12345")
-	got, err := readInputs(deb, write("agent", "agent"), write("busybox", ""))
+	got, err := readInputs(deb, write("agent", "agent"), write("busybox", ""), write("bash", "agent"))
 	if err != nil {
 		t.Fatalf("readInputs() = %v", err)
 	}
@@ -54,6 +55,7 @@ func TestReadInputs(t *testing.T) {
 		Format: formatVersion, KernelDeb: "linux-image-x_1_amd64.deb", KernelDebSize: 5,
 		AgentSHA256:   "d4f0bc5a29de06b510f9aa428f1eedba926012b591fef7a518e776a7c9bd1824",
 		BusyboxSHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+		BashSHA256:    "d4f0bc5a29de06b510f9aa428f1eedba926012b591fef7a518e776a7c9bd1824",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("readInputs() (-want +got):\n%s", diff)

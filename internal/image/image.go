@@ -4,7 +4,9 @@
 // The built-in image is "min", made from Debian packages only: the Debian
 // cloud kernel (apt-get download, dpkg-deb -x), an initramfs whose /init is
 // slicer-agent and which carries the virtio modules the kernel needs, and an
-// ext4 root filesystem with busybox (mkfs.ext4 -d). It is built once per
+// ext4 root filesystem with busybox and bash (mkfs.ext4 -d), whose uid-1000
+// user is "ubuntu" (home /home/ubuntu), the name Slicer's images and the
+// programs written against them use. It is built once per
 // digest of its inputs and cached under Builder.Dir:
 //
 //	<Dir>/
@@ -12,6 +14,7 @@
 //	  debs/<pkg>_<ver>.deb   the kernel package; once cached, apt is not asked again
 //	  min-<digest[:16]>/     one finished image; appears by rename, complete
 //	    vmlinuz initrd rootfs.ext4 image.json
+//	    grow-<bytes>.qcow2, users/   copy-on-write disks made from it (see Cloner)
 //	  .build-min-*/          a build in progress (removed when stale)
 //
 // Images built from older inputs are left in place: nothing removes them
@@ -36,7 +39,7 @@ import (
 
 // formatVersion changes whenever the builder would produce a different
 // image from the same inputs, so old cached images are not reused.
-const formatVersion = 1
+const formatVersion = 2
 
 // Builder builds and caches the built-in images. Its zero value is not
 // usable: Dir and AgentBinary are required. Methods are safe for
@@ -90,6 +93,10 @@ type fileKey struct {
 // busyboxPath is the static busybox from Debian's busybox-static package.
 const busyboxPath = "/bin/busybox"
 
+// bashPath is the static bash from Debian's bash-static package; the image
+// has it as /bin/bash, the shell programs written against Slicer expect.
+const bashPath = "/bin/bash-static"
+
 // Min returns the built-in min image, building it first if its inputs
 // changed since it was last built (or it never was).
 func (b *Builder) Min(ctx context.Context) (*Image, error) {
@@ -133,11 +140,14 @@ func (b *Builder) min(ctx context.Context, dir string) (*Image, error) {
 	if err := requireStatic(busyboxPath, "busybox", "install it with apt-get install busybox-static"); err != nil {
 		return nil, err
 	}
+	if err := requireStatic(bashPath, "bash", "install it with apt-get install bash-static"); err != nil {
+		return nil, err
+	}
 	deb, err := b.kernelDeb(ctx, filepath.Join(dir, "debs"))
 	if err != nil {
 		return nil, err
 	}
-	in, err := readInputs(deb, b.AgentBinary, busyboxPath)
+	in, err := readInputs(deb, b.AgentBinary, busyboxPath, bashPath)
 	if err != nil {
 		return nil, err
 	}
@@ -226,11 +236,11 @@ func (b *Builder) build(ctx context.Context, dir, imgDir, deb string, in digestI
 	if err != nil {
 		return err
 	}
-	es := rootfsEntries(b.AgentBinary, busyboxPath, applets)
+	es := rootfsEntries(b.AgentBinary, busyboxPath, bashPath, applets)
 	if err := buildRootfs(ctx, es, filepath.Join(work, "rootfs"), filepath.Join(out, "rootfs.ext4"), in.digest()); err != nil {
 		return fmt.Errorf("root filesystem: %w", err)
 	}
-	b.progress("image min: rootfs with busybox and %d applets in %s", len(applets), since(start))
+	b.progress("image min: rootfs with bash, busybox and %d applets in %s", len(applets), since(start))
 
 	m := manifest{
 		Name: "min", Digest: "sha256:" + in.digest(), KernelVersion: k.Version,

@@ -185,11 +185,12 @@ func TestMinImage(t *testing.T) {
 			t.Errorf("/etc/passwd = %q", got)
 		}
 		for p, want := range map[string]string{
-			"/home/slicer": "User:  1000   Group:  1000",
+			"/home/ubuntu": "User:  1000   Group:  1000",
 			"/tmp":         "Mode:  01777",
 			"/root":        "Mode:  0700",
 			"/etc/shadow":  "User:     0   Group:     0",
 			"/bin/busybox": "User:     0   Group:     0",
+			"/bin/bash":    "Mode:  0755",
 		} {
 			if got := debugfsOut(t, img.RootFS, "stat "+p); !strings.Contains(got, want) {
 				t.Errorf("stat %s lacks %q:\n%s", p, want, got)

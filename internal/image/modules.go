@@ -5,6 +5,7 @@ import (
 	"debug/elf"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 )
@@ -107,14 +108,31 @@ func readModuleDeps(path string) ([]string, error) {
 	return parseModinfo(data), nil
 }
 
+// builtinModules reads modules.builtin of a lib/modules/<version> tree:
+// the modules compiled into the kernel, which need no loading. A tree
+// without the file has none.
+func builtinModules(modDir string) map[string]bool {
+	out := map[string]bool{}
+	data, err := os.ReadFile(filepath.Join(modDir, "modules.builtin"))
+	if err != nil {
+		return out
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out[moduleName(l)] = true
+		}
+	}
+	return out
+}
+
 // resolveModules finds want and its dependencies under modDir (a
 // lib/modules/<version> tree) and returns their files in load order.
 func resolveModules(modDir string, want []string) ([]string, error) {
 	files := map[string]string{}
 	compressed := map[string]string{}
 	err := filepath.WalkDir(modDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
+		if err != nil || !d.Type().IsRegular() {
+			return err // directories, and links: a module is a file of the tree itself
 		}
 		name := d.Name()
 		if strings.HasSuffix(name, ".ko") {

@@ -27,11 +27,13 @@ type account struct {
 	HomeMode fs.FileMode
 }
 
-// accounts are the users of the min image; slicer (uid 1000) is the
-// unprivileged user commands can run as.
+// accounts are the users of the min image; ubuntu (uid 1000) is the
+// unprivileged user commands run as by default. It is called ubuntu, as in
+// Slicer's images, because programs written against Slicer assume that
+// name and /home/ubuntu.
 var accounts = []account{
-	{Name: "root", ID: 0, Home: "/root", Shell: "/bin/sh", HomeMode: 0o700},
-	{Name: "slicer", ID: 1000, Home: "/home/slicer", Shell: "/bin/sh", HomeMode: 0o755},
+	{Name: "root", ID: 0, Home: "/root", Shell: "/bin/bash", HomeMode: 0o700},
+	{Name: "ubuntu", ID: 1000, Home: "/home/ubuntu", Shell: "/bin/bash", HomeMode: 0o755},
 }
 
 func renderPasswd(as []account) string {
@@ -105,13 +107,14 @@ func busyboxApplets(ctx context.Context, busybox string) ([]string, error) {
 	return parseApplets(out)
 }
 
-// rootfsEntries plans the min root filesystem: busybox and its applet
-// links, the agent, the account files and the usual directories. Parent
-// directories an applet needs (usr/sbin, ...) are added as 0755.
-func rootfsEntries(agent, busybox string, applets []string) []entry {
+// rootfsEntries plans the min root filesystem: bash, busybox and its
+// applet links, the agent, the account files and the usual directories.
+// Parent directories an applet needs (usr/sbin, ...) are added as 0755.
+func rootfsEntries(agent, busybox, bash string, applets []string) []entry {
 	es := []entry{
 		dirEntry("bin", 0o755),
 		copyEntry("bin/busybox", 0o755, busybox),
+		copyEntry("bin/bash", 0o755, bash),
 		dirEntry("usr/local/bin", 0o755),
 		copyEntry("usr/local/bin/slicer-agent", 0o755, agent),
 		dirEntry("etc", 0o755),
@@ -134,6 +137,9 @@ func rootfsEntries(agent, busybox string, applets []string) []entry {
 		es = append(es, home)
 	}
 	for _, a := range applets {
+		if a == "bin/bash" {
+			continue // the real bash
+		}
 		es = append(es, symlinkEntry(a, "/bin/busybox"))
 	}
 	return withParents(es)

@@ -12,13 +12,13 @@ import (
 
 func TestAccountFiles(t *testing.T) {
 	if got, want := renderPasswd(accounts),
-		"root:x:0:0:root:/root:/bin/sh\nslicer:x:1000:1000:slicer:/home/slicer:/bin/sh\n"; got != want {
+		"root:x:0:0:root:/root:/bin/bash\nubuntu:x:1000:1000:ubuntu:/home/ubuntu:/bin/bash\n"; got != want {
 		t.Errorf("renderPasswd() = %q, want %q", got, want)
 	}
-	if got, want := renderGroup(accounts), "root:x:0:\nslicer:x:1000:\n"; got != want {
+	if got, want := renderGroup(accounts), "root:x:0:\nubuntu:x:1000:\n"; got != want {
 		t.Errorf("renderGroup() = %q, want %q", got, want)
 	}
-	if got, want := renderShadow(accounts), "root:!::0:99999:7:::\nslicer:!::0:99999:7:::\n"; got != want {
+	if got, want := renderShadow(accounts), "root:!::0:99999:7:::\nubuntu:!::0:99999:7:::\n"; got != want {
 		t.Errorf("renderShadow() = %q, want %q", got, want)
 	}
 }
@@ -39,7 +39,7 @@ func TestParseApplets(t *testing.T) {
 }
 
 func TestRootfsEntries(t *testing.T) {
-	es := rootfsEntries("/host/agent", "/host/busybox", []string{"bin/sh", "usr/sbin/chroot"})
+	es := rootfsEntries("/host/agent", "/host/busybox", "/host/bash", []string{"bin/sh", "bin/bash", "usr/sbin/chroot"})
 	index := map[string]int{}
 	for i, e := range es {
 		if _, dup := index[e.Path]; dup {
@@ -68,7 +68,11 @@ func TestRootfsEntries(t *testing.T) {
 	}
 	check("bin/busybox", 0o755, 0)
 	check("usr/local/bin/slicer-agent", 0o755, 0)
-	check("home/slicer", fs.ModeDir|0o755, 1000)
+	check("home/ubuntu", fs.ModeDir|0o755, 1000)
+	check("bin/bash", 0o755, 0)
+	if e := es[index["bin/bash"]]; e.Src != "/host/bash" {
+		t.Errorf("bin/bash is %+v, want a copy of bash-static rather than a busybox link", e)
+	}
 	check("root", fs.ModeDir|0o700, 0)
 	check("tmp", fs.ModeDir|fs.ModeSticky|0o777, 0)
 	check("usr/sbin", fs.ModeDir|0o755, 0)
@@ -89,17 +93,17 @@ func TestRootfsEntries(t *testing.T) {
 }
 
 func TestWithParentsKeepsExplicitDirectory(t *testing.T) {
-	home := dirEntry("home/slicer", 0o700)
+	home := dirEntry("home/ubuntu", 0o700)
 	home.UID = 1000
-	got := withParents([]entry{fileEntry("home/slicer/x", 0o644, ""), home})
-	want := []entry{dirEntry("home", 0o755), home, fileEntry("home/slicer/x", 0o644, "")}
+	got := withParents([]entry{fileEntry("home/ubuntu/x", 0o644, ""), home})
+	want := []entry{dirEntry("home", 0o755), home, fileEntry("home/ubuntu/x", 0o644, "")}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("withParents() (-want +got):\n%s", diff)
 	}
 }
 
 func TestOwnerFixes(t *testing.T) {
-	home := dirEntry("home/slicer", 0o755)
+	home := dirEntry("home/ubuntu", 0o755)
 	home.UID, home.GID = 1000, 1000
 	es := []entry{dirEntry("etc", 0o755), home}
 	tests := []struct {
@@ -107,12 +111,12 @@ func TestOwnerFixes(t *testing.T) {
 		staged map[string][2]int
 		want   []string
 	}{
-		{"built as root", map[string][2]int{"etc": {0, 0}, "home/slicer": {0, 0}},
-			[]string{"set_inode_field /home/slicer uid 1000", "set_inode_field /home/slicer gid 1000"}},
-		{"built as a user", map[string][2]int{"etc": {1000, 1000}, "home/slicer": {1000, 1000}},
+		{"built as root", map[string][2]int{"etc": {0, 0}, "home/ubuntu": {0, 0}},
+			[]string{"set_inode_field /home/ubuntu uid 1000", "set_inode_field /home/ubuntu gid 1000"}},
+		{"built as a user", map[string][2]int{"etc": {1000, 1000}, "home/ubuntu": {1000, 1000}},
 			[]string{"set_inode_field /etc uid 0", "set_inode_field /etc gid 0"}},
-		{"user with another group", map[string][2]int{"etc": {500, 1000}, "home/slicer": {500, 1000}},
-			[]string{"set_inode_field /etc uid 0", "set_inode_field /etc gid 0", "set_inode_field /home/slicer uid 1000"}},
+		{"user with another group", map[string][2]int{"etc": {500, 1000}, "home/ubuntu": {500, 1000}},
+			[]string{"set_inode_field /etc uid 0", "set_inode_field /etc gid 0", "set_inode_field /home/ubuntu uid 1000"}},
 	}
 	for _, tt := range tests {
 		if diff := cmp.Diff(tt.want, ownerFixes(es, tt.staged)); diff != "" {

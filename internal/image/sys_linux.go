@@ -43,6 +43,31 @@ func lockDir(ctx context.Context, path string, waiting func()) (func(), error) {
 	}
 }
 
+// lockShared takes a shared flock on path (waiting while an exclusive one
+// is held, until ctx ends). The returned function releases it.
+func lockShared(ctx context.Context, path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			f.Close()
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // fileOwner returns the uid and gid of a file.
 func fileOwner(fi fs.FileInfo) (uid, gid int, err error) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
@@ -76,4 +101,20 @@ func syncPath(p string) error {
 	}
 	defer f.Close()
 	return f.Sync()
+}
+
+// inodeOf is a file's inode number (0 when unknown).
+func inodeOf(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}
+
+// allocatedBytes is the disk space a file uses (holes excluded).
+func allocatedBytes(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return fi.Size()
 }

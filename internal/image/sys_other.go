@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"runtime"
 )
 
@@ -30,3 +31,20 @@ func syncDir(dir string) error { return errOS }
 func Clone(ctx context.Context, src, dst string, size int64) error {
 	return fmt.Errorf("clone disk %q: %w", dst, errOS)
 }
+
+func inodeOf(fi fs.FileInfo) uint64 { return 0 }
+
+func lockShared(ctx context.Context, path string) (func(), error) { return nil, errOS }
+
+// Cloner makes VM disks; see cow_linux.go.
+type Cloner struct {
+	Qcow2 bool
+	Log   *slog.Logger
+}
+
+// Clone refuses: disks are made with Linux tools.
+func (c *Cloner) Clone(ctx context.Context, src, dst string, size int64) (string, error) {
+	return "", fmt.Errorf("clone disk %q: %w", dst, errOS)
+}
+
+func allocatedBytes(fi fs.FileInfo) int64 { return fi.Size() }

@@ -12,9 +12,9 @@
 //
 // Isolated mode: each VM has its own network namespace holding its TAP
 // ("tap0"), a bridge ("br0") and one end of a veth pair ("eth0"); the other
-// end is in the host namespace, is named after the VM (its hostname, which
-// config validation keeps to 15 characters) and carries the gateway of the
-// VM's /30. The namespace is plain layer 2: the routing, the NAT and every
+// end is in the host namespace, named from a hash of the daemon's instance
+// and the VM (see Ownership; its alias names the VM), and carries the
+// gateway of the VM's /30. The namespace is plain layer 2: the routing, the NAT and every
 // filter live in the host namespace, outside the guest's reach. The
 // hypervisor process runs inside the namespace (InNetNS), so it opens its TAP
 // by name there and has no other network of its own.
@@ -30,16 +30,38 @@
 //
 // # Ownership
 //
-// Everything this package creates is found again by name, never by guess:
+// Several daemons may share a host (and its namespace directory), each
+// with its own data directory. Each daemon's Host has an instance id, 8
+// hex digits kept in its data directory, and everything it creates
+// carries it, so that a daemon finds its own objects and never touches
+// another's:
 //
-//   - network namespaces: <dir>/<prefix>-<vm> (dir is /run/netns)
-//   - nftables tables (family inet): <prefix>-vm-<vm> per isolated VM,
-//     <prefix>-group-<group> per bridge group
-//   - links: the ifalias "<prefix>/vm/<vm>" on every TAP and veth of a VM,
-//     "<prefix>/group/<group>" on a bridge it created
+//   - network namespaces: <dir>/<prefix>-<id>-vm-<vm> (dir is /run/netns)
+//   - nftables tables (family inet): <prefix>-<id>-vm-<vm> per isolated
+//     VM, <prefix>-<id>-group-<group> per bridge group; rule comments
+//     begin "<prefix>/<id>"
+//   - links: the ifalias "<prefix>/<id>/vm/<vm>" on every TAP and veth of
+//     a VM, "<prefix>/<id>/group/<group>" on a bridge it created; the
+//     host end of an isolated VM's veth is "slv" and 12 characters of a
+//     hash of prefix, id and VM, so that two daemons whose groups share a
+//     name get different devices within 15 bytes
 //
-// The prefix is "slicer" unless the Host is given another (tests use their
-// own, so they never touch a daemon's objects). A link without one of these
-// aliases is never changed or deleted; an existing bridge named in the
-// config is used as it is, and left in place.
+// Names the config sets (network.bridge, tap_prefix) are kept as they are:
+// their attribution is in the alias. A device of such a name that another
+// daemon made, or that no daemon made, is an error (CheckHost at start,
+// Setup at create), never taken over; so is an address of a VM's network
+// already on another device.
+//
+// Setup, Teardown and Reclaim touch only objects of their own id: Reclaim
+// (start-up and stop) scans for that id and nothing else. The prefix is
+// "slicer" unless the Host is given another (tests use their own).
+//
+// Objects made before instance ids ("<prefix>-vm-<vm>", alias
+// "<prefix>/vm/<vm>", the veth named after the hostname) are never removed
+// by a scan: the first Reclaim logs them once. A VM whose recorded plan
+// predates instance ids (Plan.Naming is NamingLegacy) keeps those names
+// while its machine runs, so a daemon upgraded under a running VM keeps its
+// network and removes it when the VM stops; its next start uses the new
+// names. An existing bridge that no daemon or an earlier version made is
+// used as it is, and left in place.
 package network

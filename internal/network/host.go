@@ -8,10 +8,13 @@ const DefaultNetNSDir = "/run/netns"
 
 // Options configure a Host.
 type Options struct {
-	// Prefix begins the name of every object the Host creates and is the
-	// only thing it removes by: lowercase letters and digits,
-	// DefaultPrefix when empty.
+	// Prefix begins the name of every object the Host creates: lowercase
+	// letters and digits, DefaultPrefix when empty.
 	Prefix string
+	// Instance is the id of the daemon's data directory, 8 lowercase hex
+	// digits (required). It is in every object's name, alias or table
+	// name, and the Host removes only objects that carry it.
+	Instance string
 	// NetNS is the path of the namespace treated as the host: bridges,
 	// TAPs of bridge mode, host veths, routes and nftables rules go there.
 	// Empty means the namespace of the thread calling New (the daemon's).

@@ -19,14 +19,17 @@ import (
 
 // Host applies plans to the machine. It is safe for concurrent use.
 type Host struct {
-	prefix string
-	nsDir  string
-	ns     netns.NsHandle
-	nl     *netlink.Handle
-	log    *slog.Logger
+	own   owner // whose objects this Host makes, and the only ones it removes by scanning
+	nsDir string
+	ns    netns.NsHandle
+	nl    *netlink.Handle
+	log   *slog.Logger
 	// mu serialises group-wide setup (a bridge and its NAT table), which
 	// concurrent creates in one group would otherwise race on.
 	mu sync.Mutex
+	// legacyOnce logs objects of earlier versions once, at the first
+	// Reclaim.
+	legacyOnce sync.Once
 }
 
 var prefixRE = regexp.MustCompile(`^[a-z0-9]+$`)
@@ -38,6 +41,9 @@ func New(opt Options) (*Host, error) {
 	}
 	if !prefixRE.MatchString(opt.Prefix) {
 		return nil, fmt.Errorf("network prefix %q: want lowercase letters and digits", opt.Prefix)
+	}
+	if err := CheckInstance(opt.Instance); err != nil {
+		return nil, err
 	}
 	if opt.NetNSDir == "" {
 		opt.NetNSDir = DefaultNetNSDir
@@ -60,7 +66,7 @@ func New(opt Options) (*Host, error) {
 		ns.Close()
 		return nil, fmt.Errorf("open netlink: %w", err)
 	}
-	return &Host{prefix: opt.Prefix, nsDir: opt.NetNSDir, ns: ns, nl: nl, log: opt.Log}, nil
+	return &Host{own: owner{opt.Prefix, opt.Instance}, nsDir: opt.NetNSDir, ns: ns, nl: nl, log: opt.Log}, nil
 }
 
 // Close releases the Host's handles; what it set up stays.
@@ -69,23 +75,34 @@ func (h *Host) Close() error {
 	return h.ns.Close()
 }
 
-// NetNSPath is where VM vm's namespace is mounted (isolated mode).
-func (h *Host) NetNSPath(vm string) string {
-	return filepath.Join(h.nsDir, netnsName(h.prefix, vm))
+// ownerOf is how p's objects are named: with this Host's instance id,
+// or as before instance ids for a plan recorded then.
+func (h *Host) ownerOf(p Plan) owner {
+	if p.Naming == NamingLegacy {
+		return owner{prefix: h.own.prefix}
+	}
+	return h.own
+}
+
+// netnsPath is where VM vm's namespace is mounted (isolated mode).
+func (h *Host) netnsPath(o owner, vm string) string {
+	return filepath.Join(h.nsDir, o.netnsName(vm))
 }
 
 // Setup wires plan p: it is idempotent, so recovery can apply a recorded
 // plan again. A failed Setup may leave part of the VM's objects behind:
 // call Teardown. Group objects (a bridge and its NAT table) stay for the
 // group's other VMs. Slots must be unique among a group's live VMs: a
-// device of the same name left by another VM is taken over.
+// device of the same name left by another of this Host's VMs is taken
+// over; one of another daemon, or not made by a daemon, is an error.
 func (h *Host) Setup(ctx context.Context, p Plan) (Attachment, error) {
+	o := h.ownerOf(p)
 	var err error
 	switch p.Mode {
 	case ModeBridge:
-		err = h.setupBridge(ctx, p)
+		err = h.setupBridge(ctx, o, p)
 	case ModeIsolated:
-		err = h.setupIsolated(ctx, p)
+		err = h.setupIsolated(ctx, o, p)
 	default:
 		err = fmt.Errorf("network mode %q is not supported", p.Mode)
 	}
@@ -97,57 +114,74 @@ func (h *Host) Setup(ctx context.Context, p Plan) (Attachment, error) {
 	}
 	a := Attachment{TAP: p.TAP, MAC: p.MAC}
 	if p.Mode == ModeIsolated {
-		a.NetNS = h.NetNSPath(p.VM)
+		a.NetNS = h.netnsPath(o, p.VM)
 	}
 	h.log.Debug("network set up", "vm", p.VM, "mode", p.Mode, "ip", p.Guest.Address)
 	return a, nil
 }
 
-// Teardown removes every object of VM vm: its devices in the host
-// namespace (a veth takes its peer with it), its nftables table, and its
-// namespace (the kernel then destroys the TAP and bridge inside, once the
-// hypervisor has exited). Missing objects are no error. It does all of it
-// even when ctx is done, so an aborted create can still be undone.
-func (h *Host) Teardown(ctx context.Context, vm string) error {
-	var errs []error
-	links, err := h.links()
-	errs = append(errs, err)
-	var mine []netlink.Link
-	for _, l := range links {
-		if l.Attrs().Alias == vmAlias(h.prefix, vm) {
-			mine = append(mine, l)
-		}
-	}
-	errs = append(errs, h.deleteLinks(mine))
-	tables, err := h.ownedTables(vmTable(h.prefix, vm))
-	errs = append(errs, err)
-	for _, t := range tables {
-		if t == vmTable(h.prefix, vm) {
-			errs = append(errs, h.deleteTables([]string{t}))
-		}
-	}
-	errs = append(errs, deleteNetNS(h.NetNSPath(vm)))
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("tear down network of %s: %w", vm, err)
-	}
-	return nil
-}
-
-// Reclaim removes every object this Host's prefix owns whose VM keepVM
-// rejects, and the bridge and NAT table of every group keepGroup rejects
-// (a nil function keeps nothing). It lists each kind of object once and
-// deletes all tables in one transaction, so hundreds of leftovers go fast.
-func (h *Host) Reclaim(ctx context.Context, keepVM, keepGroup func(string) bool) error {
-	keep := func(f func(string) bool, name string) bool { return f != nil && f(name) }
+// Teardown removes every object of the VM of plan p: its devices in the
+// host namespace (a veth takes its peer with it), its nftables table, and
+// its namespace (the kernel then destroys the TAP and bridge inside, once
+// the hypervisor has exited). Missing objects are no error. It does all of
+// it even when ctx is done, so an aborted create can still be undone.
+func (h *Host) Teardown(ctx context.Context, p Plan) error {
+	o := h.ownerOf(p)
 	var errs []error
 	links, err := h.links()
 	errs = append(errs, err)
 	var doomed []netlink.Link
 	for _, l := range links {
-		alias := l.Attrs().Alias
-		vm, isVM := strings.CutPrefix(alias, h.prefix+"/vm/")
-		group, isGroup := strings.CutPrefix(alias, h.prefix+"/group/")
-		if isVM && !keep(keepVM, vm) || isGroup && !keep(keepGroup, group) {
+		if l.Attrs().Alias == o.vmAlias(p.VM) {
+			doomed = append(doomed, l)
+		}
+	}
+	errs = append(errs, h.deleteLinks(doomed))
+	tables, err := h.tables()
+	errs = append(errs, err)
+	for _, t := range tables {
+		if t == o.vmTable(p.VM) {
+			errs = append(errs, h.deleteTables([]string{t}))
+		}
+	}
+	errs = append(errs, deleteNetNS(h.netnsPath(o, p.VM)))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("tear down network of %s: %w", p.VM, err)
+	}
+	return nil
+}
+
+// Reclaim removes every object of this Host's instance whose VM keepVM
+// rejects, and the bridge and NAT table of every group keepGroup rejects
+// (a nil function keeps nothing). Objects of another instance (another
+// daemon) are never touched, nor are objects without an instance id
+// (made by an earlier version): the first Reclaim logs those it does not
+// keep. It lists each kind of object once and deletes all tables in one
+// transaction, so hundreds of leftovers go fast.
+func (h *Host) Reclaim(ctx context.Context, keepVM, keepGroup func(string) bool) error {
+	keep := func(obj object) bool {
+		f := keepVM
+		if obj.kind == "group" {
+			f = keepGroup
+		}
+		return f != nil && f(obj.name)
+	}
+	var legacy []string
+	classify := func(obj object, what string) (doomed bool) {
+		switch {
+		case obj.who == legacyName && !keep(obj):
+			legacy = append(legacy, what)
+		case obj.who == mine && !keep(obj):
+			return true
+		}
+		return false
+	}
+	var errs []error
+	links, err := h.links()
+	errs = append(errs, err)
+	var doomed []netlink.Link
+	for _, l := range links {
+		if classify(h.own.parseAlias(l.Attrs().Alias), "link "+l.Attrs().Name) {
 			doomed = append(doomed, l)
 		}
 	}
@@ -156,13 +190,11 @@ func (h *Host) Reclaim(ctx context.Context, keepVM, keepGroup func(string) bool)
 		return err
 	}
 
-	tables, err := h.ownedTables(h.prefix + "-")
+	tables, err := h.tables()
 	errs = append(errs, err)
 	var gone []string
 	for _, t := range tables {
-		vm, isVM := strings.CutPrefix(t, h.prefix+"-vm-")
-		group, isGroup := strings.CutPrefix(t, h.prefix+"-group-")
-		if isVM && !keep(keepVM, vm) || isGroup && !keep(keepGroup, group) {
+		if classify(h.own.parseTable(t), "table "+t) {
 			gone = append(gone, t)
 		}
 	}
@@ -176,14 +208,19 @@ func (h *Host) Reclaim(ctx context.Context, keepVM, keepGroup func(string) bool)
 	}
 	var nsGone int
 	for _, e := range entries {
-		vm, ok := strings.CutPrefix(e.Name(), h.prefix+"-")
-		if ok && !keep(keepVM, vm) {
+		if classify(h.own.parseNetNS(e.Name()), "netns "+e.Name()) {
 			errs = append(errs, deleteNetNS(filepath.Join(h.nsDir, e.Name())))
 			nsGone++
 		}
 	}
 	if nsGone+len(doomed)+len(gone) > 0 {
 		h.log.Info("reclaimed network leftovers", "links", len(doomed), "tables", len(gone), "namespaces", nsGone)
+	}
+	if len(legacy) > 0 {
+		h.legacyOnce.Do(func() {
+			h.log.Warn("network objects without an instance id (made by an earlier version) are left alone: remove them by hand once no VM uses them",
+				"objects", strings.Join(legacy, ", "))
+		})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("reclaim network leftovers: %w", err)
@@ -219,7 +256,7 @@ func (h *Host) CheckHost(ctx context.Context, groups []config.HostGroup) error {
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		return fmt.Errorf("networking needs /dev/net/tun (%v): load the tun module (modprobe tun)", err)
 	}
-	if _, err := h.ownedTables(h.prefix); err != nil {
+	if _, err := h.tables(); err != nil {
 		return fmt.Errorf("networking needs nftables (%v): load nf_tables (modprobe nf_tables) or use a kernel with it", err)
 	}
 	links, err := h.hostLinks()
@@ -256,10 +293,15 @@ func (h *Host) hostLinks() ([]hostLink, error) {
 		return nil, fmt.Errorf("list host addresses: %w", err)
 	}
 	byIndex := map[int]*hostLink{}
+	names := map[int]string{}
+	for _, l := range links {
+		names[l.Attrs().Index] = l.Attrs().Name
+	}
 	out := make([]hostLink, len(links))
 	for i, l := range links {
 		a := l.Attrs()
-		out[i] = hostLink{Name: a.Name, Kind: l.Type(), Ours: h.owns(a.Alias)}
+		obj := h.own.parseAlias(a.Alias)
+		out[i] = hostLink{Name: a.Name, Kind: l.Type(), Master: names[a.MasterIndex], Owner: obj.who, Instance: obj.instance}
 		byIndex[a.Index] = &out[i]
 	}
 	for _, a := range addrs {
@@ -270,9 +312,4 @@ func (h *Host) hostLinks() ([]hostLink, error) {
 		}
 	}
 	return out, nil
-}
-
-// owns reports whether a link alias is one of this Host's.
-func (h *Host) owns(alias string) bool {
-	return strings.HasPrefix(alias, h.prefix+"/vm/") || strings.HasPrefix(alias, h.prefix+"/group/")
 }

@@ -20,16 +20,13 @@ func New(opt Options) (*Host, error) { return nil, errNotLinux }
 // Close does nothing.
 func (h *Host) Close() error { return nil }
 
-// NetNSPath is empty: there are no namespaces.
-func (h *Host) NetNSPath(vm string) string { return "" }
-
 // Setup fails: networking needs Linux.
 func (h *Host) Setup(ctx context.Context, p Plan) (Attachment, error) {
 	return Attachment{}, errNotLinux
 }
 
 // Teardown fails: networking needs Linux.
-func (h *Host) Teardown(ctx context.Context, vm string) error { return errNotLinux }
+func (h *Host) Teardown(ctx context.Context, p Plan) error { return errNotLinux }
 
 // Reclaim fails: networking needs Linux.
 func (h *Host) Reclaim(ctx context.Context, keepVM, keepGroup func(string) bool) error {

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,8 @@ type lab struct {
 	vmDir string // Options.NetNSDir: the VMs' namespaces
 	host  string // namespace paths
 	inet  string
+	// guests counts attached guests, to name their namespaces.
+	guests int
 }
 
 const (
@@ -46,6 +49,9 @@ const (
 	droppedAddr = "198.51.100.10"
 	metadataIP  = "169.254.169.254"
 	testPrefix  = "slicertest"
+	// Instance ids of the daemons a test plays.
+	instanceA = "0a1b2c3d"
+	instanceB = "9f8e7d6c"
 )
 
 func newLab(t *testing.T) *lab {
@@ -116,10 +122,17 @@ func (l *lab) handle(path string) *netlink.Handle {
 	return nl
 }
 
-func (l *lab) newHost(prefix string) *Host {
-	h, err := New(Options{Prefix: prefix, NetNS: l.host, NetNSDir: l.vmDir})
+func (l *lab) newHost(prefix, instance string) *Host {
+	h, err := New(Options{Prefix: prefix, Instance: instance, NetNS: l.host, NetNSDir: l.vmDir})
 	must(l.t, err)
-	l.t.Cleanup(func() { h.Close() })
+	l.t.Cleanup(func() {
+		// What a failed test left: the namespaces are mounted under
+		// the test's temporary directory.
+		if err := h.Reclaim(context.Background(), nil, nil); err != nil {
+			l.t.Error(err)
+		}
+		h.Close()
+	})
 	return h
 }
 
@@ -157,7 +170,8 @@ type guest struct {
 // attach starts a guest for plan p, opening the VM's TAP by name inside
 // the namespace the Attachment names (the host's in bridge mode).
 func (l *lab) attach(p Plan, a Attachment) *guest {
-	g := &guest{ns: l.namespace("guest-" + p.VM)}
+	l.guests++
+	g := &guest{ns: l.namespace(fmt.Sprintf("guest%d-%s", l.guests, p.VM))}
 	tapNS := a.NetNS
 	if tapNS == "" {
 		tapNS = l.host
@@ -291,7 +305,8 @@ func dial(ns, addr string) (seen string, err error) {
 }
 
 // snapshot is everything the lab host holds that networking could leave
-// behind.
+// behind. Links carry their index and namespaces their inode, so an
+// object deleted and made again differs.
 type snapshot struct {
 	Links      []string
 	Namespaces []string
@@ -303,14 +318,17 @@ func (l *lab) snapshot() snapshot {
 	links, err := l.handle(l.host).LinkList()
 	must(l.t, err)
 	for _, link := range links {
-		s.Links = append(s.Links, link.Attrs().Name+" "+link.Attrs().Alias)
+		a := link.Attrs()
+		s.Links = append(s.Links, fmt.Sprintf("%s #%d %s", a.Name, a.Index, a.Alias))
 	}
 	entries, err := os.ReadDir(l.vmDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		l.t.Fatal(err)
 	}
 	for _, e := range entries {
-		s.Namespaces = append(s.Namespaces, e.Name())
+		var st unix.Stat_t
+		must(l.t, unix.Stat(filepath.Join(l.vmDir, e.Name()), &st))
+		s.Namespaces = append(s.Namespaces, fmt.Sprintf("%s ino %d", e.Name(), st.Ino))
 	}
 	ns, err := netns.GetFromPath(l.host)
 	must(l.t, err)
@@ -331,6 +349,22 @@ func (l *lab) same(when string, want snapshot) {
 	l.t.Helper()
 	if diff := cmp.Diff(want, l.snapshot()); diff != "" {
 		l.t.Errorf("%s: host objects differ (-before +after):\n%s", when, diff)
+	}
+}
+
+// kept checks that every object of want is still there, unchanged.
+func (l *lab) kept(when string, want snapshot) {
+	l.t.Helper()
+	now := l.snapshot()
+	for _, c := range []struct {
+		kind      string
+		want, now []string
+	}{{"link", want.Links, now.Links}, {"namespace", want.Namespaces, now.Namespaces}, {"table", want.Tables, now.Tables}} {
+		for _, o := range c.want {
+			if !slices.Contains(c.now, o) {
+				l.t.Errorf("%s: %s %q is gone or was made again", when, c.kind, o)
+			}
+		}
 	}
 }
 

@@ -16,11 +16,11 @@ import (
 
 // setupBridge ensures the group's bridge and NAT table, then the VM's TAP
 // on the bridge.
-func (h *Host) setupBridge(ctx context.Context, p Plan) error {
+func (h *Host) setupBridge(ctx context.Context, o owner, p Plan) error {
 	h.mu.Lock()
-	br, err := h.ensureBridge(p)
+	br, err := h.ensureBridge(o, p)
 	if err == nil {
-		err = h.applyTable(Ruleset(h.prefix, p))
+		err = h.applyTable(ruleset(o, p))
 	}
 	h.mu.Unlock()
 	if err != nil {
@@ -29,14 +29,14 @@ func (h *Host) setupBridge(ctx context.Context, p Plan) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	_, err = h.ensureTAP(h.ns, h.nl, p.TAP, vmAlias(h.prefix, p.VM), br)
+	_, err = h.ensureTAP(h.ns, h.nl, p.TAP, o.vmAlias(p.VM), br)
 	return err
 }
 
 // ensureBridge makes the group's bridge, with the gateway address, up. A
 // bridge that exists is used as it is if it holds the gateway or no IPv4
-// address at all.
-func (h *Host) ensureBridge(p Plan) (netlink.Link, error) {
+// address at all, unless another daemon made it.
+func (h *Host) ensureBridge(o owner, p Plan) (netlink.Link, error) {
 	br, err := h.nl.LinkByName(p.Bridge)
 	if notFound(err) {
 		err = h.nl.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: p.Bridge}})
@@ -44,7 +44,7 @@ func (h *Host) ensureBridge(p Plan) (netlink.Link, error) {
 			return nil, fmt.Errorf("create bridge %s: %w", p.Bridge, err)
 		}
 		if br, err = h.nl.LinkByName(p.Bridge); err == nil {
-			err = h.nl.LinkSetAlias(br, groupAlias(h.prefix, p.Group))
+			err = h.setAliasOrDelete(h.nl, br, o.groupAlias(p.Group))
 		}
 	}
 	if err != nil {
@@ -52,6 +52,10 @@ func (h *Host) ensureBridge(p Plan) (netlink.Link, error) {
 	}
 	if br.Type() != "bridge" {
 		return nil, fmt.Errorf("%s is a %s device, not a bridge", p.Bridge, br.Type())
+	}
+	if obj := h.own.parseAlias(br.Attrs().Alias); obj.who == otherOwner {
+		return nil, fmt.Errorf("bridge %s belongs to another slicer daemon (instance %s, %s %s): give host group %q its own network.bridge and network.gateway",
+			p.Bridge, obj.instance, obj.kind, obj.name, p.Group)
 	}
 	gw := p.Guest.GatewayPrefix()
 	addrs, err := h.nl.AddrList(br, netlink.FAMILY_V4)
@@ -67,6 +71,9 @@ func (h *Host) ensureBridge(p Plan) (netlink.Link, error) {
 	case !has && len(addrs) > 0:
 		return nil, fmt.Errorf("bridge %s has address %s, not the gateway %s", p.Bridge, addrs[0].IPNet, gw)
 	case !has:
+		if err := h.addressFree(gw, br); err != nil {
+			return nil, err
+		}
 		if err := h.nl.AddrAdd(br, &netlink.Addr{IPNet: ipNet(gw)}); err != nil {
 			return nil, fmt.Errorf("add %s to %s: %w", gw, p.Bridge, err)
 		}
@@ -80,8 +87,8 @@ func (h *Host) ensureBridge(p Plan) (netlink.Link, error) {
 // setupIsolated ensures the VM's namespace with its bridge and TAP, the
 // VM's nftables table, then the veth pair: its end in the namespace on the
 // bridge, the host end with the gateway.
-func (h *Host) setupIsolated(ctx context.Context, p Plan) error {
-	path := h.NetNSPath(p.VM)
+func (h *Host) setupIsolated(ctx context.Context, o owner, p Plan) error {
+	path := h.netnsPath(o, p.VM)
 	if err := ensureNetNS(path); err != nil {
 		return err
 	}
@@ -96,7 +103,7 @@ func (h *Host) setupIsolated(ctx context.Context, p Plan) error {
 	}
 	defer vnl.Close()
 
-	alias := vmAlias(h.prefix, p.VM)
+	alias := o.vmAlias(p.VM)
 	lo, err := vnl.LinkByName("lo")
 	if err == nil {
 		err = vnl.LinkSetUp(lo)
@@ -124,17 +131,17 @@ func (h *Host) setupIsolated(ctx context.Context, p Plan) error {
 		return err
 	}
 	// The rules go in before the veth that links the VM to the host.
-	if err := h.applyTable(Ruleset(h.prefix, p)); err != nil {
+	if err := h.applyTable(ruleset(o, p)); err != nil {
 		return err
 	}
-	return h.ensureVeth(vmns, vnl, p, br)
+	return h.ensureVeth(vmns, vnl, o, p, br)
 }
 
-// ensureVeth ensures the veth pair: the host end named p.HostVeth with
-// the gateway address, the other end in the VM's namespace on its bridge.
-func (h *Host) ensureVeth(vmns netns.NsHandle, vnl *netlink.Handle, p Plan, br netlink.Link) error {
-	alias := vmAlias(h.prefix, p.VM)
-	host, err := h.claim(h.nl, p.HostVeth, alias)
+// ensureVeth ensures the veth pair: the host end (o.hostVeth) with the
+// gateway address, the other end in the VM's namespace on its bridge.
+func (h *Host) ensureVeth(vmns netns.NsHandle, vnl *netlink.Handle, o owner, p Plan, br netlink.Link) error {
+	alias, name := o.vmAlias(p.VM), o.hostVeth(p.VM)
+	host, err := h.claim(h.nl, name, alias)
 	if err != nil {
 		return err
 	}
@@ -147,6 +154,10 @@ func (h *Host) ensureVeth(vmns netns.NsHandle, vnl *netlink.Handle, p Plan, br n
 			host = nil
 		}
 	}
+	// Checked before the veth is made, so a clash leaves nothing behind.
+	if err := h.addressFree(p.Guest.GatewayPrefix(), host); err != nil {
+		return err
+	}
 	if host == nil {
 		if old, err := vnl.LinkByName(nsVeth); err == nil {
 			if err := vnl.LinkDel(old); err != nil {
@@ -154,21 +165,24 @@ func (h *Host) ensureVeth(vmns netns.NsHandle, vnl *netlink.Handle, p Plan, br n
 			}
 		}
 		veth := &netlink.Veth{
-			LinkAttrs: netlink.LinkAttrs{Name: p.HostVeth},
+			LinkAttrs: netlink.LinkAttrs{Name: name},
 			PeerName:  nsVeth, PeerNamespace: netlink.NsFd(vmns),
 		}
 		if err := h.nl.LinkAdd(veth); err != nil {
-			return fmt.Errorf("create veth pair %s: %w", p.HostVeth, err)
+			return fmt.Errorf("create veth pair %s: %w", name, err)
 		}
-		if host, err = h.nl.LinkByName(p.HostVeth); err != nil {
-			return fmt.Errorf("veth %s: %w", p.HostVeth, err)
+		if host, err = h.nl.LinkByName(name); err == nil {
+			err = h.setAliasOrDelete(h.nl, host, alias)
+		}
+		if err != nil {
+			return fmt.Errorf("veth %s: %w", name, err)
 		}
 	}
 	if err := h.setOnlyAddress(host, p.Guest.GatewayPrefix()); err != nil {
 		return err
 	}
 	if err := up(h.nl, host, alias, nil); err != nil {
-		return fmt.Errorf("veth %s: %w", p.HostVeth, err)
+		return fmt.Errorf("veth %s: %w", name, err)
 	}
 	peer, err := vnl.LinkByName(nsVeth)
 	if err == nil {
@@ -202,6 +216,9 @@ func (h *Host) ensureTAP(ns netns.NsHandle, nl *netlink.Handle, name, alias stri
 		if err == nil {
 			tap, err = nl.LinkByName(name)
 		}
+		if err == nil {
+			err = h.setAliasOrDelete(nl, tap, alias)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("create TAP %s: %w", name, err)
 		}
@@ -214,7 +231,8 @@ func (h *Host) ensureTAP(ns netns.NsHandle, nl *netlink.Handle, name, alias stri
 
 // claim returns the link called name if it is this VM's (alias), nil if
 // there is none. A link of another of this Host's VMs is a leftover and is
-// deleted; a link the Host does not own is an error, and is left alone.
+// deleted; a link the Host does not own (another daemon's, an earlier
+// version's, or not made by a daemon) is an error, and is left alone.
 func (h *Host) claim(nl *netlink.Handle, name, alias string) (netlink.Link, error) {
 	l, err := nl.LinkByName(name)
 	switch {
@@ -224,14 +242,69 @@ func (h *Host) claim(nl *netlink.Handle, name, alias string) (netlink.Link, erro
 		return nil, fmt.Errorf("look up %s: %w", name, err)
 	case l.Attrs().Alias == alias:
 		return l, nil
-	case h.owns(l.Attrs().Alias):
+	}
+	obj := h.own.parseAlias(l.Attrs().Alias)
+	if obj.who == mine {
 		if err := nl.LinkDel(l); err != nil && !notFound(err) {
 			return nil, fmt.Errorf("delete leftover %s (%s): %w", name, l.Attrs().Alias, err)
 		}
 		return nil, nil
-	default:
-		return nil, fmt.Errorf("device %s exists and was not made by this daemon: remove it (ip link del %s) or rename the host group", name, name)
 	}
+	return nil, fmt.Errorf("device %s exists and is %s: remove it (ip link del %s) or give the host group another network", name, describeOwner(obj), name)
+}
+
+// describeOwner says whose an object is, for an error message.
+func describeOwner(obj object) string {
+	switch obj.who {
+	case mine:
+		return fmt.Sprintf("this daemon's (%s %s)", obj.kind, obj.name)
+	case otherOwner:
+		return fmt.Sprintf("another slicer daemon's (instance %s, %s %s)", obj.instance, obj.kind, obj.name)
+	case legacyName:
+		return fmt.Sprintf("%s (%s %s, with no instance id)", obj.who, obj.kind, obj.name)
+	default:
+		return "not made by this daemon"
+	}
+}
+
+// addressFree fails when an IPv4 address of the network of p is on a
+// host link other than self (which may be nil): two daemons (or a daemon and something
+// else) would answer for the same network, and one of them would lose
+// its traffic.
+func (h *Host) addressFree(p netip.Prefix, self netlink.Link) error {
+	selfIndex := 0
+	if self != nil {
+		selfIndex = self.Attrs().Index
+	}
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return h.nl.AddrList(nil, netlink.FAMILY_V4) })
+	if err != nil {
+		return fmt.Errorf("list host addresses: %w", err)
+	}
+	for _, a := range addrs {
+		q, ok := prefixOf(a)
+		if !ok || a.LinkIndex == selfIndex || !q.Masked().Overlaps(p.Masked()) {
+			continue
+		}
+		name, who := fmt.Sprint("link ", a.LinkIndex), object{}
+		if l, err := h.nl.LinkByIndex(a.LinkIndex); err == nil {
+			name, who = l.Attrs().Name, h.own.parseAlias(l.Attrs().Alias)
+		}
+		return fmt.Errorf("network %s is in use: %s is on %s, which is %s: give the host group another network.range or network.gateway",
+			p.Masked(), q, name, describeOwner(who))
+	}
+	return nil
+}
+
+// setAliasOrDelete gives a link just made its alias, which is how it is
+// found again (the kernel ignores an alias given at creation). A link
+// that cannot take it is deleted, so that nothing is left unattributed.
+func (h *Host) setAliasOrDelete(nl *netlink.Handle, l netlink.Link, alias string) error {
+	err := nl.LinkSetAlias(l, alias)
+	if err != nil {
+		return errors.Join(fmt.Errorf("set alias: %w", err), deleteLinkWith(nl, l))
+	}
+	l.Attrs().Alias = alias
+	return nil
 }
 
 // up sets the alias, the master (if any) and the up flag of l.

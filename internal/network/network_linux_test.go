@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func setup(t *testing.T, h *Host, g config.HostGroup, vm string, slot int, overr
 
 func TestBridgeMode(t *testing.T) {
 	l := newLab(t)
-	h := l.newHost(testPrefix)
+	h := l.newHost(testPrefix, instanceA)
 	ctx := context.Background()
 	g := config.HostGroup{Name: "vm", Network: &config.Network{
 		Mode: ModeBridge, Bridge: "brtest0", TapPrefix: "ttap", Gateway: "10.77.0.1/24",
@@ -54,16 +55,16 @@ func TestBridgeMode(t *testing.T) {
 
 	g1.stop()
 	g2.stop()
-	must(t, h.Teardown(ctx, "vm-1"))
-	must(t, h.Teardown(ctx, "vm-1")) // idempotent
-	must(t, h.Teardown(ctx, "vm-2"))
+	must(t, h.Teardown(ctx, p1))
+	must(t, h.Teardown(ctx, p1)) // idempotent
+	must(t, h.Teardown(ctx, p2))
 	must(t, h.TeardownGroup(ctx, "vm"))
 	l.same("after teardown", before)
 }
 
 func TestIsolatedMode(t *testing.T) {
 	l := newLab(t)
-	h := l.newHost(testPrefix)
+	h := l.newHost(testPrefix, instanceA)
 	ctx := context.Background()
 	g := config.HostGroup{Name: "iso", Network: &config.Network{
 		Mode: ModeIsolated, Drop: []string{"0.0.0.0/0"}, Allow: []string{inetAddr + ":8080"},
@@ -77,7 +78,7 @@ func TestIsolatedMode(t *testing.T) {
 	p2, a2 := setup(t, h, g, "iso-2", 1, &api.CreateNodeNetworkPolicy{Allow: []string{"198.51.100.0/24"}})
 	// Cleared lists: iso-3 may go anywhere, except to the host and to VMs.
 	p3, a3 := setup(t, h, g, "iso-3", 2, &api.CreateNodeNetworkPolicy{Allow: []string{}, Drop: []string{}})
-	if a1.NetNS != h.NetNSPath("iso-1") || a1.TAP != "tap0" {
+	if a1.NetNS != filepath.Join(l.vmDir, testPrefix+"-"+instanceA+"-vm-iso-1") || a1.TAP != "tap0" {
 		t.Fatalf("attachment %+v", a1)
 	}
 	if !DefaultRange("iso").Contains(p1.Guest.Address.Addr()) {
@@ -109,10 +110,10 @@ func TestIsolatedMode(t *testing.T) {
 	for _, g := range []*guest{g1, g2, g3} {
 		g.stop()
 	}
-	must(t, h.Teardown(ctx, "iso-1"))
-	must(t, h.Teardown(ctx, "iso-2"))
-	must(t, h.Teardown(ctx, "iso-3"))
-	must(t, h.Teardown(ctx, "iso-2")) // idempotent
+	must(t, h.Teardown(ctx, p1))
+	must(t, h.Teardown(ctx, p2))
+	must(t, h.Teardown(ctx, p3))
+	must(t, h.Teardown(ctx, p2)) // idempotent
 	l.same("after teardown", before)
 }
 
@@ -120,7 +121,7 @@ func TestIsolatedMode(t *testing.T) {
 // each other, the host or the metadata service.
 func TestIsolatedModeOpenEgress(t *testing.T) {
 	l := newLab(t)
-	h := l.newHost(testPrefix)
+	h := l.newHost(testPrefix, instanceA)
 	ctx := context.Background()
 	g := config.HostGroup{Name: "x", Network: &config.Network{Mode: ModeIsolated, Range: "10.201.0.0/22"}}
 	must(t, h.CheckHost(ctx, []config.HostGroup{g}))
@@ -146,10 +147,11 @@ func TestIsolatedModeOpenEgress(t *testing.T) {
 }
 
 // Reclaim removes hundreds of leftovers at once and keeps what it is told
-// to keep, and what other prefixes own.
+// to keep, and what another daemon owns, even where its VMs have the same
+// names.
 func TestReclaim(t *testing.T) {
 	l := newLab(t)
-	h := l.newHost(testPrefix)
+	h := l.newHost(testPrefix, instanceA)
 	ctx := context.Background()
 	iso := config.HostGroup{Name: "r", Network: &config.Network{Mode: ModeIsolated, Drop: []string{"10.0.0.0/8"}}}
 	br := config.HostGroup{Name: "b", Network: &config.Network{
@@ -157,14 +159,18 @@ func TestReclaim(t *testing.T) {
 	}}
 	before := l.snapshot()
 
-	other := l.newHost("othertest")
-	otherGroup := config.HostGroup{Name: "o", Network: &config.Network{Mode: ModeIsolated, Range: "10.79.0.0/22"}}
-	setup(t, other, otherGroup, "o-1", 0, nil)
+	other := l.newHost(testPrefix, instanceB)
+	otherGroup := config.HostGroup{Name: "r", Network: &config.Network{Mode: ModeIsolated, Range: "10.79.0.0/22"}}
+	setup(t, other, otherGroup, "r-1", 0, nil)
 	withOther := l.snapshot()
 
 	const isolated, bridged = 200, 50
+	var kept Plan
 	for i := range isolated {
-		setup(t, h, iso, fmt.Sprintf("r-%d", i+1), i, nil)
+		p, _ := setup(t, h, iso, fmt.Sprintf("r-%d", i+1), i, nil)
+		if p.VM == "r-7" {
+			kept = p
+		}
 	}
 	for i := range bridged {
 		setup(t, h, br, fmt.Sprintf("b-%d", i+1), i, nil)
@@ -179,15 +185,15 @@ func TestReclaim(t *testing.T) {
 	after := l.snapshot()
 	for _, list := range [][]string{after.Links, after.Namespaces, after.Tables} {
 		for _, name := range list {
-			if strings.Contains(name, testPrefix) && !strings.Contains(name, "r-7") {
+			if strings.Contains(name, instanceA) && !strings.Contains(name, "r-7") {
 				t.Errorf("%q is left after Reclaim", name)
 			}
 		}
 	}
-	if !strings.Contains(fmt.Sprint(after.Namespaces), testPrefix+"-r-7") {
+	if !strings.Contains(fmt.Sprint(after.Namespaces), testPrefix+"-"+instanceA+"-vm-r-7 ") {
 		t.Errorf("the kept VM's namespace is gone: %v", after.Namespaces)
 	}
-	must(t, h.Teardown(ctx, "r-7"))
+	must(t, h.Teardown(ctx, kept))
 	l.same("after reclaim", withOther)
 	must(t, other.Reclaim(ctx, nil, nil))
 	l.same("after reclaiming the other prefix", before)
@@ -195,7 +201,7 @@ func TestReclaim(t *testing.T) {
 
 func TestCheckHostSeesTheHost(t *testing.T) {
 	l := newLab(t)
-	h := l.newHost(testPrefix)
+	h := l.newHost(testPrefix, instanceA)
 	ctx := context.Background()
 	clash := config.HostGroup{Name: "vm", Network: &config.Network{
 		Mode: ModeBridge, Bridge: "brtest0", TapPrefix: "ttap", Gateway: uplinkAddr + "0/24",
@@ -216,11 +222,11 @@ func TestCheckHostSeesTheHost(t *testing.T) {
 func TestQEMUOpensTheTAPInTheNamespace(t *testing.T) {
 	testenv.RequireQEMU(t)
 	l := newLab(t)
-	h := l.newHost(testPrefix)
+	h := l.newHost(testPrefix, instanceA)
 	ctx := context.Background()
 	g := config.HostGroup{Name: "q", Network: &config.Network{Mode: ModeIsolated}}
-	_, a := setup(t, h, g, "q-1", 0, nil)
-	t.Cleanup(func() { h.Teardown(ctx, "q-1") })
+	p, a := setup(t, h, g, "q-1", 0, nil)
+	t.Cleanup(func() { h.Teardown(ctx, p) })
 
 	cmd := exec.Command("qemu-system-x86_64", "-M", "microvm", "-nodefaults", "-no-user-config",
 		"-display", "none", "-S", "-netdev", "tap,id=n0,script=no,downscript=no,ifname="+a.TAP,

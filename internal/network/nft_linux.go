@@ -3,7 +3,6 @@ package network
 import (
 	"fmt"
 	"net/netip"
-	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -67,8 +66,8 @@ func (h *Host) applyTable(t Table) error {
 	return nil
 }
 
-// ownedTables lists the inet tables whose names start with prefix.
-func (h *Host) ownedTables(prefix string) ([]string, error) {
+// tables lists the names of the host's inet tables.
+func (h *Host) tables() ([]string, error) {
 	c, err := h.nft()
 	if err != nil {
 		return nil, err
@@ -77,11 +76,9 @@ func (h *Host) ownedTables(prefix string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list nftables tables: %w", err)
 	}
-	var names []string
-	for _, t := range tables {
-		if strings.HasPrefix(t.Name, prefix) {
-			names = append(names, t.Name)
-		}
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = t.Name
 	}
 	return names, nil
 }

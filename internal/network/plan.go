@@ -55,12 +55,15 @@ type Plan struct {
 
 	// Bridge is the group's bridge (bridge mode).
 	Bridge string `json:"bridge,omitempty"`
-	// HostVeth is the host end of the VM's veth pair (isolated mode).
-	HostVeth string `json:"host_veth,omitempty"`
 	// Range is the group's isolated address range (isolated mode).
 	Range netip.Prefix `json:"range,omitzero"`
 	// Policy is the VM's egress policy (isolated mode).
 	Policy Policy `json:"policy"`
+	// Naming is how the Host names the VM's objects: NamingInstance, or
+	// NamingLegacy for a plan recorded before instance ids (which has
+	// none). The names themselves (netns, tables, aliases, the host veth)
+	// are the Host's to derive, from its instance id.
+	Naming int `json:"naming,omitempty"`
 }
 
 // Guest is the guest's side of the network.
@@ -157,7 +160,7 @@ func PlanBridge(g config.HostGroup, vm string, slot int) (Plan, error) {
 	}
 	return Plan{
 		Mode: ModeBridge, Group: g.Name, VM: vm, Slot: slot,
-		TAP: tap, MAC: macFor(g.Name, vm), Bridge: n.Bridge,
+		TAP: tap, MAC: macFor(g.Name, vm), Bridge: n.Bridge, Naming: NamingInstance,
 		Guest:  Guest{Address: netip.PrefixFrom(addr, gw.Bits()), Gateway: gw.Addr(), DNS: dns},
 		Policy: Policy{Group: emptyPolicy(), Effective: emptyPolicy()},
 	}, nil
@@ -215,7 +218,7 @@ func PlanIsolated(g config.HostGroup, vm string, slot int, override *api.CreateN
 	case slot < 0:
 		return fail("slot %d is negative", slot)
 	case len(vm) > maxIfName || vm == "":
-		return fail("VM name %q must be 1 to %d characters in isolated mode (it names the VM's veth)", vm, maxIfName)
+		return fail("VM name %q must be 1 to %d characters in isolated mode", vm, maxIfName)
 	}
 	r, err := GroupRange(g)
 	if err != nil {
@@ -235,7 +238,7 @@ func PlanIsolated(g config.HostGroup, vm string, slot int, override *api.CreateN
 	}
 	return Plan{
 		Mode: ModeIsolated, Group: g.Name, VM: vm, Slot: slot,
-		TAP: nsTAP, MAC: macFor(g.Name, vm), HostVeth: vm, Range: r,
+		TAP: nsTAP, MAC: macFor(g.Name, vm), Range: r, Naming: NamingInstance,
 		Guest:  Guest{Address: netip.PrefixFrom(addrAdd(base, 2), 30), Gateway: addrAdd(base, 1), DNS: dns},
 		Policy: policy,
 	}, nil

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"encoding/json"
 	"errors"
 	"net"
 	"net/netip"
@@ -42,7 +43,7 @@ func TestPlanBridgeFirstVM(t *testing.T) {
 			Address: netip.MustParsePrefix("192.168.137.2/24"),
 			Gateway: netip.MustParseAddr("192.168.137.1"), DNS: defaultDNS,
 		},
-		Policy: Policy{Group: emptyPolicy(), Effective: emptyPolicy()},
+		Policy: Policy{Group: emptyPolicy(), Effective: emptyPolicy()}, Naming: NamingInstance,
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
@@ -157,8 +158,8 @@ func TestPlanIsolated(t *testing.T) {
 		if p.Guest.Address.String() != tt.addr || p.Guest.Gateway.String() != tt.gw {
 			t.Errorf("slot %d: guest %s via %s, want %s via %s", tt.slot, p.Guest.Address, p.Guest.Gateway, tt.addr, tt.gw)
 		}
-		if p.TAP != "tap0" || p.HostVeth != "sbox-1" || p.Range.String() != "10.200.0.0/22" || p.Mode != ModeIsolated {
-			t.Errorf("slot %d: TAP %q, veth %q, range %s, mode %q", tt.slot, p.TAP, p.HostVeth, p.Range, p.Mode)
+		if p.TAP != "tap0" || p.Range.String() != "10.200.0.0/22" || p.Mode != ModeIsolated || p.Naming != NamingInstance {
+			t.Errorf("slot %d: TAP %q, range %s, mode %q, naming %d", tt.slot, p.TAP, p.Range, p.Mode, p.Naming)
 		}
 	}
 }
@@ -264,5 +265,26 @@ func TestKernelArg(t *testing.T) {
 	want := "ip=192.168.137.2::192.168.137.1:255.255.255.0:vm-1:eth0:off:8.8.8.8:1.1.1.1"
 	if got := p.Guest.KernelArg("vm-1", "eth0"); got != want {
 		t.Errorf("KernelArg() = %q, want %q", got, want)
+	}
+}
+
+// A plan recorded before instance ids (with the veth name, without
+// naming) reads as NamingLegacy; a plan recorded now keeps its naming.
+func TestPlanJSONNaming(t *testing.T) {
+	var old Plan
+	if err := json.Unmarshal([]byte(`{"mode":"isolated","group":"sbox","vm":"sbox-1","slot":0,"tap":"tap0","host_veth":"sbox-1"}`), &old); err != nil {
+		t.Fatal(err)
+	}
+	if old.Naming != NamingLegacy || old.VM != "sbox-1" {
+		t.Errorf("old plan reads as %+v, want NamingLegacy", old)
+	}
+	p, err := PlanIsolated(isolatedGroup("sbox", nil), "sbox-1", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(p)
+	var back Plan
+	if err := json.Unmarshal(b, &back); err != nil || back.Naming != NamingInstance {
+		t.Errorf("plan through JSON has naming %d (%v), want NamingInstance:\n%s", back.Naming, err, b)
 	}
 }

@@ -88,7 +88,7 @@ func TestPlanJSONRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	if Ruleset("slicer", back).String() != Ruleset("slicer", p).String() {
+	if ruleset(testOwner, back).String() != ruleset(testOwner, p).String() {
 		t.Errorf("ruleset changed through JSON:\n%s", b)
 	}
 	if diff := cmp.Diff(p.Description(), back.Description()); diff != "" {

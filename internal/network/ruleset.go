@@ -55,21 +55,20 @@ type Rule struct {
 	Comment string
 }
 
-// Ruleset is the nftables table of plan p for a daemon whose objects are
-// named with prefix: the group's NAT table for a bridge plan, the VM's own
-// table for an isolated plan.
-func Ruleset(prefix string, p Plan) Table {
+// ruleset is the nftables table of plan p, named by o: the group's NAT
+// table for a bridge plan, the VM's own table for an isolated plan.
+func ruleset(o owner, p Plan) Table {
 	if p.Mode == ModeBridge {
-		return Table{Family: "inet", Name: groupTable(prefix, p.Group), Chains: []Chain{{
+		return Table{Family: "inet", Name: o.groupTable(p.Group), Chains: []Chain{{
 			Name: "postrouting", Type: "nat", Hook: "postrouting", Priority: 100,
 			Rules: []Rule{{
 				Saddr: p.Guest.Address.Masked(), OIF: p.Bridge, NotOIF: true, Verdict: Masquerade,
-				Comment: prefix + " group " + p.Group + ": egress NAT",
+				Comment: o.ruleTag() + " group " + p.Group + ": egress NAT",
 			}},
 		}}}
 	}
-	veth, vm := p.HostVeth, p.Guest.Address.Addr()
-	tag := prefix + " vm " + p.VM + ": "
+	veth, vm := o.hostVeth(p.VM), p.Guest.Address.Addr()
+	tag := o.ruleTag() + " vm " + p.VM + ": "
 	input := []Rule{
 		{IIF: veth, Established: true, Verdict: Accept, Comment: tag + "replies to the host"},
 		{IIF: veth, Verdict: Drop, Comment: tag + "no access to the host"},
@@ -83,7 +82,7 @@ func Ruleset(prefix string, p Plan) Table {
 		{IIF: veth, Daddr: linkLocal, Verdict: Drop, Comment: tag + "no link-local"},
 	}
 	forward = append(forward, egressRules(veth, tag, p.Policy)...)
-	return Table{Family: "inet", Name: vmTable(prefix, p.VM), Chains: []Chain{
+	return Table{Family: "inet", Name: o.vmTable(p.VM), Chains: []Chain{
 		{Name: "input", Type: "filter", Hook: "input", Priority: 0, Rules: input},
 		{Name: "forward", Type: "filter", Hook: "forward", Priority: 0, Rules: forward},
 		{Name: "postrouting", Type: "nat", Hook: "postrouting", Priority: 100, Rules: []Rule{{
@@ -181,11 +180,3 @@ func prefixString(p netip.Prefix) string {
 	}
 	return p.String()
 }
-
-// Names of owned objects; see the package comment.
-
-func vmTable(prefix, vm string) string       { return prefix + "-vm-" + vm }
-func groupTable(prefix, group string) string { return prefix + "-group-" + group }
-func vmAlias(prefix, vm string) string       { return prefix + "/vm/" + vm }
-func groupAlias(prefix, group string) string { return prefix + "/group/" + group }
-func netnsName(prefix, vm string) string     { return prefix + "-" + vm }

@@ -28,12 +28,14 @@ func (s *Server) guest(target string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		host := r.PathValue("hostname")
 		path := strings.ReplaceAll(target, "{id}", url.PathEscape(r.PathValue("id")))
+		body := trackGuestBody(r)
 		out, err := guestRequest(r, path)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 		resp, err := s.vms.GuestDo(host, out)
+		defer body.answerEarly(w)()
 		if err != nil {
 			s.writeError(w, r, err)
 			return

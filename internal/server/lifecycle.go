@@ -30,7 +30,7 @@ func (s *Server) getTags(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) patchTags(w http.ResponseWriter, r *http.Request) {
 	var u api.VMTagUpdate
-	if err := decodeBody(r, &u); err != nil {
+	if err := decodeBody(w, r, &u); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -55,7 +55,7 @@ func (s *Server) shutdownVM(w http.ResponseWriter, r *http.Request) {
 	action := r.URL.Query().Get("action")
 	if action == "" {
 		var body api.ShutdownRequest
-		if err := decodeBody(r, &body); err != nil {
+		if err := decodeBody(w, r, &body); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

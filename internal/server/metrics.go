@@ -9,7 +9,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/vm"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // metrics holds the daemon's Prometheus metrics, with the names Slicer
@@ -22,7 +24,9 @@ type metrics struct {
 	groups   map[string]bool // the daemon's host groups, the only host_group labels
 }
 
-func newMetrics(vms *vm.Manager) *metrics {
+// newMetrics registers the metrics; accel, when set, is the accelerator
+// guests run under, reported as slicer_accelerator.
+func newMetrics(vms *vm.Manager, accel string) *metrics {
 	m := &metrics{
 		groups: map[string]bool{},
 		reg:    prometheus.NewRegistry(),
@@ -38,10 +42,32 @@ func newMetrics(vms *vm.Manager) *metrics {
 		}, []string{"method", "code"}),
 	}
 	m.reg.MustRegister(m.launches, m.requests, m.duration, vmCollector{vms}, hostCollector{})
-	for _, g := range vms.HostGroups() {
-		m.groups[g.Name] = true
+	if vms != nil { // some tests build a server without a manager
+		for _, g := range vms.HostGroups() {
+			m.groups[g.Name] = true
+		}
+	}
+	if accel != "" {
+		m.reg.MustRegister(acceleratorGauge(accel))
 	}
 	return m
+}
+
+// acceleratorGauge is slicer_accelerator (an extension of Slicer's
+// metrics): 1 for the accelerator guests run under, 0 for the other, so
+// that either series can be alerted on.
+func acceleratorGauge(accel string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "slicer_accelerator", Help: "How guests run: 1 for the accelerator in use (kvm or tcg), 0 for the other.",
+	}, []string{"accel"})
+	for _, a := range []string{"kvm", "tcg"} {
+		v := 0.0
+		if a == accel {
+			v = 1
+		}
+		g.WithLabelValues(a).Set(v)
+	}
+	return g
 }
 
 func (m *metrics) handler() http.Handler {
@@ -96,11 +122,21 @@ func (c vmCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	nodes, _ := c.vms.List(vm.Filter{})
 	for _, n := range nodes {
-		counts[key{n.HostGroup, strconv.FormatBool(!c.vms.IsProtected(n.Hostname)), n.Status}]++
+		counts[key{n.HostGroup, strconv.FormatBool(!c.vms.IsProtected(n.Hostname)), vmStateLabel(n)}]++
 	}
 	for k, v := range counts {
 		ch <- prometheus.MustNewConstMetric(vmRunningDesc, prometheus.GaugeValue, float64(v), k.group, k.api, k.state)
 	}
+}
+
+// vmStateLabel is the state label of slicer_vm_running: the VM's status
+// as Slicer's clients know it (vmstate.State.Status), so a suspended VM
+// counts as Paused, a creating one as Running.
+func vmStateLabel(n api.Node) string {
+	if s := vmstate.State(n.State).Status(); s != "" {
+		return s
+	}
+	return n.Status
 }
 
 // longLived reports whether path is a streaming endpoint, whose duration

@@ -49,12 +49,40 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /vm/{hostname}/fs/remove", s.guest("/v1/fs/remove"))
 	mux.HandleFunc("GET /vm/{hostname}/fs/watch", s.guest("/v1/fs/watch"))
 	mux.HandleFunc("GET /vm/{hostname}/shell", s.shell)
-	mux.HandleFunc("/vm/{hostname}/forward", s.forward) // any method, as inlets clients send
+	// Slicer's openapi leaves forward's method open (inlets legacy), but a
+	// WebSocket handshake is a GET (RFC 6455; the WebSocket library answers
+	// 405 to any other), and an any-method pattern would clash with
+	// DELETE /vm/commits/{id} on "DELETE /vm/commits/forward".
+	mux.HandleFunc("GET /vm/{hostname}/forward", s.forward)
 
 	mux.HandleFunc("GET /secrets", s.withSecrets(s.listSecrets))
 	mux.HandleFunc("POST /secrets", s.withSecrets(s.createSecret))
 	mux.HandleFunc("PATCH /secrets/{name}", s.withSecrets(s.updateSecret))
 	mux.HandleFunc("DELETE /secrets/{name}", s.withSecrets(s.deleteSecret))
 
-	mux.HandleFunc("/", s.notFound)
+	// Cold-fork commits (spec §3.14, commits.go): the mux prefers the more
+	// specific pattern, so /vm/commits… is matched before /vm/{hostname}…,
+	// which reserves "commits" (never a hostname anyway: hostnames are
+	// <group>-N).
+	mux.HandleFunc("POST /vm/{hostname}/commit", s.commitVM)
+	mux.HandleFunc("GET /vm/commits", s.listCommits)
+	mux.HandleFunc("DELETE /vm/commits/{id}", s.deleteCommit)
+	mux.HandleFunc("POST /vm/commits/{id}/fork", s.forkCommit)
+
+	// Documented routes this daemon does not build yet: 501 naming them
+	// (noroute.go). The proxy admin API (spec §3.15).
+	mux.HandleFunc("POST /proxy/v1/clients", s.notBuilt("the egress proxy"))
+	mux.HandleFunc("GET /proxy/v1/clients", s.notBuilt("the egress proxy"))
+	mux.HandleFunc("GET /proxy/v1/clients/{name}", s.notBuilt("the egress proxy"))
+	mux.HandleFunc("DELETE /proxy/v1/clients/{name}", s.notBuilt("the egress proxy"))
+	mux.HandleFunc("POST /proxy/v1/secrets", s.notBuilt("the egress proxy"))
+	mux.HandleFunc("GET /proxy/v1/secrets", s.notBuilt("the egress proxy"))
+	mux.HandleFunc("DELETE /proxy/v1/secrets/{name}", s.notBuilt("the egress proxy"))
+	mux.HandleFunc("POST /proxy/v1/allows", s.notBuilt("the egress proxy"))
+	mux.HandleFunc("POST /proxy/v1/allows/revoke", s.notBuilt("the egress proxy"))
+	mux.HandleFunc("DELETE /proxy/v1/allows/{client}/{host}", s.notBuilt("the egress proxy"))
+
+	// Anything else: 405 with Allow when the path has routes for other
+	// methods, 404 otherwise.
+	mux.HandleFunc("/", s.noRoute(mux))
 }

@@ -102,7 +102,7 @@ func newFuzzServer(t *testing.T) *fuzzServer {
 	ts := httptest.NewServer(New(Options{Manager: m, Log: log, Token: token, Info: api.Info{Version: "fuzz"}, Secrets: sec}).Handler())
 	t.Cleanup(func() {
 		ts.CloseClientConnections()
-		m.Close(context.Background()) // first: a request may wait for a VM to stop
+		m.Close(context.Background(), vm.StopShutDown) // first: a request may wait for a VM to stop
 		ts.Close()
 		st.Close()
 		agents.Wait()

@@ -39,7 +39,7 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) {
 	var req api.CreateSecretRequest
-	if err := decodeBody(r, &req); err != nil {
+	if err := decodeBody(w, r, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -54,7 +54,7 @@ func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) updateSecret(w http.ResponseWriter, r *http.Request) {
 	var req api.UpdateSecretRequest
-	if err := decodeBody(r, &req); err != nil {
+	if err := decodeBody(w, r, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -23,8 +24,9 @@ type Server struct {
 	log   *slog.Logger
 	token string // empty: auth disabled
 	info  api.Info
-	// shutdown is called by POST /daemon/shutdown; it must not block.
-	shutdown func()
+	// shutdown is called by POST /daemon/shutdown, detach set by
+	// ?detach=true; it must not block.
+	shutdown func(detach bool)
 	metrics  *metrics
 	secrets  SecretStore // nil: secrets endpoints answer 501
 }
@@ -36,7 +38,7 @@ type Options struct {
 	// Token enables bearer auth when non-empty.
 	Token    string
 	Info     api.Info
-	Shutdown func()
+	Shutdown func(detach bool)
 	// Secrets is the host-side secret store; nil disables /secrets.
 	Secrets SecretStore
 }
@@ -45,9 +47,9 @@ type Options struct {
 func New(opt Options) *Server {
 	shutdown := opt.Shutdown
 	if shutdown == nil {
-		shutdown = func() {}
+		shutdown = func(bool) {}
 	}
-	return &Server{vms: opt.Manager, log: opt.Log, token: opt.Token, info: opt.Info, shutdown: shutdown, metrics: newMetrics(opt.Manager), secrets: opt.Secrets}
+	return &Server{vms: opt.Manager, log: opt.Log, token: opt.Token, info: opt.Info, shutdown: shutdown, metrics: newMetrics(opt.Manager, opt.Info.Accelerator), secrets: opt.Secrets}
 }
 
 // Handler returns the http.Handler of the API.
@@ -75,6 +77,12 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
+		if !rec.wrote {
+			// A handler that returns without a word would be answered
+			// 200 with an empty body by net/http: a failure passed off as
+			// success. Never let that happen.
+			s.writeError(rec, r, fmt.Errorf("%s %s: the handler wrote no answer", r.Method, r.URL.Path))
+		}
 		s.metrics.observe(r, rec.status, time.Since(start))
 		level := slog.LevelDebug
 		if rec.status >= 400 {
@@ -85,16 +93,28 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 	})
 }
 
-// statusRecorder remembers the status code; it forwards Flush and Unwrap so
-// streaming and full duplex keep working through it.
+// statusRecorder remembers the status code and whether anything was
+// written; it forwards Flush and Unwrap so streaming, full duplex and
+// hijacking keep working through it.
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	wrote  bool
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
-	r.status = code
+	if !r.wrote {
+		r.status = code
+	}
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		r.wrote = true // informational statuses come before the answer
+	}
 	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(p []byte) (int, error) {
+	r.wrote = true
+	return r.ResponseWriter.Write(p)
 }
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
@@ -103,6 +123,12 @@ func (r *statusRecorder) Flush() {
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// FlushError flushes and reports a failure, which Flush cannot: through an
+// http.ResponseController a handler learns that its client is gone.
+func (r *statusRecorder) FlushError() error {
+	return http.NewResponseController(r.ResponseWriter).Flush()
 }
 
 // writeJSON writes v with status.
@@ -114,11 +140,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // writeError maps err's class to its status and writes {"error": "..."}.
 // This is the only place error classes become status codes.
+//
+// It always writes: even when the request was cancelled (its caller hung
+// up, or the daemon is stopping) and nobody may be listening, the answer
+// is an error status, never the empty 200 that net/http would send for a
+// handler that wrote nothing.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	status := api.StatusOf(err)
-	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		return // the caller hung up; nobody is listening
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil && api.StatusOf(err) == http.StatusInternalServerError {
+		err = fmt.Errorf("%w: request cancelled: %w", api.ErrUnavailable, err)
 	}
+	status := api.StatusOf(err)
 	if status == http.StatusInternalServerError {
 		s.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}

@@ -3,12 +3,14 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -23,19 +25,19 @@ import (
 type images struct{}
 
 func (images) Resolve(ctx context.Context, name string) (vm.BootImage, error) {
-	return vm.BootImage{RootFS: "/dev/null"}, nil
+	return vm.BootImage{Kernel: "/fake/vmlinuz", RootFS: "/dev/null"}, nil
 }
 
-func clone(ctx context.Context, src, dst string, size int64) error {
-	return os.WriteFile(dst, nil, 0o644)
+func clone(ctx context.Context, src, dst string, size int64) (string, error) {
+	return "raw", os.WriteFile(dst, nil, 0o644)
 }
 
 // newTestServer serves the API over a Manager with a fake backend.
-func newTestServer(t *testing.T, token string) *httptest.Server {
+func newTestServer(t testing.TB, token string) *httptest.Server {
 	return newTestServerWith(t, token, nil)
 }
 
-func newTestServerWith(t *testing.T, token string, sec SecretStore) *httptest.Server {
+func newTestServerWith(t testing.TB, token string, sec SecretStore) *httptest.Server {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.Open(filepath.Join(dir, "state.db"))
@@ -49,11 +51,12 @@ func newTestServerWith(t *testing.T, token string, sec SecretStore) *httptest.Se
 	m := vm.New(vm.Options{
 		Config: cfg, Backend: &hypervisortest.Fake{}, Store: st, Images: images{}, Clone: clone,
 		DisksDir: dir, RunDir: filepath.Join(dir, "run"), LogDir: filepath.Join(dir, "logs"), Log: log,
+		Layers: copyLayers{}, CommitsDir: filepath.Join(dir, "commits"),
 	})
-	ts := httptest.NewServer(New(Options{Manager: m, Log: log, Token: token, Info: api.Info{Version: "test"}, Secrets: sec}).Handler())
+	ts := httptest.NewServer(New(Options{Manager: m, Log: log, Token: token, Info: api.Info{Version: "test", Accelerator: "tcg", AcceleratorReason: "this host has no /dev/kvm"}, Secrets: sec}).Handler())
 	t.Cleanup(func() {
 		ts.Close()
-		m.Close(context.Background())
+		m.Close(context.Background(), vm.StopShutDown)
 		st.Close()
 	})
 	return ts
@@ -89,7 +92,7 @@ func TestRoutesAndStatus(t *testing.T) {
 		{"HEAD", "/healthz", "", "", 200, ""},
 		{"GET", "/info", "", "", 401, `"error"`},
 		{"GET", "/info", "wrong", "", 401, `"error"`},
-		{"GET", "/info", tok, "", 200, `"version":"test"`},
+		{"GET", "/info", tok, "", 200, `{"version":"test","accelerator":"tcg","accelerator_reason":"this host has no /dev/kvm"}`},
 		{"GET", "/hostgroup", tok, "", 200, `"name":"sbox","count":1,"ram_bytes":1073741824,"cpus":2`},
 		{"GET", "/nodes", tok, "", 200, "[]"},
 		{"GET", "/nodes?tag=a&tag_prefix=b", tok, "", 400, "tag_prefix"},
@@ -113,11 +116,11 @@ func TestRoutesAndStatus(t *testing.T) {
 		{"PATCH", "/vm/sbox-1/tags", tok, `{"replace":[]}`, 200, `"tags":["name=web"]`},
 		{"POST", "/hostgroup/sbox/nodes", tok, `{"tags":["name=web"]}`, 409, "taken"},
 		{"POST", "/vm/sbox-1/pause", tok, "", 200, "paused"},
-		{"POST", "/vm/sbox-1/pause", tok, "", 409, "Paused"},
+		{"POST", "/vm/sbox-1/pause", tok, "", 409, `pause vm \"sbox-1\": it is Paused`},
 		{"GET", "/nodes", tok, "", 200, `"status":"Paused"`},
-		{"POST", "/vm/sbox-1/exec?cmd=true", tok, "", 409, "paused"},
+		{"POST", "/vm/sbox-1/exec?cmd=true", tok, "", 409, `exec in vm \"sbox-1\": it is Paused`},
 		{"POST", "/vm/sbox-1/resume", tok, "", 200, "resumed"},
-		{"POST", "/vm/sbox-1/relaunch", tok, "", 409, "Running"},
+		{"POST", "/vm/sbox-1/relaunch", tok, "", 409, `relaunch vm \"sbox-1\": it is Running`},
 		{"POST", "/vm/sbox-1/shutdown?action=halt", tok, "", 400, "action"},
 		{"DELETE", "/hostgroup/other/nodes/sbox-1", tok, "", 404, ""},
 		{"DELETE", "/hostgroup/sbox/nodes/sbox-1", tok, "", 200, `"disk_removed":"true"`},
@@ -125,6 +128,7 @@ func TestRoutesAndStatus(t *testing.T) {
 		{"GET", "/no/such/route", tok, "", 404, `"error"`},
 		{"GET", "/metrics", "", "", 401, `"error"`},
 		{"GET", "/metrics", tok, "", 200, `slicer_vm_launch_total{code="201",host_group="sbox"} 1`},
+		{"GET", "/metrics", tok, "", 200, "slicer_accelerator{accel=\"kvm\"} 0\nslicer_accelerator{accel=\"tcg\"} 1\n"},
 	} {
 		status, body := do(t, ts, tc.method, tc.path, tc.token, tc.body)
 		if status != tc.status || !strings.Contains(body, tc.contains) {
@@ -199,4 +203,180 @@ func TestSecretsRoutes(t *testing.T) {
 	if status, _ := do(t, newTestServer(t, ""), "GET", "/secrets", "", ""); status != 501 {
 		t.Errorf("GET /secrets without a store = %d, want 501", status)
 	}
+}
+
+// TestTagLimitsOverHTTP: past the tag limits, creates and tag updates are
+// 400 with the limit named, and nothing changes.
+func TestTagLimitsOverHTTP(t *testing.T) {
+	ts := newTestServer(t, "")
+	tagsJSON := func(n, size int) string {
+		tags := make([]string, n)
+		for i := range tags {
+			tags[i] = fmt.Sprintf("t%d=%s", i, strings.Repeat("v", size))
+		}
+		b, _ := json.Marshal(tags)
+		return string(b)
+	}
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		contains           string
+	}{
+		{"POST", "/hostgroup/sbox/nodes", `{"tags":` + tagsJSON(api.MaxTagsPerVM+1, 1) + `}`, 400, "at most 256 tags"},
+		{"POST", "/hostgroup/sbox/nodes", `{"tags":` + tagsJSON(1, api.MaxTagBytes) + `}`, 400, "limit is 1024 bytes"},
+		{"POST", "/hostgroup/sbox/nodes", `{"tags":["keep"]}`, 201, `"hostname":"sbox-1"`},
+		{"PATCH", "/vm/sbox-1/tags", `{"add":` + tagsJSON(api.MaxTagsPerVM, 1) + `}`, 400, "at most 256 tags (the limit), and this update would give it 257"},
+		{"PATCH", "/vm/sbox-1/tags", `{"replace":` + tagsJSON(1, api.MaxTagBytes) + `}`, 400, "limit is 1024 bytes"},
+		{"GET", "/vm/sbox-1/tags", "", 200, `"tags":["keep"]`},
+		{"PATCH", "/vm/sbox-1/tags", `{"replace":` + tagsJSON(api.MaxTagsPerVM, 1) + `}`, 200, `"t255=v"`},
+	} {
+		status, body := do(t, ts, tc.method, tc.path, "", tc.body)
+		if status != tc.status || !strings.Contains(body, tc.contains) {
+			t.Errorf("%s %s = %d %.300s; want %d containing %q", tc.method, tc.path, status, body, tc.status, tc.contains)
+		}
+	}
+}
+
+// TestJSONBodyLimit: a JSON body over api.MaxJSONBodyBytes is 413 naming
+// the limit, whether its length is declared or not, on every JSON route; a
+// body just under the limit is decoded.
+func TestJSONBodyLimit(t *testing.T) {
+	st, err := secrets.Open(filepath.Join(t.TempDir(), "secrets"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := newTestServerWith(t, "", st)
+	if status, body := do(t, ts, "POST", "/hostgroup/sbox/nodes", "", "{}"); status != 201 {
+		t.Fatalf("create: %d %s", status, body)
+	}
+	big := `{"userdata":"` + strings.Repeat("x", 10<<20) + `"}`
+	for _, tc := range []struct{ method, path string }{
+		{"POST", "/hostgroup/sbox/nodes"},
+		{"PATCH", "/vm/sbox-1/tags"},
+		{"POST", "/vm/sbox-1/shutdown"},
+		{"POST", "/secrets"},
+		{"PATCH", "/secrets/db"},
+	} {
+		for _, declared := range []bool{true, false} {
+			var body io.Reader = strings.NewReader(big)
+			if !declared {
+				body = io.MultiReader(body) // unknown length: sent chunked
+			}
+			req, _ := http.NewRequest(tc.method, ts.URL+tc.path, body)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s: %v", tc.method, tc.path, err)
+			}
+			data, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(data), "limit of 4194304 bytes (4 MiB)") {
+				t.Errorf("%s %s with 10 MB (length declared: %v) = %d %s; want 413 naming the limit", tc.method, tc.path, declared, resp.StatusCode, data)
+			}
+		}
+	}
+	// Just under the limit: decoded (and then refused for what it says).
+	under := `{"data":"` + strings.Repeat("A", api.MaxJSONBodyBytes-100) + `"}`
+	if status, body := do(t, ts, "POST", "/secrets", "", under); status != 400 || !strings.Contains(body, "name") {
+		t.Errorf("POST /secrets just under the limit = %d %.200s; want it decoded (400 for the missing name)", status, body)
+	}
+}
+
+// TestBearerScheme: the scheme name matches in any case (RFC 7235), the
+// token must match exactly, and anything else is 401 with a JSON error.
+func TestBearerScheme(t *testing.T) {
+	const tok = "secret"
+	ts := newTestServer(t, tok)
+	for header, want := range map[string]int{
+		"Bearer secret":   200,
+		"bearer secret":   200,
+		"BEARER secret":   200,
+		"bEaReR  secret":  200,
+		"Bearer secret ":  200,
+		"Bearer Secret":   401,
+		"Bearer secretx":  401,
+		"Bearer":          401,
+		"Bearer ":         401,
+		"Bearersecret":    401,
+		"Basic secret":    401,
+		"secret":          401,
+		"Token secret":    401,
+		"Bearer secret x": 401,
+	} {
+		req, _ := http.NewRequest("GET", ts.URL+"/info", nil)
+		req.Header.Set("Authorization", header)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Authorization %q = %d, want %d", header, resp.StatusCode, want)
+		}
+		var e api.ErrorResponse
+		if want == 401 && (json.Unmarshal(body, &e) != nil || e.Error == "") {
+			t.Errorf("Authorization %q: 401 body %q is not a JSON error", header, body)
+		}
+	}
+}
+
+// POST /daemon/shutdown stops the daemon as SIGTERM does; ?detach=true (an
+// OpenSlicer extension) asks it to leave persistent VMs running.
+func TestDaemonShutdownDetach(t *testing.T) {
+	for _, tc := range []struct {
+		query  string
+		status int
+		calls  []bool
+	}{
+		{"", 202, []bool{false}},
+		{"?detach=true", 202, []bool{true}},
+		{"?detach=false", 202, []bool{false}},
+		{"?detach=maybe", 400, nil},
+	} {
+		var calls []bool
+		log := slog.New(slog.NewTextHandler(io.Discard, nil))
+		srv := New(Options{Log: log, Shutdown: func(detach bool) { calls = append(calls, detach) }})
+		ts := httptest.NewServer(srv.Handler())
+		status, body := do(t, ts, "POST", "/daemon/shutdown"+tc.query, "", "")
+		ts.Close()
+		if status != tc.status || !slices.Equal(calls, tc.calls) {
+			t.Errorf("POST /daemon/shutdown%s = %d %q, shutdown calls %v; want %d, %v", tc.query, status, body, calls, tc.status, tc.calls)
+		}
+	}
+}
+
+// slicer_vm_running counts VMs by Slicer's status values: a suspended VM
+// is Paused, as lists show it.
+func TestMetricsCountVMsByState(t *testing.T) {
+	const tok = "secret"
+	ts := newTestServer(t, tok)
+	for range 3 {
+		if code, body := do(t, ts, "POST", "/hostgroup/sbox/nodes", tok, `{"persistent":true}`); code != 201 {
+			t.Fatalf("create = %d %s", code, body)
+		}
+	}
+	for path, want := range map[string]int{"/vm/sbox-2/pause": 200, "/vm/sbox-3/suspend": 200} {
+		if code, body := do(t, ts, "POST", path, tok, ""); code != want {
+			t.Fatalf("POST %s = %d %s", path, code, body)
+		}
+	}
+	_, body := do(t, ts, "GET", "/metrics", tok, "")
+	for _, line := range []string{
+		`slicer_vm_running{api="true",host_group="sbox",state="Running"} 1`,
+		`slicer_vm_running{api="true",host_group="sbox",state="Paused"} 2`,
+	} {
+		if !strings.Contains(body, line+"\n") {
+			t.Errorf("metrics lack %q:\n%s", line, grepLines(body, "slicer_vm_running"))
+		}
+	}
+}
+
+func grepLines(text, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

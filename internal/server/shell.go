@@ -115,7 +115,7 @@ func shellToClient(ctx context.Context, guest net.Conn, ws *websocket.Conn) (web
 }
 
 // forward bridges a WebSocket to a connection the guest makes (spec §3.12):
-// any method on /vm/{hostname}/forward, the upstream (host:port or
+// GET /vm/{hostname}/forward, the upstream (host:port or
 // unix:/path) in X-Inlets-Upstream. The guest dials first, so that its
 // errors (404, 409, 503, 400) are plain JSON answers; then the WebSocket
 // is accepted and raw bytes travel as binary messages until either side

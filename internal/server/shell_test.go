@@ -46,6 +46,13 @@ type guestEnv struct {
 
 func newGuestEnv(t *testing.T) *guestEnv {
 	t.Helper()
+	return newGuestEnvWith(t, limitedAgent)
+}
+
+// newGuestEnvWith is newGuestEnv with the guest side of every agent
+// channel served by the handler agentFor returns.
+func newGuestEnvWith(t *testing.T, agentFor func(*slog.Logger) http.Handler) *guestEnv {
+	t.Helper()
 	const token = "secret"
 	dir := t.TempDir()
 	st, err := store.Open(filepath.Join(dir, "state.db"))
@@ -61,7 +68,7 @@ func newGuestEnv(t *testing.T) *guestEnv {
 	fake := &hypervisortest.Fake{Agent: func(conn net.Conn) {
 		agents.Add(1)
 		defer agents.Done()
-		serveTestAgent(conn, log)
+		serveAgent(conn, agentFor(log))
 	}}
 	m := vm.New(vm.Options{
 		Config: cfg, Backend: fake, Store: st, Images: images{}, Clone: clone,
@@ -70,7 +77,7 @@ func newGuestEnv(t *testing.T) *guestEnv {
 	ts := httptest.NewServer(New(Options{Manager: m, Log: log, Token: token}).Handler())
 	t.Cleanup(func() {
 		ts.Close()
-		m.Close(context.Background())
+		m.Close(context.Background(), vm.StopShutDown)
 		st.Close()
 	})
 	res, err := m.Create(context.Background(), "sbox", api.CreateNodeRequest{}, vm.CreateOptions{Wait: vm.WaitAgent, Timeout: hangGuard})
@@ -80,12 +87,12 @@ func newGuestEnv(t *testing.T) *guestEnv {
 	return &guestEnv{ts: ts, m: m, c: client.New(ts.URL, token), vmName: res.Hostname, token: token}
 }
 
-// serveTestAgent serves the guest side of an agent channel with the real
-// agent, limited to the routes that do not touch this host's system
-// files: other routes (first boot) answer 204 without doing anything.
-func serveTestAgent(conn net.Conn, log *slog.Logger) {
+// limitedAgent is the real agent, limited to the routes that do not
+// touch this host's system files: other routes (first boot) answer 204
+// without doing anything.
+func limitedAgent(log *slog.Logger) http.Handler {
 	h := agent.NewServer(log).Handler()
-	limited := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/v1/health", "/v1/shell", "/v1/forward":
 			h.ServeHTTP(w, r)
@@ -93,6 +100,10 @@ func serveTestAgent(conn net.Conn, log *slog.Logger) {
 			w.WriteHeader(http.StatusNoContent)
 		}
 	})
+}
+
+// serveAgent serves the guest side of an agent channel with h.
+func serveAgent(conn net.Conn, h http.Handler) {
 	cfg := yamux.DefaultConfig()
 	cfg.LogOutput = io.Discard
 	sess, err := yamux.Server(conn, cfg)
@@ -101,7 +112,7 @@ func serveTestAgent(conn net.Conn, log *slog.Logger) {
 		return
 	}
 	defer sess.Close()
-	_ = (&http.Server{Handler: limited}).Serve(sess)
+	_ = (&http.Server{Handler: h}).Serve(sess)
 }
 
 // selfShell is a shell as the test's own user, so it runs as root and not.

@@ -10,6 +10,8 @@
 //	  <hostname>       -> JSON VM record
 //	counters/
 //	  <host group>     -> last allocated index, decimal
+//	commits/
+//	  <commit id>      -> JSON Commit record (commits.go)
 //
 // Names are allocated from the per-group counter, which only ever grows, so
 // a name is never handed out twice, across restarts included.
@@ -26,6 +28,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // SchemaVersion is the layout this package reads and writes.
@@ -35,39 +38,67 @@ var (
 	bucketMeta     = []byte("meta")
 	bucketVMs      = []byte("vms")
 	bucketCounters = []byte("counters")
+	bucketCommits  = []byte("commits")
 	keyVersion     = []byte("version")
-)
-
-// VM states as recorded. A record is written in StateCreating before any
-// resource exists, so recovery knows to reclaim whatever was made.
-const (
-	StateCreating = "creating"
-	StateRunning  = "running"
-	StatePaused   = "paused"
-	StateStopped  = "stopped"
-	// StateSuspended: memory and device state saved to disk, no process.
-	StateSuspended = "suspended"
 )
 
 // VM is the persistent record of one VM.
 type VM struct {
-	Hostname   string          `json:"hostname"`
-	Group      string          `json:"group"`
-	Index      int             `json:"index"`
-	CPUs       int             `json:"cpus"`
-	RamBytes   int64           `json:"ram_bytes"`
-	Tags       []string        `json:"tags,omitempty"`
-	Persistent bool            `json:"persistent,omitempty"`
-	Protected  bool            `json:"protected,omitempty"`
-	Userdata   string          `json:"userdata,omitempty"`
-	SSHKeys    []string        `json:"ssh_keys,omitempty"`
-	Secrets    []string        `json:"secrets,omitempty"` // names of the secrets the VM gets; none: all
-	State      string          `json:"state"`
+	Hostname   string   `json:"hostname"`
+	Group      string   `json:"group"`
+	Index      int      `json:"index"`
+	CPUs       int      `json:"cpus"`
+	RamBytes   int64    `json:"ram_bytes"`
+	Tags       []string `json:"tags,omitempty"`
+	Persistent bool     `json:"persistent,omitempty"`
+	Protected  bool     `json:"protected,omitempty"`
+	Userdata   string   `json:"userdata,omitempty"`
+	SSHKeys    []string `json:"ssh_keys,omitempty"`
+	Secrets    []string `json:"secrets,omitempty"` // names of the secrets the VM gets; none: all
+	// State is recorded as the state's string value ("running"); a
+	// record is written in vmstate.Creating before any resource exists,
+	// so recovery knows to reclaim whatever was made.
+	State      vmstate.State   `json:"state"`
 	CreatedAt  time.Time       `json:"created_at"`
 	Disk       string          `json:"disk"`
+	DiskFormat string          `json:"disk_format,omitempty"` // "raw" when empty
 	RunDir     string          `json:"run_dir"`
 	IP         string          `json:"ip,omitempty"`
 	Machine    json.RawMessage `json:"machine,omitempty"`
+	// Backend names the hypervisor backend that runs the VM (the config's
+	// hypervisor when it was created): only that one re-attaches,
+	// reclaims, relaunches or restores it. Empty in records written
+	// before it was kept; the machine handle's backend, else the daemon's
+	// own, then stands in.
+	Backend string `json:"backend,omitempty"`
+	// Unanswered marks a VM whose create has not been answered yet: the
+	// next daemon reclaims it, as it does a record caught in
+	// vmstate.Creating, since no client knows of it.
+	Unanswered bool `json:"unanswered,omitempty"`
+	// RestoreAtStart is set on a VM the daemon suspended as it stopped
+	// (slicer up --suspend-on-shutdown) to the state it had, running or
+	// paused: the next start restores it to that state.
+	RestoreAtStart vmstate.State `json:"restore_at_start,omitempty"`
+
+	// Commits and forks (commits.go).
+	//
+	// CommitID is the latest commit taken of this VM; DiskBase is the
+	// commit whose layer the VM's disk is copy-on-write over (its latest
+	// commit, or for a fork the commit it was forked from until it is
+	// committed itself); ParentCommit is the commit a fork was made from.
+	CommitID     string `json:"commit_id,omitempty"`
+	DiskBase     string `json:"disk_base,omitempty"`
+	ParentCommit string `json:"parent_commit,omitempty"`
+	// NoSecrets marks a VM granted no secrets at all (a fork asked for
+	// "secrets": []), which an empty Secrets cannot say: it means all.
+	NoSecrets bool `json:"no_secrets,omitempty"`
+	// GuestHostname, when set, is the name the guest is given instead of
+	// Hostname: a fork without the hostname fix-up keeps its source's.
+	GuestHostname string `json:"guest_hostname,omitempty"`
+	// Unfinished marks a fork whose finalisation (its agent up, its
+	// fix-ups applied) is not done: the next daemon reclaims it, as the
+	// fork would have, had finalisation failed.
+	Unfinished bool `json:"unfinished,omitempty"`
 }
 
 // Store is an open state file.
@@ -85,7 +116,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketVMs, bucketCounters} {
+		for _, b := range [][]byte{bucketMeta, bucketVMs, bucketCounters, bucketCommits} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -1,12 +1,17 @@
 package store
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"sync"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 func open(t *testing.T, path string) *Store {
@@ -21,7 +26,7 @@ func open(t *testing.T, path string) *Store {
 func alloc(t *testing.T, s *Store, group string) VM {
 	t.Helper()
 	rec, err := s.Allocate(group, func(i int, name string) VM {
-		return VM{Hostname: name, Group: group, Index: i, State: StateCreating}
+		return VM{Hostname: name, Group: group, Index: i, State: vmstate.Creating}
 	})
 	if err != nil {
 		t.Fatalf("Allocate(%s): %v", group, err)
@@ -93,12 +98,12 @@ func TestGetPutListDelete(t *testing.T) {
 	}
 	rec := alloc(t, s, "b")
 	alloc(t, s, "a")
-	rec.State, rec.Tags = StateRunning, []string{"x=1"}
+	rec.State, rec.Tags = vmstate.Running, []string{"x=1"}
 	if err := s.Put(rec); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Get(rec.Hostname)
-	if err != nil || got.State != StateRunning || len(got.Tags) != 1 {
+	if err != nil || got.State != vmstate.Running || len(got.Tags) != 1 {
 		t.Fatalf("Get = %+v, %v", got, err)
 	}
 	list, err := s.List()
@@ -119,5 +124,47 @@ func TestOpenLockedByAnother(t *testing.T) {
 	defer s.Close()
 	if _, err := Open(path); err == nil {
 		t.Fatal("second Open of the same file succeeded, want a lock error")
+	}
+}
+
+// TestOldRecordsDecode: records written before states had a type (the
+// state and restore_at_start fields as plain strings) load into the same
+// states, and are written back byte for byte.
+func TestOldRecordsDecode(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	defer s.Close()
+	old := map[string]string{
+		"sbox-1": `{"hostname":"sbox-1","group":"sbox","index":1,"cpus":2,"ram_bytes":1073741824,"persistent":true,"state":"suspended","created_at":"2026-12-01T10:00:00Z","disk":"/d/sbox-1.img","run_dir":"/r/sbox-1","machine":{"backend":"qemu","pid":42,"run_dir":"/r/sbox-1"},"restore_at_start":"paused"}`,
+		"sbox-2": `{"hostname":"sbox-2","group":"sbox","index":2,"cpus":2,"ram_bytes":1073741824,"state":"creating","created_at":"2026-12-01T10:00:00Z","disk":"/d/sbox-2.img","run_dir":"/r/sbox-2","unanswered":true}`,
+		"sbox-3": `{"hostname":"sbox-3","group":"sbox","index":3,"cpus":2,"ram_bytes":1073741824,"persistent":true,"state":"stopped","created_at":"2026-12-01T10:00:00Z","disk":"/d/sbox-3.img","run_dir":"/r/sbox-3"}`,
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for host, rec := range old {
+			if err := tx.Bucket(bucketVMs).Put([]byte(host), []byte(rec)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][2]vmstate.State{
+		"sbox-1": {vmstate.Suspended, vmstate.Paused},
+		"sbox-2": {vmstate.Creating, ""},
+		"sbox-3": {vmstate.Stopped, ""},
+	}
+	for host, w := range want {
+		rec, err := s.Get(host)
+		if err != nil {
+			t.Fatalf("Get(%s): %v", host, err)
+		}
+		if rec.State != w[0] || rec.RestoreAtStart != w[1] || !rec.State.Stored() {
+			t.Errorf("%s decodes as state %q restore_at_start %q, want %q %q", host, rec.State, rec.RestoreAtStart, w[0], w[1])
+		}
+		back, _ := json.Marshal(rec)
+		if !bytes.Equal(back, []byte(old[host])) {
+			t.Errorf("%s is written back as\n%s\nwant\n%s", host, back, old[host])
+		}
 	}
 }

@@ -51,18 +51,30 @@ func TestEveryPackageHasADocComment(t *testing.T) {
 // for each package, the module packages it may depend on, transitively.
 func TestDependencyFences(t *testing.T) {
 	allowed := map[string][]string{
-		"api":                 {},
-		"client":              {"api"},
-		"internal/cli":        {"api", "client"},
-		"internal/agent":      {"api"},
-		"cmd/slicer-agent":    {"api", "internal/agent"},
-		"internal/store":      {"api"},
-		"internal/config":     {},
-		"internal/hypervisor": {},
+		"api":                   {},
+		"client":                {"api"},
+		"internal/cli":          {"api", "client"},
+		"internal/agent":        {"api"},
+		"cmd/slicer-agent":      {"api", "internal/agent"},
+		"internal/store":        {"api", "internal/vmstate"},
+		"internal/vmstate":      {"api"},
+		"internal/config":       {"internal/imageref"},
+		"internal/imageref":     {},
+		"internal/image/unpack": {},
+		"internal/hypervisor":   {"api"},
 		"internal/hypervisor/qemu": {
 			"api", "internal/hypervisor",
 		},
-		"internal/image": {},
+		"internal/hypervisor/hypervisortest": {"api", "internal/hypervisor"},
+		"internal/hypervisor/hypervisortest/agentguest": {
+			"api", "internal/agent", "internal/hypervisor", "internal/hypervisor/hypervisortest",
+		},
+		"internal/image":   {"api", "internal/image/unpack", "internal/imageref"},
+		"internal/systemd": {"api"},
+		"internal/doctor": {
+			"api", "internal/config", "internal/image", "internal/image/unpack", "internal/imageref",
+			"internal/network", "internal/hypervisor", "internal/hypervisor/qemu",
+		},
 	}
 	for _, p := range listPackages(t) {
 		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")

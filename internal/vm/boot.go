@@ -3,23 +3,37 @@ package vm
 import (
 	"fmt"
 	"strings"
+
+	"github.com/openslicer/openslicer/internal/store"
 )
 
-// fastBootArgs are kernel arguments that shorten boot of the Debian cloud
-// kernel on the microvm machine. Measured in PLATFORM.md §2 under TCG: about
-// 0.8 s of guest uptime to /init with these, 1.1 s without.
-var fastBootArgs = []string{
-	"console=ttyS0", "reboot=t", "panic=-1", "quiet",
-	"mitigations=off", "tsc=reliable", "no_timer_check",
-	"i8042.noaux", "i8042.nokbd", "i8042.nopnp", "i8042.dumbkbd",
-	"pci=off", "random.trust_cpu=on", "8250.nr_uarts=1",
-	"cryptomgr.notests", "audit=0", "nowatchdog", "noreplace-smp",
+// guestName is the name a VM's guest is given: its hostname, unless it
+// keeps another (a fork without the hostname fix-up keeps its source's).
+func guestName(rec store.VM) string {
+	if rec.GuestHostname != "" {
+		return rec.GuestHostname
+	}
+	return rec.Hostname
 }
 
-// KernelCmdline returns the guest kernel command line for a VM. The agent
-// (PID 1 in the initramfs) reads the slicer.* parameters.
-func KernelCmdline(hostname string) string {
-	args := append([]string{}, fastBootArgs...)
-	args = append(args, fmt.Sprintf("slicer.hostname=%s", hostname))
+// GuestCmdline returns the guest's part of a VM's kernel command line
+// (hypervisor.Spec.Cmdline): the agent's slicer.* parameters, then extra
+// (a host group's kernel_args), then network (the guest's address as an
+// ip= argument, empty without a network). The backend puts its own
+// arguments for the machine it emulates in front of it, so kernel_args
+// come after every argument of the daemon and its backend, and win where
+// both set the same one: the kernel takes the last. The network argument
+// follows them, as it always has, which changes nothing, since
+// kernel_args may set neither ip= nor slicer.* (config validation
+// reserves them). The agent (PID 1 in the initramfs) reads the slicer.*
+// parameters and ip=.
+func GuestCmdline(hostname, extra, network string) string {
+	args := []string{fmt.Sprintf("slicer.hostname=%s", hostname)}
+	if extra = strings.TrimSpace(extra); extra != "" {
+		args = append(args, extra)
+	}
+	if network != "" {
+		args = append(args, network)
+	}
 	return strings.Join(args, " ")
 }

@@ -1,15 +1,22 @@
 package vm
 
-import (
-	"strings"
-	"testing"
-)
+import "testing"
 
-func TestKernelCmdline(t *testing.T) {
-	got := KernelCmdline("sbox-3")
-	for _, want := range []string{"console=ttyS0", "panic=-1", "slicer.hostname=sbox-3"} {
-		if !strings.Contains(" "+got+" ", " "+want+" ") {
-			t.Errorf("KernelCmdline = %q, missing %q", got, want)
-		}
+func TestGuestCmdline(t *testing.T) {
+	const ip = "ip=10.0.0.3::10.0.0.1:255.255.255.0:sbox-3:eth0:off:10.0.0.1"
+	tests := []struct {
+		name, extra, network, want string
+	}{
+		{"hostname only", "", "", "slicer.hostname=sbox-3"},
+		{"kernel_args trimmed, after the agent's", "  console=ttyS1 panic=0 ", "", "slicer.hostname=sbox-3 console=ttyS1 panic=0"},
+		{"network", "", ip, "slicer.hostname=sbox-3 " + ip},
+		{"kernel_args and network", "foo=bar", ip, "slicer.hostname=sbox-3 foo=bar " + ip},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := GuestCmdline("sbox-3", tt.extra, tt.network); got != tt.want {
+				t.Errorf("GuestCmdline = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/openslicer/openslicer/internal/hypervisor"
 	"github.com/openslicer/openslicer/internal/network"
 	"github.com/openslicer/openslicer/internal/store"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // Wait values accepted by Create.
@@ -34,6 +35,17 @@ const DefaultWaitTimeout = 5 * time.Minute
 type CreateOptions struct {
 	Wait    string
 	Timeout time.Duration
+	// Answer, when set, sends the create's answer to its client once the
+	// VM is up (and waited for). It must call commit just before the
+	// answer becomes complete for the client (see server.answerCreate):
+	// commit records that the create was answered, and only answered VMs
+	// survive a daemon crash. Until then the VM's record is marked
+	// unanswered, and the next daemon reclaims it like one caught mid-create.
+	// An error from Answer before commit unwinds the create; after commit
+	// it must return nil, the VM being the client's. Without Answer (the
+	// config's count VMs, Go callers) the VM counts as answered from the
+	// start.
+	Answer func(resp api.CreateNodeResponse, commit func() error) error
 }
 
 // Create launches a VM in group. Every resource it makes is undone if a
@@ -56,27 +68,48 @@ func (m *Manager) create(ctx context.Context, g config.HostGroup, req api.Create
 	if err := m.checkSecrets(req.Secrets); err != nil {
 		return api.CreateNodeResponse{}, err
 	}
+	fb, err := m.firstBootFor(ctx, g, req)
+	if err != nil {
+		return api.CreateNodeResponse{}, err
+	}
 	ctx, abort := context.WithCancel(ctx)
 	defer abort()
 
 	var undo undoStack
-	in, err := m.allocate(g, req, cpus, ram, protected, abort, &undo)
+	in, err := m.allocate(g, req, fb, cpus, ram, protected, opt.Answer != nil, abort, &undo)
 	if err != nil {
 		return api.CreateNodeResponse{}, err
 	}
 	defer close(in.created)
 	log := m.log.With("vm", in.rec.Hostname, "group", g.Name)
 
-	if err := m.start(ctx, log, g, in, true, "", &undo); err != nil {
+	if err := m.start(ctx, log, g, in, m.imageDisk, "", &undo); err != nil {
 		return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
 	}
 	if err := m.wait(ctx, in, opt); err != nil {
 		return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
 	}
+	resp := in.createResponse()
+	if opt.Answer != nil {
+		if err := opt.Answer(resp, func() error { return m.markAnswered(in) }); err != nil {
+			err = fmt.Errorf("vm %q: the create could not be answered: %w", resp.Hostname, err)
+			return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
+		}
+	}
 	undo.release()
 	m.watch(in)
 	log.Info("vm created", "persistent", in.rec.Persistent, "wait", opt.Wait)
-	return in.createResponse(), nil
+	return resp, nil
+}
+
+// markAnswered records that the create of in is being answered: from now
+// on the VM survives a daemon crash (when persistent).
+func (m *Manager) markAnswered(in *instance) error {
+	in.mu.Lock()
+	in.rec.Unanswered = false
+	rec := in.rec
+	in.mu.Unlock()
+	return m.opt.Store.Put(rec)
 }
 
 // checkCreate validates a request against its group and returns the
@@ -105,6 +138,9 @@ func checkCreate(g config.HostGroup, req api.CreateNodeRequest, opt CreateOption
 	if req.GPUCount > g.GPUCount {
 		errs = append(errs, fmt.Errorf("gpu_count %d exceeds host group %q limit of %d", req.GPUCount, g.Name, g.GPUCount))
 	}
+	if err := checkTags(req.Tags); err != nil {
+		errs = append(errs, err)
+	}
 	if req.DiskImage != "" {
 		errs = append(errs, errors.New("disk_image is not accepted: the disk is always <hostname>.img"))
 	}
@@ -121,46 +157,45 @@ func checkCreate(g config.HostGroup, req api.CreateNodeRequest, opt CreateOption
 		return 0, 0, fmt.Errorf("%w: %w", api.ErrInvalid, errors.Join(errs...))
 	}
 	// Not implemented yet: say so instead of silently ignoring the field.
-	for _, f := range []struct {
-		name string
-		set  bool
-	}{
-		{"import_user", req.ImportUser != "" || req.GitHubUser != ""},
-		{"ip", req.IP != ""},
-	} {
-		if f.set {
-			return 0, 0, fmt.Errorf("%s is not supported by this daemon yet: %w", f.name, api.ErrNotImplemented)
-		}
+	if req.IP != "" {
+		return 0, 0, fmt.Errorf("ip is not supported by this daemon yet: %w", api.ErrNotImplemented)
 	}
 	if err := checkNetwork(g, req.Network); err != nil {
+		return 0, 0, err
+	}
+	if err := checkStorage(g); err != nil {
 		return 0, 0, err
 	}
 	return cpus, ram, nil
 }
 
-// allocate writes the VM's record (state creating) and enters it in the
-// table, so that lists show it and a delete can abort it.
-func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus int, ram int64, protected bool, abort context.CancelFunc, undo *undoStack) (*instance, error) {
-	fb, err := m.firstBootFor(g, req)
-	if err != nil {
-		return nil, err
-	}
+// allocate writes the VM's record (state creating; unanswered when its
+// client is still to be answered) and enters it in the table, so that lists
+// show it and a delete can abort it.
+func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, fb agent.FirstBoot, cpus int, ram int64, protected, unanswered bool, abort context.CancelFunc, undo *undoStack) (*instance, error) {
+	return m.allocateWith(g, req.Tags, req.Network, abort, undo, func(index int, hostname string) store.VM {
+		return store.VM{
+			Hostname: hostname, Group: g.Name, Index: index, CPUs: cpus, RamBytes: ram,
+			Tags: req.Tags, Persistent: req.Persistent, Protected: protected, State: vmstate.Creating, Unanswered: unanswered,
+			Userdata: fb.Userdata, SSHKeys: fb.SSHKeys, Secrets: secretScope(req.Secrets),
+			CreatedAt: time.Now().UTC().Truncate(time.Second),
+			Disk:      m.diskPath(hostname), RunDir: m.runDir(hostname), Backend: m.opt.Backend.Name(),
+		}
+	})
+}
+
+// allocateWith allocates the next name in g and writes the record build
+// returns for it, planning its network with the override (a VM with tags
+// may not take another's friendly name), and enters it in the table.
+func (m *Manager) allocateWith(g config.HostGroup, tags []string, override *api.CreateNodeNetworkPolicy, abort context.CancelFunc, undo *undoStack, build func(index int, hostname string) store.VM) (*instance, error) {
 	// The table lock covers the name check and the insert, so two creates
 	// cannot take the same friendly name.
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.checkNamesLocked("", req.Tags); err != nil {
+	if err := m.checkNamesLocked("", tags); err != nil {
 		return nil, err
 	}
-	rec, err := m.opt.Store.Allocate(g.Name, func(index int, hostname string) store.VM {
-		return store.VM{
-			Hostname: hostname, Group: g.Name, Index: index, CPUs: cpus, RamBytes: ram,
-			Tags: req.Tags, Persistent: req.Persistent, Protected: protected, State: store.StateCreating,
-			Userdata: fb.Userdata, SSHKeys: fb.SSHKeys, Secrets: secretScope(req.Secrets),
-			CreatedAt: time.Now().UTC().Truncate(time.Second),
-			Disk:      m.diskPath(hostname), RunDir: m.runDir(hostname),
-		}
-	})
+	rec, err := m.opt.Store.Allocate(g.Name, build)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +203,7 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus i
 
 	in := &instance{rec: rec, created: make(chan struct{}), abort: abort}
 	if g.Network != nil {
-		if err := m.assignPlanLocked(g, in, req.Network); err != nil {
+		if err := m.assignPlanLocked(g, in, override); err != nil {
 			return nil, errors.Join(err, undo.run(context.Background()))
 		}
 		if err := m.opt.Store.Put(in.rec); err != nil {
@@ -185,13 +220,25 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, cpus i
 	return in, nil
 }
 
-// start starts the machine of in: first cloning its disk when fresh (a
-// relaunch boots the disk it has), restored from the state file incoming
+// diskMaker makes a new VM's root disk at dst and returns its format
+// ("raw" or "qcow2"); img and size are its group's image and disk size.
+// It must leave nothing at dst when it fails.
+type diskMaker func(ctx context.Context, img BootImage, size int64, dst string) (format string, err error)
+
+// imageDisk is a create's disk: a clone of the group's image.
+func (m *Manager) imageDisk(ctx context.Context, img BootImage, size int64, dst string) (string, error) {
+	return m.opt.Clone(ctx, img.RootFS, dst, size)
+}
+
+// start starts the machine of in with the backend its record names: first
+// making its disk with newDisk when that is set (a relaunch or restore
+// boots the disk it has), restored from the state directory restoreFrom
 // when that is set.
-func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGroup, in *instance, fresh bool, incoming string, undo *undoStack) error {
-	img, err := m.opt.Images.Resolve(ctx, m.opt.Config.Image)
+func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGroup, in *instance, newDisk diskMaker, restoreFrom string, undo *undoStack) error {
+	imgName := m.opt.Config.ImageFor(g)
+	img, err := m.opt.Images.Resolve(ctx, imgName)
 	if err != nil {
-		return fmt.Errorf("resolve image %q: %w", m.opt.Config.Image, err)
+		return fmt.Errorf("resolve image %q: %w", imgName, err)
 	}
 	size, err := g.StorageBytes()
 	if err != nil {
@@ -200,11 +247,21 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	in.mu.Lock()
 	rec := in.rec
 	in.mu.Unlock()
+	backend, err := m.backendFor(rec)
+	if err != nil {
+		return err
+	}
+	fresh := newDisk != nil
 	if fresh {
-		if err := m.opt.Clone(ctx, img.RootFS, rec.Disk, size); err != nil {
-			return fmt.Errorf("clone root disk: %w", err)
+		format, err := newDisk(ctx, img, size, rec.Disk)
+		if err != nil {
+			return fmt.Errorf("make root disk: %w", err)
 		}
 		undo.push(func(context.Context) error { return removeFile(rec.Disk) })
+		in.mu.Lock()
+		in.rec.DiskFormat = format
+		rec = in.rec
+		in.mu.Unlock()
 	}
 
 	if err := os.MkdirAll(rec.RunDir, 0o700); err != nil {
@@ -219,14 +276,15 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 		return err
 	}
 
+	netArg := ""
+	if plan != nil {
+		netArg = plan.Guest.KernelArg(guestName(rec), guestNIC)
+	}
 	spec := hypervisor.Spec{
 		ID: rec.RunDir, Name: rec.Hostname, VCPUs: rec.CPUs, MemoryBytes: rec.RamBytes,
-		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: KernelCmdline(rec.Hostname),
-		Disks:  []hypervisor.Disk{{Path: rec.Disk, Format: "raw"}},
-		RunDir: rec.RunDir, ConsoleLog: m.logPath(rec.Hostname), Incoming: incoming,
-	}
-	if m.opt.Config.KernelFile != "" {
-		spec.Kernel = m.opt.Config.KernelFile
+		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: GuestCmdline(guestName(rec), g.KernelArgs, netArg),
+		Disks:  []hypervisor.Disk{{Path: rec.Disk, Format: diskFormat(rec)}},
+		RunDir: rec.RunDir, ConsoleLog: m.logPath(rec.Hostname), RestoreFrom: restoreFrom,
 	}
 	var netns string
 	if plan != nil {
@@ -241,13 +299,15 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 			return err
 		}
 		spec.TAP, spec.MAC, netns = att.TAP, att.MAC, att.NetNS
-		spec.Cmdline += " " + plan.Guest.KernelArg(rec.Hostname, guestNIC)
 		log.Debug("network set up", "mode", plan.Mode, "ip", plan.Guest.Address, "tap", att.TAP)
 	}
+	// The console log is appended to by every boot of the VM: this
+	// boot's output is what comes after its size now.
+	consoleFrom := consoleSize(spec.ConsoleLog)
 	var machine hypervisor.Machine
 	err = network.InNetNS(netns, func() error {
 		var err error
-		machine, err = m.opt.Backend.Start(ctx, spec)
+		machine, err = backend.Start(ctx, spec)
 		return err
 	})
 	if err != nil {
@@ -265,8 +325,16 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	undo.push(func(context.Context) error { endLife(); return nil })
 	delivered := m.deliverBootData(life, in, client, agent.FirstBoot{Userdata: rec.Userdata, SSHKeys: rec.SSHKeys})
 	in.mu.Lock()
+	if err := in.applyLocked(vmstate.Boot); err != nil {
+		in.mu.Unlock()
+		return err
+	}
 	in.machine, in.agent, in.endLife, in.delivered = machine, client, endLife, delivered
-	in.rec.Machine, in.rec.State = handle, store.StateRunning
+	in.boot = bootWatch{
+		hostname: rec.Hostname, console: spec.ConsoleLog, offset: consoleFrom, restore: restoreFrom != "",
+		exited: machine.Done(), accel: m.opt.Accelerator, bound: m.opt.BootWatchdog,
+	}
+	in.rec.Machine = handle
 	rec = in.rec
 	in.mu.Unlock()
 	return m.opt.Store.Put(rec)
@@ -291,15 +359,27 @@ func (m *Manager) wait(ctx context.Context, in *instance, opt CreateOptions) err
 
 // waitAgent blocks until the guest agent answers and has been handed its
 // secrets and first-boot data, the timeout passes (ErrTimeout) or ctx ends.
+// Meanwhile the boot watchdog (watchdog.go) ends the wait early, with
+// ErrBootFailed, when the guest stays silent on its console past the
+// watchdog's bound or its machine exits.
 func (m *Manager) waitAgent(ctx context.Context, in *instance, timeout time.Duration) error {
 	if timeout == 0 {
 		timeout = DefaultWaitTimeout
 	}
-	wctx, cancel := context.WithTimeout(ctx, timeout)
+	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	wctx, fail := context.WithCancelCause(tctx)
 	in.mu.Lock()
-	client, delivered := in.agent, in.delivered
+	client, delivered, watch := in.agent, in.delivered, in.boot
 	in.mu.Unlock()
+	watched := make(chan struct{})
+	defer func() { fail(nil); <-watched }()
+	go func() {
+		defer close(watched)
+		if err := watch.run(wctx); err != nil {
+			fail(err)
+		}
+	}()
 	err := client.WaitReady(wctx)
 	if err == nil {
 		select {
@@ -313,7 +393,9 @@ func (m *Manager) waitAgent(ctx context.Context, in *instance, timeout time.Dura
 		return nil
 	case ctx.Err() != nil:
 		return fmt.Errorf("vm %q: create aborted while waiting for the agent: %w", in.rec.Hostname, ctx.Err())
-	case wctx.Err() != nil:
+	case errors.Is(context.Cause(wctx), api.ErrBootFailed):
+		return context.Cause(wctx)
+	case tctx.Err() != nil:
 		return fmt.Errorf("vm %q: agent not ready within %s: %w", in.rec.Hostname, timeout, api.ErrTimeout)
 	default:
 		return fmt.Errorf("vm %q: wait for agent: %w", in.rec.Hostname, err)

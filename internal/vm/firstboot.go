@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/openslicer/openslicer/api"
@@ -13,9 +14,20 @@ import (
 	"github.com/openslicer/openslicer/internal/config"
 )
 
+// KeySource fetches the public SSH keys of a GitHub user
+// (internal/githubkeys.Source). Errors carry their class: ErrInvalid for a
+// user without keys, ErrUnavailable when the keys cannot be had now.
+type KeySource interface {
+	Keys(ctx context.Context, user string) ([]string, error)
+}
+
 // firstBootFor returns the first-boot data of a new VM: the request's
-// userdata, or else its group's; the config's SSH keys and the request's.
-func (m *Manager) firstBootFor(g config.HostGroup, req api.CreateNodeRequest) (agent.FirstBoot, error) {
+// userdata, or else its group's; the SSH keys of the config (ssh_keys and
+// github_user's) and of the request (ssh_keys and import_user's, or its
+// alias github_user), each once. It fetches keys from the key source, so it
+// runs before anything of the VM exists: a user without keys, or a key
+// source out of reach, fails the create with nothing to undo.
+func (m *Manager) firstBootFor(ctx context.Context, g config.HostGroup, req api.CreateNodeRequest) (agent.FirstBoot, error) {
 	fb := agent.FirstBoot{Userdata: req.Userdata}
 	if fb.Userdata == "" {
 		fb.Userdata = g.Userdata
@@ -27,8 +39,59 @@ func (m *Manager) firstBootFor(g config.HostGroup, req api.CreateNodeRequest) (a
 			fb.Userdata = string(data)
 		}
 	}
-	fb.SSHKeys = append(append([]string{}, m.opt.Config.SSHKeys...), req.SSHKeys...)
+	users, err := githubUsers(m.opt.Config.GitHubUser, req)
+	if err != nil {
+		return fb, err
+	}
+	keys := append([]string{}, m.opt.Config.SSHKeys...)
+	for _, u := range users {
+		if m.opt.Keys == nil {
+			return fb, fmt.Errorf("%s: this daemon has no GitHub key source: %w", u.field, api.ErrNotImplemented)
+		}
+		got, err := m.opt.Keys.Keys(ctx, u.name)
+		if err != nil {
+			return fb, fmt.Errorf("%s: %w", u.field, err)
+		}
+		keys = append(keys, got...)
+	}
+	fb.SSHKeys = uniqueKeys(append(keys, req.SSHKeys...))
 	return fb, nil
+}
+
+// githubUser is a GitHub user whose keys a VM gets, and the field that
+// named it.
+type githubUser struct{ name, field string }
+
+// githubUsers returns the GitHub users whose keys a new VM gets: the
+// config's github_user, then the request's import_user (github_user is an
+// alias from Slicer's older API examples; naming two users is ErrInvalid).
+func githubUsers(config string, req api.CreateNodeRequest) ([]githubUser, error) {
+	field, user := "import_user", req.ImportUser
+	switch {
+	case user == "":
+		field, user = "github_user", req.GitHubUser
+	case req.GitHubUser != "" && req.GitHubUser != user:
+		return nil, fmt.Errorf("%w: import_user %q and github_user %q name two users (github_user is an alias of import_user)", api.ErrInvalid, user, req.GitHubUser)
+	}
+	var users []githubUser
+	if config != "" {
+		users = append(users, githubUser{config, "config github_user"})
+	}
+	if user != "" && user != config {
+		users = append(users, githubUser{user, field})
+	}
+	return users, nil
+}
+
+// uniqueKeys drops repeated keys, keeping the first of each.
+func uniqueKeys(keys []string) []string {
+	out := []string{}
+	for _, k := range keys {
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // deliverBootData hands the guest agent, once it answers, the host's

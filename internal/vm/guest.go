@@ -11,27 +11,26 @@ import (
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/agent"
-	"github.com/openslicer/openslicer/internal/store"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // healthTimeout bounds one health probe. Clients poll health in a loop, so
 // a probe of a guest that is not up yet must give up rather than queue.
 const healthTimeout = 3 * time.Second
 
-// agentFor returns the agent client of a VM that can take guest operations:
-// 404 for an unknown VM, 409 while paused or stopped, 503 while starting.
-func (m *Manager) agentFor(hostname string) (*agent.Client, error) {
+// agentFor returns the agent client of a VM that can take the guest
+// operation op: 404 for an unknown VM, 409 where the state table refuses
+// op (paused, stopped, suspended, an operation under way), 503 while
+// starting.
+func (m *Manager) agentFor(hostname string, op vmstate.Op) (*agent.Client, error) {
 	in, err := m.get(hostname)
 	if err != nil {
 		return nil, err
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	switch in.rec.State {
-	case store.StatePaused:
-		return nil, fmt.Errorf("vm %q is paused: %w", hostname, api.ErrConflict)
-	case store.StateStopped, store.StateSuspended:
-		return nil, fmt.Errorf("vm %q is %s: %w", hostname, displayStatus(in.rec.State), api.ErrConflict)
+	if _, err := vmstate.Check(hostname, op, in.stateLocked()); err != nil {
+		return nil, err
 	}
 	if in.agent == nil {
 		return nil, fmt.Errorf("vm %q is starting: %w", hostname, api.ErrUnavailable)
@@ -43,7 +42,7 @@ func (m *Manager) agentFor(hostname string) (*agent.Client, error) {
 // Exec runs a command in the guest and returns the agent's NDJSON frame
 // stream, to be passed through unchanged. stdin may be nil.
 func (m *Manager) Exec(ctx context.Context, hostname string, req *api.ExecRequest, stdin io.Reader) (io.ReadCloser, error) {
-	client, err := m.agentFor(hostname)
+	client, err := m.agentFor(hostname, vmstate.Exec)
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +51,7 @@ func (m *Manager) Exec(ctx context.Context, hostname string, req *api.ExecReques
 
 // ExecBuffered runs a command and returns its collected output.
 func (m *Manager) ExecBuffered(ctx context.Context, hostname string, req *api.ExecRequest) (*api.ExecResult, error) {
-	client, err := m.agentFor(hostname)
+	client, err := m.agentFor(hostname, vmstate.Exec)
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +61,7 @@ func (m *Manager) ExecBuffered(ctx context.Context, hostname string, req *api.Ex
 // Health asks the guest agent for its health; ErrUnavailable when it does
 // not answer in time.
 func (m *Manager) Health(ctx context.Context, hostname string) (*api.AgentHealthResponse, error) {
-	client, err := m.agentFor(hostname)
+	client, err := m.agentFor(hostname, vmstate.Health)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"net/url"
+
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // Shell starts an interactive shell in a VM's guest; q holds uid, gid,
@@ -14,7 +16,7 @@ import (
 // stopped, 503 starting, or the agent's own (400 bad query or shell).
 // ctx bounds opening only.
 func (m *Manager) Shell(ctx context.Context, hostname string, q url.Values) (net.Conn, error) {
-	client, err := m.agentFor(hostname)
+	client, err := m.agentFor(hostname, vmstate.Shell)
 	if err != nil {
 		return nil, err
 	}
@@ -27,7 +29,7 @@ func (m *Manager) Shell(ctx context.Context, hostname string, q url.Values) (net
 // (api.ErrUnavailable) for one the guest cannot reach. ctx bounds opening
 // only.
 func (m *Manager) Forward(ctx context.Context, hostname, upstream string) (net.Conn, error) {
-	client, err := m.agentFor(hostname)
+	client, err := m.agentFor(hostname, vmstate.Forward)
 	if err != nil {
 		return nil, err
 	}

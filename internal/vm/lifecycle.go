@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/agent"
 	"github.com/openslicer/openslicer/internal/hypervisor"
+	"github.com/openslicer/openslicer/internal/network"
 	"github.com/openslicer/openslicer/internal/store"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // Delete stops the VM hostname of group and removes it with its disk. A VM
@@ -49,14 +50,16 @@ func (m *Manager) Delete(ctx context.Context, group, hostname string) (bool, err
 }
 
 // teardown stops the machine and removes the disk, run directory and
-// record of in. It runs at most once per instance.
+// record of in. It runs at most once per instance, in any state (the
+// table's delete: the API's, an ephemeral VM's exit, a reclaim), a state
+// this daemon does not know included.
 func (m *Manager) teardown(ctx context.Context, in *instance) error {
 	in.mu.Lock()
 	if in.removed {
 		in.mu.Unlock()
 		return nil
 	}
-	in.removed = true
+	in.removed, in.busy = true, nil // Gone: a claim under way is lost
 	rec, machine, client := in.rec, in.machine, in.agent
 	if in.endLife != nil {
 		in.endLife()
@@ -74,7 +77,8 @@ func (m *Manager) teardown(ctx context.Context, in *instance) error {
 		}
 	}
 	errs = append(errs, m.networkDown(ctx, in))
-	errs = append(errs, removeFile(rec.Disk), removeFile(m.statePath(rec.Hostname)), removeFile(m.planPath(rec.Hostname)),
+	errs = append(errs, removeFile(rec.Disk), hypervisor.RemoveState(m.statePath(rec.Hostname)), removeFile(m.planPath(rec.Hostname)),
+		removeFile(rec.Disk+".tmp"), removeFile(m.planPath(rec.Hostname)+".tmp"), // of a create cut short by a crash
 		os.RemoveAll(rec.RunDir), m.opt.Store.Delete(rec.Hostname))
 	m.mu.Lock()
 	delete(m.vms, rec.Hostname)
@@ -86,8 +90,7 @@ func (m *Manager) teardown(ctx context.Context, in *instance) error {
 }
 
 // watch reaps in when its machine exits on its own (poweroff, reboot,
-// panic): an ephemeral VM is removed with its disk; a persistent one is
-// kept, stopped, with its disk.
+// panic): see exited.
 func (m *Manager) watch(in *instance) {
 	in.mu.Lock()
 	machine := in.machine
@@ -100,102 +103,51 @@ func (m *Manager) watch(in *instance) {
 		case <-m.closing:
 			return // the daemon is stopping: Close decides the VM's fate
 		}
-		in.mu.Lock()
-		removed, rec, current := in.removed, in.rec, in.machine
-		in.mu.Unlock()
-		if removed || current != machine || rec.State == store.StateSuspended {
-			// Deleted, detached, or suspended by the daemon; or already
-			// started again (a quick restore), which this exit must not
-			// touch.
-			return
-		}
-		log := m.log.With("vm", rec.Hostname)
-		if !rec.Persistent {
-			log.Info("vm exited: removing ephemeral vm")
-			if err := m.teardown(context.Background(), in); err != nil {
-				log.Error("reap vm", "err", err)
-			}
-			return
-		}
-		log.Info("vm exited: persistent vm kept stopped")
-		// Before it is marked stopped, so a relaunch finds nothing of it.
-		if err := m.networkDown(context.Background(), in); err != nil {
-			log.Error("tear down network of stopped vm", "err", err)
-		}
-		in.mu.Lock()
-		if in.machine != machine {
-			in.mu.Unlock()
-			return // started again meanwhile
-		}
-		in.rec.State, in.machine = store.StateStopped, nil
-		if in.endLife != nil {
-			in.endLife()
-		}
-		rec = in.rec
-		in.mu.Unlock()
-		if err := m.opt.Store.Put(rec); err != nil {
-			log.Error("record stopped vm", "err", err)
-		}
+		m.exited(in, machine)
 	}()
 }
 
-// Close is called when the daemon stops. Ephemeral VMs are stopped and
-// removed with their disks: asked to power off first, and given up to
-// stopTimeout, when the config says graceful_shutdown. Persistent VMs keep
-// running and are re-attached by the next daemon.
-func (m *Manager) Close(ctx context.Context) error {
-	m.mu.Lock()
-	insts := make([]*instance, 0, len(m.vms))
-	for _, in := range m.vms {
-		insts = append(insts, in)
+// exited deals with the exit of machine, in's machine: an ephemeral VM is
+// removed with its disk; a persistent one is kept, stopped, with its disk.
+// Nothing is done when the table refuses the exit (the VM is being
+// suspended, and the exit is the suspend's; it was deleted or detached),
+// or when in has been started again since (a quick restore), which this
+// exit must not touch.
+func (m *Manager) exited(in *instance, machine hypervisor.Machine) {
+	in.mu.Lock()
+	rec, current := in.rec, in.machine
+	allowed := vmstate.Allowed(vmstate.Exit, in.stateLocked())
+	in.mu.Unlock()
+	if current != machine || !allowed {
+		return
 	}
-	m.mu.Unlock()
-	m.closeOnce.Do(func() { close(m.closing) })
-	graceful := m.opt.Config.Graceful()
-	errs := make([]error, len(insts))
-	var wg sync.WaitGroup
-	for i, in := range insts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			in.abort()
-			<-in.created
-			in.mu.Lock()
-			persistent, machine, client, host := in.rec.Persistent, in.machine, in.agent, in.rec.Hostname
-			if persistent {
-				in.removed = true // detach: the watcher must not reap it
-				if in.endLife != nil {
-					in.endLife()
-				}
-				if client != nil {
-					client.Close()
-				}
-			}
-			in.mu.Unlock()
-			if persistent {
-				return
-			}
-			if graceful && machine != nil {
-				m.stopGuest(ctx, host, machine, client, ActionShutdown)
-			}
-			errs[i] = m.teardown(ctx, in)
-		}()
+	log := m.log.With("vm", rec.Hostname)
+	if !rec.Persistent {
+		log.Info("vm exited: removing ephemeral vm")
+		if err := m.teardown(context.Background(), in); err != nil {
+			log.Error("reap vm", "err", err)
+		}
+		return
 	}
-	wg.Wait()
-	m.wg.Wait()
-	errs = append(errs, m.reclaimAtClose(ctx))
-	return errors.Join(errs...)
+	log.Info("vm exited: persistent vm kept stopped")
+	if err := m.keepStopped(context.Background(), in, machine); err != nil {
+		log.Error("record stopped vm", "err", err)
+	}
 }
 
-// reclaimAtClose removes the network objects that no VM left running
-// needs, group bridges included, so that a stopped daemon leaves only what
-// its persistent VMs use.
+// reclaimAtClose removes this daemon's network objects that no VM left
+// running needs, group bridges included, so that a stopped daemon leaves
+// only what its detached VMs use. Another daemon's objects are never
+// touched: the network host reclaims only its own instance's.
 func (m *Manager) reclaimAtClose(ctx context.Context) error {
 	if m.opt.Network == nil {
 		return nil
 	}
 	liveVMs, liveGroups := map[string]bool{}, map[string]bool{}
 	m.mu.Lock()
+	for _, rec := range m.leftAlone {
+		liveVMs[rec.Hostname], liveGroups[rec.Group] = true, true
+	}
 	for host, in := range m.vms {
 		in.mu.Lock()
 		if in.plan != nil && in.machine != nil {
@@ -210,37 +162,66 @@ func (m *Manager) reclaimAtClose(ctx context.Context) error {
 }
 
 // Recover reconciles the store with what is running after a daemon start:
-// records of VMs caught mid-create and of ephemeral VMs are reclaimed with
-// their processes, disks and sockets; persistent VMs still running are
-// re-attached, and those that are gone are kept as stopped.
+// commits cut short are undone first (recoverCommits); records of VMs
+// caught mid-create, whose create was never answered or whose fork was
+// never finished, and of ephemeral VMs, are reclaimed with their
+// processes, disks and sockets;
+// persistent VMs still running are re-attached, and those that are gone are
+// kept as stopped. Each VM is handled by the backend its record names; a
+// VM whose backend this daemon does not have is left alone (record, disk,
+// processes and network kept, not listed) and reported in the error.
 func (m *Manager) Recover(ctx context.Context) error {
+	// Commits first: a commit cut short gives its source's disk back.
+	commitErr := m.recoverCommits()
+	if commitErr != nil {
+		m.log.Error("recover commits", "err", commitErr)
+	}
 	recs, err := m.opt.Store.List()
 	if err != nil {
 		return err
 	}
-	var errs []error
+	errs := []error{commitErr}
 	live := map[string]bool{} // VMs whose machine runs with a network
 	for _, rec := range recs {
+		backend, err := m.backendFor(rec)
+		if err != nil {
+			m.log.Error("vm left alone: its backend is not in this daemon", "vm", rec.Hostname, "backend", m.backendName(rec), "err", err)
+			errs = append(errs, fmt.Errorf("vm left alone: %w", err))
+			m.mu.Lock()
+			m.leftAlone = append(m.leftAlone, rec)
+			m.mu.Unlock()
+			live[rec.Hostname] = true
+			continue
+		}
+		rec.Backend = backend.Name() // a record from before records named it
 		in := &instance{rec: rec, created: make(chan struct{}), abort: func() {}}
 		close(in.created)
 		plan, err := m.readPlan(rec.Hostname)
 		errs = append(errs, err)
 		in.plan = plan
-		in.machine = m.attach(ctx, rec)
+		in.machine = m.attach(ctx, backend, rec)
 		_, known := m.groups[rec.Group]
-		if rec.State == store.StateCreating || !rec.Persistent || !known {
-			m.log.Info("reclaiming vm left by an earlier daemon", "vm", rec.Hostname, "state", rec.State)
-			in.plan = nil // its network goes with every other leftover, in one pass below
-			errs = append(errs, m.teardown(ctx, in))
+		if rec.State == vmstate.Creating || rec.Unanswered || rec.Unfinished || !rec.Persistent || !known {
+			m.log.Info("reclaiming vm left by an earlier daemon", "vm", rec.Hostname, "state", rec.State, "unanswered", rec.Unanswered, "unfinished", rec.Unfinished)
+			if plan != nil && plan.Naming == network.NamingInstance {
+				in.plan = nil // its network goes with every other leftover, in one pass below
+			} // a plan from before instance ids: that pass does not see its objects, its teardown does
+			// A start cut short by the crash has processes but no handle.
+			errs = append(errs, backend.Reclaim(ctx, rec.RunDir), m.teardown(ctx, in))
 			continue
 		}
 		m.mu.Lock()
 		m.vms[rec.Hostname] = in
 		m.mu.Unlock()
 		if in.machine == nil {
-			if rec.State != store.StateStopped && rec.State != store.StateSuspended {
-				in.rec.State = store.StateStopped
-				errs = append(errs, m.opt.Store.Put(in.rec))
+			// Its machine is gone: an exit, as if it had been seen
+			// (a stopped or suspended VM has none to lose).
+			in.mu.Lock()
+			err := in.applyLocked(vmstate.Exit)
+			rec := in.rec
+			in.mu.Unlock()
+			if err == nil {
+				errs = append(errs, m.opt.Store.Put(rec))
 			}
 			continue
 		}
@@ -255,22 +236,23 @@ func (m *Manager) Recover(ctx context.Context) error {
 		life, endLife := context.WithCancel(context.WithoutCancel(ctx))
 		in.agent, in.endLife = m.newAgent(in, in.machine), endLife
 		in.delivered = m.deliverBootData(life, in, in.agent, agent.FirstBoot{Userdata: rec.Userdata, SSHKeys: rec.SSHKeys})
-		m.log.Info("re-attached persistent vm", "vm", rec.Hostname)
+		m.log.Info("re-attached persistent vm", "vm", rec.Hostname, "backend", backend.Name())
 		m.watch(in)
 	}
 	errs = append(errs, m.reclaimNetwork(ctx, live))
 	return errors.Join(errs...)
 }
 
-// attach re-adopts the machine of rec, or returns nil when it is gone.
-func (m *Manager) attach(ctx context.Context, rec store.VM) hypervisor.Machine {
-	h := hypervisor.Handle{Backend: m.opt.Backend.Name(), RunDir: rec.RunDir}
+// attach re-adopts the machine of rec through backend, the one that runs
+// it, or returns nil when it is gone.
+func (m *Manager) attach(ctx context.Context, backend hypervisor.Backend, rec store.VM) hypervisor.Machine {
+	h := hypervisor.Handle{Backend: backend.Name(), RunDir: rec.RunDir}
 	if len(rec.Machine) > 0 {
 		if err := json.Unmarshal(rec.Machine, &h); err != nil {
 			m.log.Warn("bad machine handle in store", "vm", rec.Hostname, "err", err)
 		}
 	}
-	machine, err := m.opt.Backend.Attach(ctx, h)
+	machine, err := backend.Attach(ctx, h)
 	if err != nil {
 		if !errors.Is(err, api.ErrNotFound) {
 			m.log.Warn("re-attach vm", "vm", rec.Hostname, "err", err)

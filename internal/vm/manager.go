@@ -9,12 +9,20 @@
 // exits is reaped with its disk. Guest operations go through the VM's agent
 // client, which the server streams back unchanged.
 //
+// States and which operation may run in which are vmstate's table; state.go
+// applies it.
+//
+// Commits make a stopped VM's disk a read-only layer, and forks are new
+// VMs whose disks are copy-on-write over one (commit.go, fork.go).
+//
 // Locking: Manager.mu guards the table; each instance's mu guards its state.
-// Slow work (cloning, booting, waiting for the agent) runs with no lock held.
+// Slow work (cloning, booting, waiting for the agent, every call into the
+// hypervisor) runs with no lock held.
 package vm
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -35,6 +43,13 @@ import (
 // BootImage is the set of files a VM boots from.
 type BootImage struct {
 	Kernel, Initrd, RootFS string
+	// ImageID is the OCI image ID (config digest); "" for the built-in min.
+	ImageID string
+	// Env, WorkingDir and User are the OCI image config's exec defaults,
+	// for the guest side to apply (empty for min).
+	Env        []string
+	WorkingDir string
+	User       string
 }
 
 // Images resolves a config image name to boot files, preparing them if
@@ -44,16 +59,25 @@ type Images interface {
 }
 
 // CloneFunc makes a VM's root disk at dst from the image's src, grown to
-// size bytes.
-type CloneFunc func(ctx context.Context, src, dst string, size int64) error
+// size bytes, and returns its format ("raw" or "qcow2"), which the VM
+// keeps: a disk's format is never guessed from its contents. A crash may
+// leave dst+".tmp" (or dst itself, half made), which the manager removes
+// with the VM.
+type CloneFunc func(ctx context.Context, src, dst string, size int64) (format string, err error)
 
 // Options are the dependencies of a Manager.
 type Options struct {
-	Config  *config.Config
+	Config *config.Config
+	// Backend boots the VMs this daemon creates (the config's
+	// hypervisor).
 	Backend hypervisor.Backend
-	Store   *store.Store
-	Images  Images
-	Clone   CloneFunc
+	// Backends are further backends whose VMs this daemon can re-attach,
+	// reclaim, relaunch and restore: each VM is handled by the backend its
+	// record names. Backend is always one of them.
+	Backends []hypervisor.Backend
+	Store    *store.Store
+	Images   Images
+	Clone    CloneFunc
 	// Network wires the VMs of groups with a network; it may be nil when
 	// no group has one.
 	Network Network
@@ -63,21 +87,46 @@ type Options struct {
 	// DisksDir holds <hostname>.img; RunDir holds one directory per VM for
 	// its sockets and pidfile; LogDir holds <hostname>.txt console logs.
 	DisksDir, RunDir, LogDir string
-	Log                      *slog.Logger
+	// Accelerator names how guests run ("kvm" or "tcg"), for messages.
+	Accelerator string
+	// BootWatchdog bounds how long a booting guest may print nothing on
+	// its console (a restored one: how long its agent may take to
+	// answer) before its create fails with api.ErrBootFailed; zero
+	// watches only for a machine that exits before its agent is ready.
+	// See BootWatchdogFor.
+	BootWatchdog time.Duration
+	// Keys fetches the SSH keys of GitHub users (import_user, the config's
+	// github_user); nil makes a create that needs them ErrNotImplemented.
+	Keys KeySource
+	// ShutdownTimeout bounds how long a graceful daemon stop waits for
+	// guests to power off; zero means DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+	// Layers makes commit layers and forks' disks over them, kept under
+	// CommitsDir (commit.go); without them commits are ErrNotImplemented.
+	Layers     Layers
+	CommitsDir string
+	Log        *slog.Logger
 }
 
 // Manager owns every VM of the daemon.
 type Manager struct {
-	opt    Options
-	log    *slog.Logger
-	groups map[string]config.HostGroup
+	opt      Options
+	log      *slog.Logger
+	groups   map[string]config.HostGroup
+	backends hypervisor.Backends
 
 	mu  sync.Mutex
 	vms map[string]*instance
-	wg  sync.WaitGroup // watcher goroutines
+	// leftAlone are the records Recover found of VMs whose backend this
+	// daemon does not have: not in the table, never touched, and their
+	// network objects kept.
+	leftAlone []store.VM
+	wg        sync.WaitGroup // watcher goroutines
 	// closing is closed when the daemon stops, releasing the watchers.
 	closing   chan struct{}
 	closeOnce sync.Once
+	// commits orders commits, forks and commit deletes (commit.go).
+	commits commitLocks
 }
 
 // instance is one VM known to the manager.
@@ -97,8 +146,14 @@ type instance struct {
 	// delivered is closed once the running machine's agent has been
 	// handed its secrets and first-boot data (deliverBootData).
 	delivered <-chan struct{}
+	// boot is the watchdog of the machine's latest start.
+	boot bootWatch
 	// secretsMu makes pushes of the VM's secrets take turns.
 	secretsMu sync.Mutex
+	// tagsMu makes tag updates of the VM take turns (UpdateTags).
+	tagsMu sync.Mutex
+	// busy is the op under way with no lock held (state.go), nil when none.
+	busy *claim
 	// removed is set once teardown has begun, so it happens only once.
 	removed   bool
 	lastAgent time.Time
@@ -110,7 +165,34 @@ func New(opt Options) *Manager {
 	for _, g := range opt.Config.HostGroups {
 		groups[g.Name] = g
 	}
-	return &Manager{opt: opt, log: opt.Log, groups: groups, vms: map[string]*instance{}, closing: make(chan struct{})}
+	return &Manager{
+		opt: opt, log: opt.Log, groups: groups, vms: map[string]*instance{}, closing: make(chan struct{}),
+		backends: hypervisor.NewBackends(append([]hypervisor.Backend{opt.Backend}, opt.Backends...)...),
+	}
+}
+
+// backendName is the backend that runs the VM of rec: the one its record
+// names; for a record from before records named one, its machine handle's,
+// else this daemon's.
+func (m *Manager) backendName(rec store.VM) string {
+	if rec.Backend != "" {
+		return rec.Backend
+	}
+	var h hypervisor.Handle
+	if len(rec.Machine) > 0 && json.Unmarshal(rec.Machine, &h) == nil && h.Backend != "" {
+		return h.Backend
+	}
+	return m.opt.Backend.Name()
+}
+
+// backendFor returns the backend that runs the VM of rec (backendName);
+// one this daemon does not have wraps hypervisor.ErrUnknownBackend.
+func (m *Manager) backendFor(rec store.VM) (hypervisor.Backend, error) {
+	b, err := m.backends.Get(m.backendName(rec))
+	if err != nil {
+		return nil, fmt.Errorf("vm %q: %w", rec.Hostname, err)
+	}
+	return b, nil
 }
 
 // HostGroups returns the configured host groups.
@@ -217,23 +299,8 @@ func (in *instance) node() api.Node {
 		Hostname: in.rec.Hostname, HostGroup: in.rec.Group, IP: bareIP(in.rec.IP),
 		RamBytes: in.rec.RamBytes, CPUs: in.rec.CPUs, CreatedAt: in.rec.CreatedAt,
 		LastAgentCall: in.lastAgent, Arch: archName(),
-		Tags: append([]string(nil), in.rec.Tags...), Status: displayStatus(in.rec.State),
-		Persistent: in.rec.Persistent,
-	}
-}
-
-func displayStatus(state string) string {
-	switch state {
-	case store.StateRunning:
-		return api.StatusRunning
-	case store.StatePaused:
-		return api.StatusPaused
-	case store.StateStopped:
-		return api.StatusStopped
-	case store.StateSuspended:
-		return "Suspended"
-	default:
-		return "Creating"
+		Tags: append([]string(nil), in.rec.Tags...), Status: in.rec.State.Status(),
+		Persistent: in.rec.Persistent, State: string(in.rec.State),
 	}
 }
 

@@ -26,8 +26,8 @@ func (f fakeImages) Resolve(ctx context.Context, name string) (BootImage, error)
 }
 
 // fakeClone writes a small file in place of a disk.
-func fakeClone(ctx context.Context, src, dst string, size int64) error {
-	return os.WriteFile(dst, []byte("disk"), 0o644)
+func fakeClone(ctx context.Context, src, dst string, size int64) (string, error) {
+	return "raw", os.WriteFile(dst, []byte("disk"), 0o644)
 }
 
 type env struct {
@@ -61,7 +61,7 @@ func newEnvWith(t *testing.T, fake *hypervisortest.Fake, groups []config.HostGro
 	})
 	os.MkdirAll(e.m.opt.DisksDir, 0o755)
 	t.Cleanup(func() {
-		e.m.Close(context.Background())
+		e.m.Close(context.Background(), StopShutDown)
 		st.Close()
 	})
 	return e
@@ -126,7 +126,8 @@ func TestCreateRejects(t *testing.T) {
 		{"hostname", "sbox", api.CreateNodeRequest{Hostname: "x"}, CreateOptions{}, api.ErrInvalid},
 		{"disk_image", "sbox", api.CreateNodeRequest{DiskImage: "x.img"}, CreateOptions{}, api.ErrInvalid},
 		{"bad wait", "sbox", api.CreateNodeRequest{}, CreateOptions{Wait: "forever"}, api.ErrInvalid},
-		{"import_user not yet", "sbox", api.CreateNodeRequest{ImportUser: "octocat"}, CreateOptions{}, api.ErrNotImplemented},
+		{"import_user without a key source", "sbox", api.CreateNodeRequest{ImportUser: "octocat"}, CreateOptions{}, api.ErrNotImplemented},
+		{"ip not yet", "sbox", api.CreateNodeRequest{IP: "10.0.0.9"}, CreateOptions{}, api.ErrNotImplemented},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := e.m.Create(context.Background(), tc.group, tc.req, tc.opt)
@@ -233,7 +234,7 @@ func TestCloseRemovesEphemeral(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := e.m.Close(context.Background()); err != nil {
+	if err := e.m.Close(context.Background(), StopShutDown); err != nil {
 		t.Fatal(err)
 	}
 	e.assertEmpty(t)
@@ -337,7 +338,7 @@ func TestSuspendRestore(t *testing.T) {
 	// The machine's exit is a suspend: the ephemeral VM is not reaped.
 	time.Sleep(50 * time.Millisecond)
 	nodes, _ := e.m.List(Filter{})
-	if len(nodes) != 1 || nodes[0].Status != "Suspended" || len(e.fake.Running()) != 0 {
+	if len(nodes) != 1 || nodes[0].Status != api.StatusPaused || nodes[0].State != api.StateSuspended || len(e.fake.Running()) != 0 {
 		t.Fatalf("after Suspend: %+v, %d machines running", nodes, len(e.fake.Running()))
 	}
 	if _, err := e.m.Exec(ctx, "sbox-1", &api.ExecRequest{Command: "true"}, nil); !errors.Is(err, api.ErrConflict) {
@@ -346,7 +347,7 @@ func TestSuspendRestore(t *testing.T) {
 	if err := e.m.Restore(ctx, "sbox-1", CreateOptions{}); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
-	if r := e.fake.Running(); len(r) != 1 || r[0].Spec.Incoming == "" {
+	if r := e.fake.Running(); len(r) != 1 || r[0].Spec.RestoreFrom == "" {
 		t.Fatalf("Restore did not start a machine from the state file")
 	}
 	if _, err := os.Stat(filepath.Join(e.dir, "disks", "sbox-1.state")); !os.IsNotExist(err) {
@@ -369,5 +370,31 @@ func TestSuspendUnsupported(t *testing.T) {
 	}
 	if n, _ := e.m.List(Filter{}); n[0].Status != api.StatusRunning {
 		t.Fatalf("after a failed suspend the vm is %s, want Running", n[0].Status)
+	}
+}
+
+// A suspended VM lists as Paused, the status Slicer's clients know, and a
+// resume (what such a client does with a Paused VM) restores it.
+func TestResumeRestoresSuspendedVM(t *testing.T) {
+	e := newEnv(t, &hypervisortest.Fake{})
+	ctx := context.Background()
+	if _, err := e.m.Create(ctx, "sbox", api.CreateNodeRequest{Persistent: true}, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Suspend(ctx, "sbox-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Relaunch(ctx, "sbox-1", CreateOptions{}); !errors.Is(err, api.ErrConflict) {
+		t.Errorf("Relaunch of a suspended vm = %v, want ErrConflict", err)
+	}
+	if err := e.m.Resume(ctx, "sbox-1"); err != nil {
+		t.Fatalf("Resume of a suspended vm: %v", err)
+	}
+	if r := e.fake.Running(); len(r) != 1 || r[0].Spec.RestoreFrom == "" {
+		t.Fatal("Resume did not restore the machine from its state file")
+	}
+	n, _ := e.m.List(Filter{})
+	if n[0].Status != api.StatusRunning || n[0].State != api.StateRunning {
+		t.Fatalf("after Resume: %+v", n[0])
 	}
 }

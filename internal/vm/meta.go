@@ -21,23 +21,41 @@ func (m *Manager) Tags(hostname string) (api.VMTags, error) {
 }
 
 // UpdateTags applies u atomically and returns the resulting tags.
+//
+// The new tags are computed without holding any lock that lists need; only
+// the store write and the swap into the table happen under the VM's lock
+// (and, when the update gives the VM its name, the table lock, which makes
+// the uniqueness check and the write atomic against creates and other
+// updates). Updates of one VM take turns on its tagsMu, so none is lost.
 func (m *Manager) UpdateTags(ctx context.Context, hostname string, u api.VMTagUpdate) (api.VMTags, error) {
 	in, err := m.get(hostname)
 	if err != nil {
 		return api.VMTags{}, err
 	}
-	// The table lock makes the name-uniqueness check and the write atomic.
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	in.tagsMu.Lock()
+	defer in.tagsMu.Unlock()
 	in.mu.Lock()
-	defer in.mu.Unlock()
-	tags, err := applyTagUpdate(in.rec.Tags, u)
+	current := in.rec.Tags // never changed in place: updates swap in a new slice
+	in.mu.Unlock()
+
+	tags, err := applyTagUpdate(current, u)
 	if err != nil {
 		return api.VMTags{}, err
 	}
-	if err := m.checkNamesLocked(hostname, tags); err != nil {
+	if err := checkNameTags(tags, m.opt.Config.HostGroups); err != nil {
 		return api.VMTags{}, err
 	}
+	if name, ok := friendlyName(tags); ok {
+		if old, had := friendlyName(current); !had || old != name {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if err := m.nameFreeLocked(hostname, name); err != nil {
+				return api.VMTags{}, err
+			}
+		}
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
 	rec := in.rec
 	rec.Tags = tags
 	if err := m.opt.Store.Put(rec); err != nil {
@@ -58,6 +76,13 @@ func (m *Manager) checkNamesLocked(hostname string, tags []string) error {
 	if !ok {
 		return nil
 	}
+	return m.nameFreeLocked(hostname, name)
+}
+
+// nameFreeLocked checks that name is neither another VM's name nor its
+// hostname. The caller holds m.mu; it must not hold the lock of another
+// instance.
+func (m *Manager) nameFreeLocked(hostname, name string) error {
 	for host, other := range m.vms {
 		if host == hostname {
 			continue
@@ -82,8 +107,12 @@ func (m *Manager) Describe(hostname string) (api.VMDescription, error) {
 		return api.VMDescription{}, err
 	}
 	node := in.node()
+	in.mu.Lock()
+	commit, parent := in.rec.CommitID, in.rec.ParentCommit
+	in.mu.Unlock()
 	return api.VMDescription{
 		Node: node, Storage: "image", Image: m.opt.Config.Image,
+		CommitID: commit, ParentCommitID: parent,
 		Network: m.networkDescription(in),
 	}, nil
 }

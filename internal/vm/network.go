@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/config"
@@ -22,10 +21,12 @@ type Network interface {
 	// Setup wires a VM's plan on the host (idempotently) and says where
 	// its NIC is.
 	Setup(ctx context.Context, p network.Plan) (network.Attachment, error)
-	// Teardown removes every device, namespace and rule of a VM.
-	Teardown(ctx context.Context, vm string) error
-	// Reclaim removes what an earlier daemon left behind: the objects of
-	// every VM keepVM rejects and of every group keepGroup rejects.
+	// Teardown removes every device, namespace and rule of the VM of a
+	// plan (the plan says how they are named).
+	Teardown(ctx context.Context, p network.Plan) error
+	// Reclaim removes this daemon's own objects (by its instance id; never
+	// another daemon's) of every VM keepVM rejects and of every group
+	// keepGroup rejects.
 	Reclaim(ctx context.Context, keepVM, keepGroup func(string) bool) error
 }
 
@@ -136,7 +137,7 @@ func (m *Manager) setupNetwork(ctx context.Context, p network.Plan, undo *undoSt
 		return network.Attachment{}, fmt.Errorf("host group %q has a network, but this daemon has no network host", p.Group)
 	}
 	att, err := m.opt.Network.Setup(ctx, p)
-	undo.push(func(ctx context.Context) error { return m.opt.Network.Teardown(ctx, p.VM) })
+	undo.push(func(ctx context.Context) error { return m.opt.Network.Teardown(ctx, p) })
 	if err != nil {
 		return network.Attachment{}, err
 	}
@@ -144,7 +145,9 @@ func (m *Manager) setupNetwork(ctx context.Context, p network.Plan, undo *undoSt
 }
 
 // networkDown removes the network objects of a VM whose machine is gone;
-// its plan stays, so that its address is kept for a relaunch.
+// its plan stays, so that its address is kept for a relaunch. A plan
+// recorded before instance ids is moved to them here: its old objects are
+// gone, and the next start names the new ones with this daemon's id.
 func (m *Manager) networkDown(ctx context.Context, in *instance) error {
 	in.mu.Lock()
 	plan, host := in.plan, in.rec.Hostname
@@ -152,36 +155,38 @@ func (m *Manager) networkDown(ctx context.Context, in *instance) error {
 	if plan == nil || m.opt.Network == nil {
 		return nil
 	}
-	return m.opt.Network.Teardown(context.WithoutCancel(ctx), host)
+	if err := m.opt.Network.Teardown(context.WithoutCancel(ctx), *plan); err != nil {
+		return err
+	}
+	if plan.Naming == network.NamingInstance {
+		return nil
+	}
+	renamed := *plan
+	renamed.Naming = network.NamingInstance
+	in.mu.Lock()
+	if in.plan == plan {
+		in.plan = &renamed
+	}
+	in.mu.Unlock()
+	return m.writePlan(host, renamed)
 }
 
-// reclaimNetwork removes the network objects of this daemon's groups that
-// no live machine uses, and the bridge objects of its groups that are no
-// longer bridged. Objects of groups this config does not declare are never
-// touched: they may belong to another daemon on the host (a group removed
-// from the config therefore leaves its bridge behind). A daemon without a
-// network host has nothing to reclaim with.
+// reclaimNetwork removes this daemon's network objects that no live
+// machine uses, and the bridge objects of its groups that are no longer
+// bridged or no longer in the config. The network host touches only
+// objects that carry this daemon's instance id, so another daemon's are
+// safe whatever its groups are called. A daemon without a network host
+// has nothing to reclaim with.
 func (m *Manager) reclaimNetwork(ctx context.Context, live map[string]bool) error {
 	if m.opt.Network == nil {
 		return nil
 	}
-	keepVM := func(vm string) bool { return live[vm] || !m.ownsHostname(vm) }
+	keepVM := func(vm string) bool { return live[vm] }
 	keepGroup := func(name string) bool {
 		g, ok := m.groups[name]
-		return !ok || g.Network != nil && (g.Network.Mode == "" || g.Network.Mode == network.ModeBridge)
+		return ok && g.Network != nil && (g.Network.Mode == "" || g.Network.Mode == network.ModeBridge)
 	}
 	return m.opt.Network.Reclaim(ctx, keepVM, keepGroup)
-}
-
-// ownsHostname reports whether name is <group>-<N> for a group of this
-// daemon's config.
-func (m *Manager) ownsHostname(name string) bool {
-	i := strings.LastIndex(name, "-")
-	if i <= 0 || !isDigits(name[i+1:]) {
-		return false
-	}
-	_, ok := m.groups[name[:i]]
-	return ok
 }
 
 // bareIP is the address of a CIDR as lists show it.

@@ -24,11 +24,12 @@ import (
 // fakeNetwork records what the manager asks of the network host. Its
 // attachments have no namespace, so machines start where the test runs.
 type fakeNetwork struct {
-	mu       sync.Mutex
-	setErr   error
-	setups   []network.Plan
-	up       map[string]bool // VMs set up and not torn down
-	reclaims []func(vm, group string) (bool, bool)
+	mu        sync.Mutex
+	setErr    error
+	setups    []network.Plan
+	up        map[string]bool // VMs set up and not torn down
+	teardowns []network.Plan
+	reclaims  []func(vm, group string) (bool, bool)
 }
 
 func (f *fakeNetwork) Setup(ctx context.Context, p network.Plan) (network.Attachment, error) {
@@ -45,10 +46,11 @@ func (f *fakeNetwork) Setup(ctx context.Context, p network.Plan) (network.Attach
 	return network.Attachment{TAP: p.TAP, MAC: p.MAC}, nil
 }
 
-func (f *fakeNetwork) Teardown(ctx context.Context, vm string) error {
+func (f *fakeNetwork) Teardown(ctx context.Context, p network.Plan) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.up, vm)
+	f.teardowns = append(f.teardowns, p)
+	delete(f.up, p.VM)
 	return nil
 }
 
@@ -268,7 +270,7 @@ func TestRecoverReappliesAndReclaims(t *testing.T) {
 		DisksDir: e.m.opt.DisksDir, RunDir: e.m.opt.RunDir, LogDir: e.m.opt.LogDir,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Network: net,
 	})
-	t.Cleanup(func() { m2.Close(ctx) })
+	t.Cleanup(func() { m2.Close(ctx, StopShutDown) })
 	net.setups = nil
 	if err := m2.Recover(ctx); err != nil {
 		t.Fatal(err)
@@ -287,10 +289,10 @@ func TestRecoverReappliesAndReclaims(t *testing.T) {
 		{gone.Hostname, "iso", false, false},
 		// This daemon's group without a network: its leftovers go.
 		{"plain-7", "plain", false, false},
-		// Names of groups this config does not declare may belong to
-		// another daemon on the host: never touched.
-		{"other-1", "removed-group", true, true},
-		{"x", "other", true, true},
+		// A group removed from the config: its leftovers and bridge go.
+		// (The network host offers only this daemon's own objects, so
+		// names alone never reach another daemon's.)
+		{"other-1", "removed-group", false, false},
 	} {
 		kv, kg := net.reclaims[0](tc.vm, tc.group)
 		if kv != tc.keepVM || kg != tc.keepGroup {
@@ -303,5 +305,79 @@ func TestRecoverReappliesAndReclaims(t *testing.T) {
 	d, err := m2.Describe(keep.Hostname)
 	if err != nil || d.Network.Mode != network.ModeIsolated || d.IP != bareIP(keep.IP) {
 		t.Errorf("recovered vm describes %+v, %v", d, err)
+	}
+}
+
+// A VM whose plan was recorded before instance ids keeps its objects'
+// names while its machine runs; they are torn down by that plan, and its
+// next start names them anew. A reclaimed VM's old objects go by its
+// plan, since the reclaim pass sees only objects with an instance id.
+func TestRecoverLegacyPlans(t *testing.T) {
+	fake, net := &hypervisortest.Fake{}, &fakeNetwork{}
+	e := newEnvWith(t, fake, netGroups(), net)
+	ctx := context.Background()
+	keep, err := e.m.Create(ctx, "iso", api.CreateNodeRequest{Persistent: true}, CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := e.m.Create(ctx, "br", api.CreateNodeRequest{}, CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As an earlier version recorded them: no naming, and the veth.
+	for _, h := range []string{keep.Hostname, gone.Hostname} {
+		data, err := os.ReadFile(e.m.planPath(h))
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := strings.Replace(string(data), `"naming": 1`, `"host_veth": "`+h+`"`, 1)
+		if old == string(data) {
+			t.Fatalf("plan of %s has no naming field:\n%s", h, data)
+		}
+		if err := os.WriteFile(e.m.planPath(h), []byte(old), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The daemon dies (its watchers with it); the next one recovers.
+	// Wait for its watchers to return, or one could still see a machine
+	// the next daemon kills and act on it.
+	e.m.closeOnce.Do(func() { close(e.m.closing) })
+	e.m.wg.Wait()
+	m2 := New(Options{
+		Config: e.m.opt.Config, Backend: fake, Store: e.store, Images: e.m.opt.Images, Clone: fakeClone,
+		DisksDir: e.m.opt.DisksDir, RunDir: e.m.opt.RunDir, LogDir: e.m.opt.LogDir,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Network: net,
+	})
+	t.Cleanup(func() { m2.Close(ctx, StopShutDown) })
+	net.setups, net.teardowns = nil, nil
+	if err := m2.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(net.setups) != 1 || net.setups[0].VM != keep.Hostname || net.setups[0].Naming != network.NamingLegacy {
+		t.Errorf("recover set up %+v; want %s's plan with its old naming", net.setups, keep.Hostname)
+	}
+	if len(net.teardowns) != 1 || net.teardowns[0].VM != gone.Hostname || net.teardowns[0].Naming != network.NamingLegacy {
+		t.Errorf("recover tore down %+v; want %s by its old plan", net.teardowns, gone.Hostname)
+	}
+
+	// The machine stops: its old objects go by the old plan, and the plan
+	// moves to instance naming for the relaunch.
+	for _, r := range fake.Running() {
+		if r.Spec.Name == keep.Hostname {
+			r.Exit()
+		}
+	}
+	waitFor(t, func() bool { d, _ := m2.Describe(keep.Hostname); return d.Status == api.StatusStopped })
+	if n := len(net.teardowns); n != 2 || net.teardowns[1].Naming != network.NamingLegacy {
+		t.Fatalf("teardowns %+v; want the stopped vm's by its old plan", net.teardowns)
+	}
+	if p, err := m2.readPlan(keep.Hostname); err != nil || p.Naming != network.NamingInstance {
+		t.Errorf("recorded plan after stop = %+v, %v; want instance naming", p, err)
+	}
+	if _, err := m2.Relaunch(ctx, keep.Hostname, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if last := net.setups[len(net.setups)-1]; last.Naming != network.NamingInstance || last.Guest.Address.String() != keep.IP {
+		t.Errorf("relaunch set up %+v; want instance naming and the same address %s", last, keep.IP)
 	}
 }

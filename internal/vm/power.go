@@ -8,7 +8,7 @@ import (
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/agent"
 	"github.com/openslicer/openslicer/internal/hypervisor"
-	"github.com/openslicer/openslicer/internal/store"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // Shutdown actions.
@@ -17,53 +17,63 @@ const (
 	ActionShutdown = "shutdown"
 )
 
-// stopTimeout bounds how long a guest gets to power off before it is killed.
+// stopTimeout bounds how long a guest asked to reboot or power off through
+// the API gets before it is killed.
 const stopTimeout = 30 * time.Second
 
 // Pause freezes a running VM's vCPUs; its memory stays allocated.
 func (m *Manager) Pause(ctx context.Context, hostname string) error {
-	return m.setPaused(ctx, hostname, true)
+	in, err := m.get(hostname)
+	if err != nil {
+		return err
+	}
+	return m.setPaused(ctx, in, vmstate.Pause)
 }
 
-// Resume thaws a paused VM.
+// Resume thaws a paused VM. A suspended VM, which lists as Paused to
+// Slicer's clients, is restored: its memory and processes come back as they
+// were, as a paused VM's do.
 func (m *Manager) Resume(ctx context.Context, hostname string) error {
-	if err := m.setPaused(ctx, hostname, false); err != nil {
+	in, err := m.get(hostname)
+	if err != nil {
+		return err
+	}
+	in.mu.Lock()
+	restore := vmstate.Allowed(vmstate.Restore, in.stateLocked())
+	in.mu.Unlock()
+	if restore {
+		return m.Restore(ctx, hostname, CreateOptions{})
+	}
+	if err := m.setPaused(ctx, in, vmstate.Resume); err != nil {
 		return err
 	}
 	m.resyncAfterResume(ctx, hostname)
 	return nil
 }
 
-func (m *Manager) setPaused(ctx context.Context, hostname string, pause bool) error {
-	in, err := m.get(hostname)
+// setPaused pauses or resumes (op) the machine of in, with no lock held
+// during the call.
+func (m *Manager) setPaused(ctx context.Context, in *instance, op vmstate.Op) error {
+	c, err := m.claim(in, op)
 	if err != nil {
 		return err
 	}
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	from, to, verb := store.StateRunning, store.StatePaused, "pause"
-	if !pause {
-		from, to, verb = store.StatePaused, store.StateRunning, "resume"
-	}
-	if in.rec.State != from || in.machine == nil {
-		return fmt.Errorf("%s vm %q: it is %s: %w", verb, hostname, displayStatus(in.rec.State), api.ErrConflict)
-	}
-	if pause {
-		err = in.machine.Pause(ctx)
+	if op == vmstate.Pause {
+		err = c.machine.Pause(ctx)
 	} else {
-		err = in.machine.Resume(ctx)
+		err = c.machine.Resume(ctx)
 	}
 	if err != nil {
-		return fmt.Errorf("%s vm %q: %w", verb, hostname, err)
+		err = fmt.Errorf("%s vm %q: %w", op, c.vm, err)
 	}
-	in.rec.State = to
-	return m.opt.Store.Put(in.rec)
+	return m.settle(in, c, err, nil)
 }
 
 // Shutdown asks the guest to reboot or power off and waits, bounded, for
 // the machine to exit; a guest that does not comply is killed. On this
 // daemon's backends both actions end the VM process: an ephemeral VM is then
-// removed with its disk, a persistent one is kept, stopped.
+// removed with its disk, a persistent one is kept, stopped. A paused VM is
+// resumed first, so that its guest can hear the request.
 func (m *Manager) Shutdown(ctx context.Context, hostname, action string) error {
 	switch action {
 	case "":
@@ -76,32 +86,39 @@ func (m *Manager) Shutdown(ctx context.Context, hostname, action string) error {
 	if err != nil {
 		return err
 	}
-	in.mu.Lock()
-	machine, client, state := in.machine, in.agent, in.rec.State
-	in.mu.Unlock()
-	if machine == nil || state == store.StateStopped {
-		return fmt.Errorf("vm %q is not running: %w", hostname, api.ErrConflict)
+	if err := in.check(vmstate.Shutdown); err != nil {
+		return err
 	}
-	if state == store.StatePaused {
-		if err := machine.Resume(ctx); err != nil {
-			return err
+	in.mu.Lock()
+	paused := vmstate.Allowed(vmstate.Resume, in.stateLocked())
+	in.mu.Unlock()
+	if paused {
+		if err := m.setPaused(ctx, in, vmstate.Resume); err != nil {
+			return fmt.Errorf("shutdown vm %q: %w", hostname, err)
 		}
 	}
-	m.stopGuest(ctx, hostname, machine, client, action)
+	in.mu.Lock()
+	machine, client, state := in.machine, in.agent, in.stateLocked()
+	in.mu.Unlock()
+	if machine == nil { // it stopped meanwhile
+		return &vmstate.Refused{VM: hostname, Op: vmstate.Shutdown, State: state}
+	}
+	m.stopGuest(ctx, hostname, machine, client, action, stopTimeout)
 	return nil
 }
 
 // stopGuest asks the guest's init to reboot or power off (busybox's
 // reboot and poweroff signal PID 1, which is the agent) and waits for the
-// machine to exit, killing it after stopTimeout.
-func (m *Manager) stopGuest(ctx context.Context, hostname string, machine hypervisor.Machine, client *agent.Client, action string) {
+// machine to exit, killing it after timeout. The request waits for an
+// agent that is not up yet.
+func (m *Manager) stopGuest(ctx context.Context, hostname string, machine hypervisor.Machine, client *agent.Client, action string, timeout time.Duration) {
 	cmd := "poweroff"
 	if action == ActionReboot {
 		cmd = "reboot"
 	}
 	root := uint32(0)
 	if client != nil {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		// The call may not return: the guest goes away under it.
 		go func() {
 			defer cancel()
@@ -110,8 +127,8 @@ func (m *Manager) stopGuest(ctx context.Context, hostname string, machine hyperv
 	}
 	select {
 	case <-machine.Done():
-	case <-time.After(stopTimeout):
-		m.log.Warn("guest did not stop in time: killing it", "vm", hostname, "action", action)
+	case <-time.After(timeout):
+		m.log.Warn("guest did not stop in time: killing it", "vm", hostname, "action", action, "after", timeout)
 		machine.Kill(context.WithoutCancel(ctx))
 	}
 }

@@ -5,24 +5,25 @@ import (
 	"fmt"
 
 	"github.com/openslicer/openslicer/api"
-	"github.com/openslicer/openslicer/internal/store"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // Relaunch boots a stopped persistent VM again from its disk. A VM that is
 // not stopped is ErrConflict.
 func (m *Manager) Relaunch(ctx context.Context, hostname string, opt CreateOptions) (api.CreateNodeResponse, error) {
-	in, err := m.restart(ctx, hostname, "relaunch", store.StateStopped, "", opt)
+	in, err := m.restart(ctx, hostname, vmstate.Relaunch, "", opt)
 	if err != nil {
 		return api.CreateNodeResponse{}, err
 	}
 	return in.createResponse(), nil
 }
 
-// restart starts the machine of an existing VM that is in state from: its
-// disk as it is (a relaunch), or restored from a state file when incoming is
-// set. While it starts the VM is "creating", so a delete aborts it; if it
-// fails the VM is left in state from.
-func (m *Manager) restart(ctx context.Context, hostname, verb, from, incoming string, opt CreateOptions) (*instance, error) {
+// restart starts the machine of an existing VM with op, relaunch or
+// restore: its disk as it is (a relaunch), or restored from the state
+// directory restoreFrom when that is set. While it starts the VM is
+// "creating", so a delete aborts it; if it fails the VM is left in the
+// state it was in.
+func (m *Manager) restart(ctx context.Context, hostname string, op vmstate.Op, restoreFrom string, opt CreateOptions) (*instance, error) {
 	in, err := m.get(hostname)
 	if err != nil {
 		return nil, err
@@ -30,26 +31,28 @@ func (m *Manager) restart(ctx context.Context, hostname, verb, from, incoming st
 	ctx, abort := context.WithCancel(ctx)
 	defer abort()
 	in.mu.Lock()
-	if in.rec.State != from || in.removed {
-		state := displayStatus(in.rec.State)
+	from := in.rec.State
+	if err := in.applyLocked(op); err != nil {
 		in.mu.Unlock()
-		return nil, fmt.Errorf("%s vm %q: it is %s: %w", verb, hostname, state, api.ErrConflict)
+		return nil, err
 	}
-	in.rec.State, in.created, in.abort = store.StateCreating, make(chan struct{}), abort
+	in.created, in.abort = make(chan struct{}), abort
 	g := m.groups[in.rec.Group]
 	in.mu.Unlock()
 	defer close(in.created)
 
 	log := m.log.With("vm", hostname, "group", g.Name)
 	var undo undoStack
-	err = m.start(ctx, log, g, in, false, incoming, &undo)
+	err = m.start(ctx, log, g, in, nil, restoreFrom, &undo)
 	if err == nil {
 		err = m.wait(ctx, in, opt)
 	}
 	if err != nil {
 		err = m.fail(ctx, log, &undo, err)
 		in.mu.Lock()
-		in.machine, in.agent, in.rec.State = nil, nil, from
+		// Undone: back where it was (a pause of the half-started
+		// machine, under way, is lost with it).
+		in.machine, in.agent, in.rec.State, in.busy = nil, nil, from, nil
 		rec := in.rec
 		in.mu.Unlock()
 		if perr := m.opt.Store.Put(rec); perr != nil {
@@ -59,7 +62,7 @@ func (m *Manager) restart(ctx context.Context, hostname, verb, from, incoming st
 	}
 	undo.release()
 	m.watch(in)
-	log.Info("vm started again", "op", verb)
+	log.Info("vm started again", "op", op)
 	return in, nil
 }
 
@@ -73,9 +76,9 @@ func (m *Manager) EnsureCount(ctx context.Context) error {
 		for _, in := range m.protected(g.Name) {
 			have++
 			in.mu.Lock()
-			stopped, host := in.rec.State == store.StateStopped, in.rec.Hostname
+			relaunch, host := vmstate.Allowed(vmstate.Relaunch, in.stateLocked()), in.rec.Hostname
 			in.mu.Unlock()
-			if stopped {
+			if relaunch {
 				if _, err := m.Relaunch(ctx, host, CreateOptions{}); err != nil {
 					return fmt.Errorf("relaunch %s: %w", host, err)
 				}

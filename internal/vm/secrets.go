@@ -13,7 +13,7 @@ import (
 	"github.com/openslicer/openslicer/internal/agent"
 	"github.com/openslicer/openslicer/internal/hypervisor"
 	"github.com/openslicer/openslicer/internal/secrets"
-	"github.com/openslicer/openslicer/internal/store"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // Secrets reach a guest's /run/slicer/secrets two ways. The daemon pushes
@@ -106,6 +106,9 @@ func (m *Manager) vmSecrets(in *instance) ([]agent.SecretFile, error) {
 	}
 	in.mu.Lock()
 	scope := in.rec.Secrets
+	if in.rec.NoSecrets {
+		scope = []string{} // granted none (a fork asked so)
+	}
 	in.mu.Unlock()
 	return scopedFiles(all, scope), nil
 }
@@ -165,7 +168,7 @@ func (m *Manager) SyncSecrets(ctx context.Context) error {
 	m.mu.Lock()
 	for _, in := range m.vms {
 		in.mu.Lock()
-		if in.rec.State == store.StateRunning && in.agent != nil && !in.removed {
+		if vmstate.Allowed(vmstate.SyncSecrets, in.stateLocked()) && in.agent != nil {
 			targets = append(targets, target{in, in.rec.Hostname, in.agent})
 		}
 		in.mu.Unlock()

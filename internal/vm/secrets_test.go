@@ -285,7 +285,7 @@ func TestSecretsAfterRecover(t *testing.T) {
 		DisksDir: e.m.opt.DisksDir, RunDir: e.m.opt.RunDir, LogDir: e.m.opt.LogDir, Secrets: store,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	t.Cleanup(func() { m2.Close(ctx) })
+	t.Cleanup(func() { m2.Close(ctx, StopShutDown) })
 	if err := m2.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}

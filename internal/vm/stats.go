@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
 // Stats returns a resource snapshot from the guest of hostname, or of every
@@ -42,7 +43,7 @@ func (m *Manager) Stats(ctx context.Context, hostname string) ([]api.NodeStat, e
 }
 
 func (m *Manager) snapshot(ctx context.Context, hostname string) (*api.Snapshot, error) {
-	client, err := m.agentFor(hostname)
+	client, err := m.agentFor(hostname, vmstate.Stats)
 	if err != nil {
 		return nil, err
 	}

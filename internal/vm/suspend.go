@@ -8,10 +8,13 @@ import (
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/hypervisor"
-	"github.com/openslicer/openslicer/internal/store"
+	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
-// statePath is where a suspended VM's memory and device state is kept.
+// statePath is where a suspended VM's memory and device state is kept: a
+// state directory (hypervisor.CreateState) its backend writes and reads,
+// or, for a VM an earlier daemon suspended, the single file it wrote
+// there, which the QEMU backend still restores from.
 func (m *Manager) statePath(hostname string) string {
 	return filepath.Join(m.opt.DisksDir, hostname+".state")
 }
@@ -24,42 +27,59 @@ func (m *Manager) Suspend(ctx context.Context, hostname string) error {
 	if err != nil {
 		return err
 	}
-	in.mu.Lock()
-	prev, machine := in.rec.State, in.machine
-	if (prev != store.StateRunning && prev != store.StatePaused) || machine == nil {
-		in.mu.Unlock()
-		return fmt.Errorf("suspend vm %q: it is %s: %w", hostname, displayStatus(prev), api.ErrConflict)
+	return m.suspend(ctx, in, false)
+}
+
+// suspend suspends in; atStop marks a suspend of the daemon's stop, which
+// the next start undoes (RestoreSuspended). The VM is Suspending while the
+// machine saves itself and exits, with no lock held: that exit is the
+// suspend's, not a stop.
+func (m *Manager) suspend(ctx context.Context, in *instance, atStop bool) error {
+	c, err := m.claim(in, vmstate.Suspend)
+	if err != nil {
+		return err
 	}
-	// Marked first, so that the watcher sees the machine's exit as a
-	// suspend and keeps the VM.
-	in.rec.State = store.StateSuspended
-	in.mu.Unlock()
+	hostname, machine := c.vm, c.machine
 
 	if err := machine.Suspend(ctx, m.statePath(hostname)); err != nil {
-		in.mu.Lock()
-		in.rec.State = prev
-		in.mu.Unlock()
 		if errors.Is(err, hypervisor.ErrUnsupported) {
-			return fmt.Errorf("suspend vm %q: %w: %w", hostname, err, api.ErrNotImplemented)
+			err = fmt.Errorf("suspend vm %q: %w: %w", hostname, err, api.ErrNotImplemented)
+		} else {
+			err = fmt.Errorf("suspend vm %q: %w", hostname, err)
 		}
-		return fmt.Errorf("suspend vm %q: %w", hostname, err)
+		err = m.settle(in, c, err, nil)
+		select {
+		case <-machine.Done():
+			// It exited all the same: its watcher left the exit to
+			// the suspend, which now deals with it as a stop.
+			m.exited(in, machine)
+		default:
+		}
+		return err
 	}
 	<-machine.Done()
 	if err := m.networkDown(ctx, in); err != nil {
 		m.log.Error("tear down network of suspended vm", "vm", hostname, "err", err)
 	}
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	in.machine = nil
-	if in.agent != nil {
-		in.agent.Close()
-		in.agent = nil
-	}
-	if in.endLife != nil {
-		in.endLife()
+	err = m.settle(in, c, nil, func() {
+		in.machine = nil
+		if in.agent != nil {
+			in.agent.Close()
+			in.agent = nil
+		}
+		if in.endLife != nil {
+			in.endLife()
+		}
+		in.rec.RestoreAtStart = ""
+		if atStop {
+			in.rec.RestoreAtStart = c.from
+		}
+	})
+	if err != nil {
+		return err
 	}
 	m.log.Info("vm suspended", "vm", hostname)
-	return m.opt.Store.Put(in.rec)
+	return nil
 }
 
 // Restore boots a suspended VM from its saved state, with its processes
@@ -68,8 +88,19 @@ func (m *Manager) Restore(ctx context.Context, hostname string, opt CreateOption
 	if opt.Wait == WaitUserdata {
 		return fmt.Errorf("%w: restore waits only for the agent (wait=agent)", api.ErrInvalid)
 	}
-	if _, err := m.restart(ctx, hostname, "restore", store.StateSuspended, m.statePath(hostname), opt); err != nil {
+	in, err := m.restart(ctx, hostname, vmstate.Restore, m.statePath(hostname), opt)
+	if err != nil {
 		return err
 	}
-	return removeFile(m.statePath(hostname))
+	in.mu.Lock()
+	restoreAtStart := in.rec.RestoreAtStart != ""
+	in.rec.RestoreAtStart = ""
+	rec := in.rec
+	in.mu.Unlock()
+	if restoreAtStart {
+		if err := m.opt.Store.Put(rec); err != nil {
+			return err
+		}
+	}
+	return hypervisor.RemoveState(m.statePath(hostname))
 }

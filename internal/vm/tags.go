@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 
 	"github.com/openslicer/openslicer/api"
@@ -59,46 +58,83 @@ func isDigits(s string) bool {
 
 // applyTagUpdate returns the tags that result from applying u to current.
 // name= may be added when the VM has none, and never removed or changed.
+// It takes time linear in the size of current and u: tags are looked up in
+// sets, never searched for in lists. New tags are checked against the
+// limits; a VM that is over them already (an older record) may still shed
+// tags.
 func applyTagUpdate(current []string, u api.VMTagUpdate) ([]string, error) {
 	name, hasName := friendlyName(current)
 	if u.Replace != nil && (len(u.Add) > 0 || len(u.Remove) > 0) {
 		return nil, fmt.Errorf("%w: replace cannot be combined with add or remove", api.ErrInvalid)
 	}
 	var errs []error
-	var out []string
+	var out tagSet
 	if u.Replace != nil {
+		out = newTagSet(len(*u.Replace) + 1)
+		errs = append(errs, checkTagLengths(*u.Replace))
 		for _, t := range *u.Replace {
 			if strings.HasPrefix(t, namePrefix) {
 				errs = append(errs, fmt.Errorf("replace cannot set %q: the name= tag is immutable", t))
 			}
 		}
 		if hasName {
-			out = append(out, namePrefix+name)
+			out.add(namePrefix + name)
 		}
-		out = appendUnique(out, *u.Replace...)
+		out.add(*u.Replace...)
 	} else {
-		out = slices.Clone(current)
+		errs = append(errs, checkTagLengths(u.Add))
+		out = newTagSet(len(current) + len(u.Add))
+		remove := make(map[string]bool, len(u.Remove))
 		for _, t := range u.Remove {
 			if strings.HasPrefix(t, namePrefix) {
 				errs = append(errs, fmt.Errorf("cannot remove %q: the name= tag is immutable", t))
 			}
-			out = slices.DeleteFunc(out, func(x string) bool { return x == t })
+			remove[t] = true
 		}
-		out = appendUnique(out, u.Add...)
+		for _, t := range current {
+			if !remove[t] {
+				out.add(t)
+			}
+		}
+		out.add(u.Add...)
 	}
 	if u.Name != nil {
-		out = appendUnique(out, namePrefix+*u.Name)
+		errs = append(errs, checkTagLengths([]string{namePrefix + *u.Name}))
+		out.add(namePrefix + *u.Name)
 	}
-	if n, ok := friendlyName(out); hasName && ok && n != name || countName(out) > 1 {
+	if n, ok := friendlyName(out.list); hasName && ok && n != name || countName(out.list) > 1 {
 		errs = append(errs, fmt.Errorf("the name= tag is immutable (it is %q)", name))
+	}
+	if len(out.list) > api.MaxTagsPerVM && len(out.list) > len(current) {
+		errs = append(errs, fmt.Errorf("a vm has at most %d tags (the limit), and this update would give it %d", api.MaxTagsPerVM, len(out.list)))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%w: %w", api.ErrInvalid, err)
 	}
-	if out == nil {
-		out = []string{}
+	if out.list == nil {
+		out.list = []string{}
 	}
-	return out, nil
+	return out.list, nil
+}
+
+// checkTags checks the tags of a new VM against the limits. Its errors
+// have no class: checkCreate gathers them as ErrInvalid.
+func checkTags(tags []string) error {
+	errs := []error{checkTagLengths(tags)}
+	if len(tags) > api.MaxTagsPerVM {
+		errs = append(errs, fmt.Errorf("a vm has at most %d tags (the limit), and %d were given", api.MaxTagsPerVM, len(tags)))
+	}
+	return errors.Join(errs...)
+}
+
+// checkTagLengths reports the first tag longer than the limit, if any.
+func checkTagLengths(tags []string) error {
+	for _, t := range tags {
+		if len(t) > api.MaxTagBytes {
+			return fmt.Errorf("tag %.40q... is %d bytes long: the limit is %d bytes", t, len(t), api.MaxTagBytes)
+		}
+	}
+	return nil
 }
 
 func countName(tags []string) int {
@@ -111,11 +147,23 @@ func countName(tags []string) int {
 	return n
 }
 
-func appendUnique(tags []string, add ...string) []string {
-	for _, t := range add {
-		if t != "" && !slices.Contains(tags, t) {
-			tags = append(tags, t)
+// tagSet is a list of distinct non-empty tags in the order they were
+// first added.
+type tagSet struct {
+	list []string
+	seen map[string]bool
+}
+
+// newTagSet returns a set sized for about n tags.
+func newTagSet(n int) tagSet {
+	return tagSet{list: make([]string, 0, n), seen: make(map[string]bool, n)}
+}
+
+func (s *tagSet) add(tags ...string) {
+	for _, t := range tags {
+		if t != "" && !s.seen[t] {
+			s.seen[t] = true
+			s.list = append(s.list, t)
 		}
 	}
-	return tags
 }

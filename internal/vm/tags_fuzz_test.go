@@ -125,3 +125,14 @@ func checkTagRules(t *testing.T, cur []string, u api.VMTagUpdate, out []string) 
 		fail("tags other than the name are %q, want %q", got, want)
 	}
 }
+
+// appendUnique is the oracle's own: tags appends add to tags, skipping
+// what is already there, in order.
+func appendUnique(tags []string, add ...string) []string {
+	for _, t := range add {
+		if !slices.Contains(tags, t) {
+			tags = append(tags, t)
+		}
+	}
+	return tags
+}

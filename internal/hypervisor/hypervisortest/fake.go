@@ -1,20 +1,43 @@
-// Package hypervisortest provides Fake, an in-memory hypervisor.Backend for
-// tests of the layers above the backends. A fake machine has no guest: its
-// agent channel is handed to a function the test supplies (typically the
-// real agent server running in-process).
+// Package hypervisortest holds the conformance suite every hypervisor
+// backend must pass (Run, suite.go) and Fake, an in-memory backend for
+// tests of the layers above the backends, held to the same suite.
+//
+// A fake machine has no guest of its own: its agent channel is handed to
+// a function the test supplies, typically the real agent server running
+// in-process (Fake.Agent), or KVGuest (Fake.Guest), a small guest whose
+// memory the machine keeps and suspends.
 package hypervisortest
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/hypervisor"
 )
+
+// Names a fake machine's state directory uses.
+const (
+	fakeName    = "fake"
+	fakeFormat  = "fake-v1"
+	fakeAccel   = "fake"
+	memoryFile  = "memory.json"
+	devicesFile = "vmstate.json"
+)
+
+// Host is where fake machines run: what outlives a daemon, as processes
+// do. Fake values that share a Host see each other's machines, so a second
+// Fake (a restarted daemon) can Attach to them.
+type Host struct {
+	mu       sync.Mutex
+	machines map[string]*Machine // by run dir, the latest of each
+	nextPID  int
+}
 
 // Fake is an in-memory backend.
 type Fake struct {
@@ -23,148 +46,172 @@ type Fake struct {
 	// SuspendErr, when set, makes Suspend fail with it, e.g.
 	// hypervisor.ErrUnsupported for a backend that cannot suspend.
 	SuspendErr error
-	// Agent serves the guest side of each agent connection; nil leaves
-	// connections unanswered, like a guest that never boots.
+	// Agent serves the guest side of each agent connection; when nil,
+	// Guest does; with neither, connections are left unanswered, like a
+	// guest that never boots.
 	Agent func(conn net.Conn)
+	// Guest serves the guest side of each agent connection with access to
+	// the machine (its memory, its power): see KVGuest.
+	Guest func(m *Machine, conn net.Conn)
+	// OnStart, when set, is called with each machine once started, to
+	// play its guest (write its console, make it exit).
+	OnStart func(m *Machine)
+	// IgnoreShutdown makes machines ignore Shutdown (the ACPI power
+	// button), like a guest with nothing listening for it.
+	IgnoreShutdown bool
+	// Host is where the machines run; nil gives this Fake a host of its
+	// own.
+	Host *Host
+	// Called is the backend's name (Name); empty is "fake". Tests of a
+	// daemon with several backends give each its own.
+	Called string
 
-	mu       sync.Mutex
-	machines map[string]*Machine
-	nextPID  int
+	once sync.Once
+}
+
+var _ hypervisor.Backend = (*Fake)(nil)
+
+func (f *Fake) host() *Host {
+	f.once.Do(func() {
+		if f.Host == nil {
+			f.Host = &Host{}
+		}
+	})
+	return f.Host
 }
 
 // Name implements hypervisor.Backend.
-func (f *Fake) Name() string { return "fake" }
+func (f *Fake) Name() string {
+	if f.Called != "" {
+		return f.Called
+	}
+	return fakeName
+}
 
 // Check implements hypervisor.Backend.
 func (f *Fake) Check() error { return nil }
 
 // Start implements hypervisor.Backend.
 func (f *Fake) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Machine, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
 	if f.StartErr != nil {
 		return nil, f.StartErr
 	}
-	if spec.Incoming != "" {
-		if _, err := os.ReadFile(spec.Incoming); err != nil {
-			return nil, fmt.Errorf("restore from state file: %w", err)
+	mem := map[string]string{}
+	if spec.RestoreFrom != "" {
+		var err error
+		if mem, err = loadState(f.Name(), spec); err != nil {
+			return nil, fmt.Errorf("restore fake machine %q: %w", spec.Name, err)
 		}
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.machines == nil {
-		f.machines = map[string]*Machine{}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	f.nextPID++
-	m := &Machine{fake: f, Spec: spec, pid: 1000 + f.nextPID, done: make(chan struct{})}
-	f.machines[spec.RunDir] = m
+	h := f.host()
+	h.mu.Lock()
+	if h.machines == nil {
+		h.machines = map[string]*Machine{}
+	}
+	if old := h.machines[spec.RunDir]; old != nil && !old.exited() {
+		h.mu.Unlock()
+		return nil, fmt.Errorf("%w: fake machine pid %d already runs in %s", api.ErrConflict, old.pid, spec.RunDir)
+	}
+	h.nextPID++
+	m := &Machine{
+		fake: f, Spec: spec, pid: 1000 + h.nextPID, done: make(chan struct{}),
+		mem: mem, conns: map[net.Conn]struct{}{},
+	}
+	h.machines[spec.RunDir] = m
+	h.mu.Unlock()
+	if f.OnStart != nil {
+		f.OnStart(m)
+	}
 	return m, nil
 }
 
-// Attach implements hypervisor.Backend: it finds a machine by run dir.
+// loadState reads the guest memory of the state directory spec restores
+// from, once its manifest matches spec.
+func loadState(backend string, spec hypervisor.Spec) (map[string]string, error) {
+	man, err := hypervisor.OpenState(spec.RestoreFrom, backend, fakeFormat, hypervisor.ShapeOf(spec, fakeAccel))
+	if err != nil {
+		return nil, err
+	}
+	name, ok := man.File(hypervisor.HoldsMemory)
+	if !ok {
+		return nil, fmt.Errorf("%w: state %s holds no memory", api.ErrInvalid, spec.RestoreFrom)
+	}
+	b, err := os.ReadFile(filepath.Join(spec.RestoreFrom, name))
+	if err != nil {
+		return nil, err
+	}
+	mem := map[string]string{}
+	if err := json.Unmarshal(b, &mem); err != nil {
+		return nil, fmt.Errorf("%w: state %s: memory: %w", api.ErrInvalid, spec.RestoreFrom, err)
+	}
+	return mem, nil
+}
+
+// Attach implements hypervisor.Backend: it finds the machine of the
+// handle's run dir on the Host.
 func (f *Fake) Attach(ctx context.Context, h hypervisor.Handle) (hypervisor.Machine, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	m, ok := f.machines[h.RunDir]
-	if !ok || m.exited() {
-		return nil, fmt.Errorf("machine in %s: %w", h.RunDir, api.ErrNotFound)
+	if h.Backend != "" && h.Backend != f.Name() {
+		return nil, fmt.Errorf("%w: handle of backend %q given to %q", api.ErrInvalid, h.Backend, f.Name())
+	}
+	if !filepath.IsAbs(h.RunDir) {
+		return nil, fmt.Errorf("%w: handle run dir %q is not an absolute path", api.ErrInvalid, h.RunDir)
+	}
+	host := f.host()
+	host.mu.Lock()
+	defer host.mu.Unlock()
+	m, ok := host.machines[h.RunDir]
+	if !ok || m.exited() || (h.PID != 0 && h.PID != m.pid) {
+		return nil, fmt.Errorf("fake machine in %s: %w", h.RunDir, api.ErrNotFound)
 	}
 	return m, nil
+}
+
+// Reclaim implements hypervisor.Backend: the machine of runDir is killed.
+func (f *Fake) Reclaim(ctx context.Context, runDir string) error {
+	if !filepath.IsAbs(runDir) {
+		return fmt.Errorf("%w: run dir %q is not an absolute path", api.ErrInvalid, runDir)
+	}
+	host := f.host()
+	host.mu.Lock()
+	m := host.machines[runDir]
+	host.mu.Unlock()
+	if m != nil {
+		m.end("kill")
+	}
+	return nil
+}
+
+// Last returns a machine started last for the VM name (Spec.Name), or
+// nil.
+func (f *Fake) Last(name string) *Machine {
+	host := f.host()
+	host.mu.Lock()
+	defer host.mu.Unlock()
+	var last *Machine
+	for _, m := range host.machines {
+		if m.Spec.Name == name && (last == nil || m.pid > last.pid) {
+			last = m
+		}
+	}
+	return last
 }
 
 // Running returns the machines that have not exited.
 func (f *Fake) Running() []*Machine {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	host := f.host()
+	host.mu.Lock()
+	defer host.mu.Unlock()
 	var out []*Machine
-	for _, m := range f.machines {
+	for _, m := range host.machines {
 		if !m.exited() {
 			out = append(out, m)
 		}
 	}
 	return out
-}
-
-// Machine is a fake running VM.
-type Machine struct {
-	fake   *Fake
-	Spec   hypervisor.Spec
-	pid    int
-	mu     sync.Mutex
-	paused bool
-	done   chan struct{}
-	once   sync.Once
-}
-
-// Handle implements hypervisor.Machine.
-func (m *Machine) Handle() hypervisor.Handle {
-	return hypervisor.Handle{Backend: "fake", PID: m.pid, RunDir: m.Spec.RunDir}
-}
-
-// DialAgent implements hypervisor.Machine.
-func (m *Machine) DialAgent(ctx context.Context) (net.Conn, error) {
-	if m.exited() {
-		return nil, errors.New("machine exited")
-	}
-	host, guest := net.Pipe()
-	if m.fake.Agent != nil {
-		go m.fake.Agent(guest)
-	} else {
-		go func() { <-m.done; guest.Close() }()
-	}
-	return host, nil
-}
-
-// Done implements hypervisor.Machine.
-func (m *Machine) Done() <-chan struct{} { return m.done }
-
-// Exit makes the machine exit as if the guest powered off.
-func (m *Machine) Exit() { m.once.Do(func() { close(m.done) }) }
-
-// Kill implements hypervisor.Machine.
-func (m *Machine) Kill(ctx context.Context) error {
-	m.Exit()
-	return nil
-}
-
-// Shutdown implements hypervisor.Machine.
-func (m *Machine) Shutdown(ctx context.Context) error {
-	m.Exit()
-	return nil
-}
-
-// Pause implements hypervisor.Machine.
-func (m *Machine) Pause(ctx context.Context) error { return m.setPaused(true) }
-
-// Resume implements hypervisor.Machine.
-func (m *Machine) Resume(ctx context.Context) error { return m.setPaused(false) }
-
-// Suspend implements hypervisor.Machine: it writes a small state file
-// (the machine's name) and exits the machine.
-func (m *Machine) Suspend(ctx context.Context, statePath string) error {
-	if err := m.fake.SuspendErr; err != nil {
-		return err
-	}
-	if m.exited() {
-		return fmt.Errorf("suspend: machine exited: %w", api.ErrConflict)
-	}
-	if err := os.WriteFile(statePath, []byte(m.Spec.Name+"\n"), 0o600); err != nil {
-		return fmt.Errorf("suspend: %w", err)
-	}
-	m.Exit()
-	return nil
-}
-
-func (m *Machine) setPaused(p bool) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.paused = p
-	return nil
-}
-
-func (m *Machine) exited() bool {
-	select {
-	case <-m.done:
-		return true
-	default:
-		return false
-	}
 }

@@ -3,47 +3,64 @@ package hypervisortest
 import (
 	"context"
 	"errors"
+	"net"
+	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/openslicer/openslicer/internal/hypervisor"
 )
 
-func TestFakeSuspendRestore(t *testing.T) {
-	ctx := context.Background()
-	f := &Fake{}
-	spec := hypervisor.Spec{Name: "vm-1", RunDir: t.TempDir()}
-	m, err := f.Start(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	state := filepath.Join(t.TempDir(), "vm.state")
-	if err := m.Suspend(ctx, state); err != nil {
-		t.Fatalf("Suspend: %v", err)
-	}
-	select {
-	case <-m.Done():
-	default:
-		t.Fatal("Done open after Suspend")
-	}
-
-	spec.Incoming = filepath.Join(t.TempDir(), "missing.state")
-	if _, err := f.Start(ctx, spec); err == nil {
-		t.Error("Start from a missing state file succeeded")
-	}
-	spec.Incoming = state
-	if _, err := f.Start(ctx, spec); err != nil {
-		t.Errorf("Start from the state file: %v", err)
-	}
+// The fake is held to the suite every backend passes.
+func TestFakeConformance(t *testing.T) {
+	host := &Host{}
+	Run(t, func(t *testing.T) hypervisor.Backend { return &Fake{Host: host, Guest: KVGuest} }, FakeGuest{})
 }
+
+// A fake whose guest ignores the power button passes too.
+func TestFakeIgnoringShutdownConformance(t *testing.T) {
+	host := &Host{}
+	Run(t, func(t *testing.T) hypervisor.Backend {
+		return &Fake{Host: host, Guest: KVGuest, IgnoreShutdown: true}
+	}, ignoringGuest{})
+}
+
+type ignoringGuest struct{ FakeGuest }
+
+func (ignoringGuest) HonoursPowerButton() bool { return false }
 
 func TestFakeSuspendErr(t *testing.T) {
 	f := &Fake{SuspendErr: hypervisor.ErrUnsupported}
-	m, err := f.Start(context.Background(), hypervisor.Spec{RunDir: t.TempDir()})
+	m, err := f.Start(context.Background(), FakeGuest{}.Spec(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Suspend(context.Background(), filepath.Join(t.TempDir(), "s")); !errors.Is(err, hypervisor.ErrUnsupported) {
+	dir := filepath.Join(t.TempDir(), "s")
+	if err := m.Suspend(context.Background(), dir); !errors.Is(err, hypervisor.ErrUnsupported) {
 		t.Errorf("Suspend error = %v, want hypervisor.ErrUnsupported", err)
 	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed Suspend left %s (stat error %v)", dir, err)
+	}
+	if !isOpen(m.Done()) {
+		t.Error("a failed Suspend ended the machine")
+	}
+}
+
+// Without an agent or a guest, a connection is left unanswered, like a
+// guest that never boots, and closes when the machine ends.
+func TestFakeSilentGuest(t *testing.T) {
+	m, err := (&Fake{}).Start(context.Background(), FakeGuest{}.Spec(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := m.DialAgent(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Kill(context.Background())
+	if _, err := conn.Read(make([]byte, 1)); err == nil {
+		t.Error("the agent connection of a killed machine still reads")
+	}
+	var _ net.Conn = conn
 }

@@ -21,12 +21,18 @@ func baseSpec() hypervisor.Spec {
 		MemoryBytes: 512 << 20,
 		Kernel:      "/k/vmlinuz",
 		Initrd:      "/k/initrd.img",
-		Cmdline:     "console=ttyS0 quiet",
+		Cmdline:     "slicer.hostname=sbox-1",
 		Disks:       []hypervisor.Disk{{Path: "/d/root.img"}},
 		RunDir:      "/run/slicer/vm-1",
 		ConsoleLog:  "/var/log/slicer/sbox-1.txt",
 	}
 }
+
+// machineArgs are the kernel arguments the backend puts in front of the
+// guest's (bootArgs), spelled out.
+const machineArgs = "console=ttyS0 reboot=t panic=-1 quiet mitigations=off tsc=reliable no_timer_check " +
+	"i8042.noaux i8042.nokbd i8042.nopnp i8042.dumbkbd pci=off random.trust_cpu=on 8250.nr_uarts=1 " +
+	"cryptomgr.notests audit=0 nowatchdog noreplace-smp"
 
 func TestArgsFull(t *testing.T) {
 	kvm := baseSpec()
@@ -38,7 +44,7 @@ func TestArgsFull(t *testing.T) {
 	kvm.TAP, kvm.MAC = "tap-vm1", "52:54:00:12:34:56"
 	// A restore is the same command line plus -incoming.
 	restore := baseSpec()
-	restore.Incoming = "/var/lib/slicer/sbox-1.state"
+	restore.RestoreFrom = "/var/lib/slicer/sbox-1.state"
 
 	tests := []struct {
 		name  string
@@ -57,7 +63,7 @@ func TestArgsFull(t *testing.T) {
 			"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 			"-kernel", "/k/vmlinuz",
 			"-initrd", "/k/initrd.img",
-			"-append", "console=ttyS0 quiet tsc_early_khz=2096035",
+			"-append", machineArgs + " slicer.hostname=sbox-1 tsc_early_khz=2096035",
 			"-chardev", "file,id=con0,append=on,path=/var/log/slicer/sbox-1.txt",
 			"-serial", "chardev:con0",
 			"-device", "virtio-serial-device",
@@ -82,7 +88,7 @@ func TestArgsFull(t *testing.T) {
 			"-m", "512", "-smp", "2",
 			"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 			"-kernel", "/k/vmlinuz",
-			"-append", "console=ttyS0 quiet",
+			"-append", machineArgs + " slicer.hostname=sbox-1",
 			"-chardev", "file,id=con0,append=on,path=/var/log/slicer/sbox-1.txt",
 			"-serial", "chardev:con0",
 			"-device", "virtio-serial-device",
@@ -112,7 +118,7 @@ func TestArgsFull(t *testing.T) {
 			"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 			"-kernel", "/k/vmlinuz",
 			"-initrd", "/k/initrd.img",
-			"-append", "console=ttyS0 quiet tsc_early_khz=2096035",
+			"-append", machineArgs + " slicer.hostname=sbox-1 tsc_early_khz=2096035",
 			"-chardev", "file,id=con0,append=on,path=/var/log/slicer/sbox-1.txt",
 			"-serial", "chardev:con0",
 			"-device", "virtio-serial-device",
@@ -122,7 +128,7 @@ func TestArgsFull(t *testing.T) {
 			"-device", "virtio-blk-device,drive=disk0",
 			"-object", "rng-random,id=rng0,filename=/dev/urandom",
 			"-device", "virtio-rng-device,rng=rng0",
-			"-incoming", "exec:cat '/var/lib/slicer/sbox-1.state'",
+			"-incoming", "exec:cat '/var/lib/slicer/sbox-1.state/vm.migration'",
 			"-qmp", "unix:/run/slicer/vm-1/qmp.sock,server=on,wait=off",
 			"-pidfile", "/run/slicer/vm-1/qemu.pid",
 			"-daemonize",
@@ -181,22 +187,22 @@ func TestArgsOptions(t *testing.T) {
 			{"-pidfile", "/run/x,y/qemu.pid"}, // a plain string, not an option list
 		},
 	}, {
-		name: "tcg with unknown tsc frequency leaves the cmdline alone",
-		want: [][2]string{{"-append", "console=ttyS0 quiet"}},
+		name: "tcg with unknown tsc frequency adds no hint",
+		want: [][2]string{{"-append", machineArgs + " slicer.hostname=sbox-1"}},
 	}, {
-		name:  "a tsc_early_khz from the caller wins",
+		name:  "a tsc_early_khz from the guest's part wins",
 		edit:  func(s *hypervisor.Spec) { s.Cmdline = "tsc_early_khz=1000000" },
 		accel: Accel{TSCkHz: 2096035},
-		want:  [][2]string{{"-append", "tsc_early_khz=1000000"}},
+		want:  [][2]string{{"-append", machineArgs + " tsc_early_khz=1000000"}},
 	}, {
-		name:  "empty cmdline gets only the hint",
+		name:  "empty guest part gets the machine's arguments and the hint",
 		edit:  func(s *hypervisor.Spec) { s.Cmdline = "" },
 		accel: Accel{TSCkHz: 2096035},
-		want:  [][2]string{{"-append", "tsc_early_khz=2096035"}},
+		want:  [][2]string{{"-append", machineArgs + " tsc_early_khz=2096035"}},
 	}, {
 		name: "incoming path is shell-quoted, commas kept",
-		edit: func(s *hypervisor.Spec) { s.Incoming = "/st/it's a,b $(x).state" },
-		want: [][2]string{{"-incoming", `exec:cat '/st/it'\''s a,b $(x).state'`}},
+		edit: func(s *hypervisor.Spec) { s.RestoreFrom = "/st/it's a,b $(x).state" },
+		want: [][2]string{{"-incoming", `exec:cat '/st/it'\''s a,b $(x).state/vm.migration'`}},
 	}, {
 		name:   "no incoming means a cold boot",
 		absent: []string{"-incoming"},
@@ -254,7 +260,7 @@ func TestArgsInvalid(t *testing.T) {
 		{"disk without path", func(s *hypervisor.Spec) { s.Disks = []hypervisor.Disk{{}} }, []string{"disk 0 has no path"}},
 		{"unknown disk format", func(s *hypervisor.Spec) { s.Disks[0].Format = "vmdk" }, []string{`disk 0 format "vmdk"`}},
 		{"long tap name", func(s *hypervisor.Spec) { s.TAP = "tap-0123456789abc" }, []string{"tap name"}},
-		{"relative incoming", func(s *hypervisor.Spec) { s.Incoming = "vm.state" }, []string{`incoming state file "vm.state" is not an absolute path`}},
+		{"relative state directory", func(s *hypervisor.Spec) { s.RestoreFrom = "vm.state" }, []string{`state directory "vm.state" is not an absolute path`}},
 		{"bad mac", func(s *hypervisor.Spec) { s.TAP, s.MAC = "tap0", "5254.0012.3456" }, []string{`mac "5254.0012.3456"`}},
 		{"every problem at once", func(s *hypervisor.Spec) { s.VCPUs, s.Kernel = 0, "" }, []string{"vcpus", "kernel"}},
 	}

@@ -55,7 +55,7 @@ func (b *Backend) start(ctx context.Context, runDir string, args []string, resto
 		return fail(fmt.Errorf("qemu exited right after start-up (see the console log): %w", err))
 	}
 	h := hypervisor.Handle{Backend: b.Name(), PID: pid, RunDir: runDir}
-	m := newMachine(h, fd, b.log())
+	m := newMachine(h, fd, args, b.log())
 	if restore {
 		if err := m.awaitRestore(ctx); err != nil {
 			return fail(fmt.Errorf("restore: %w", err))
@@ -73,19 +73,22 @@ func (b *Backend) attach(ctx context.Context, h hypervisor.Handle) (hypervisor.M
 			return nil, err
 		}
 	}
-	fd, err := openProcess(pid, h.RunDir)
+	fd, args, err := openProcessArgs(pid, h.RunDir)
 	if err != nil {
 		return nil, err
 	}
 	h = hypervisor.Handle{Backend: b.Name(), PID: pid, RunDir: h.RunDir}
-	return newMachine(h, fd, b.log()), nil
+	return newMachine(h, fd, args, b.log()), nil
 }
 
 // machine is one adopted qemu process.
 type machine struct {
 	handle hypervisor.Handle
-	log    *slog.Logger
-	done   chan struct{}
+	// args is the process's command line, as Args built it: Suspend
+	// reads the machine's shape from it (shapeFromArgs).
+	args []string
+	log  *slog.Logger
+	done chan struct{}
 
 	fdMu  sync.Mutex
 	pidfd int // -1 once the process has exited
@@ -100,9 +103,10 @@ type machine struct {
 var _ hypervisor.Machine = (*machine)(nil)
 
 // newMachine takes ownership of pidfd and watches it.
-func newMachine(h hypervisor.Handle, pidfd int, log *slog.Logger) *machine {
+func newMachine(h hypervisor.Handle, pidfd int, args []string, log *slog.Logger) *machine {
 	m := &machine{
 		handle: h,
+		args:   args,
 		log:    log.With("qemu_pid", h.PID, "run_dir", h.RunDir),
 		done:   make(chan struct{}),
 		pidfd:  pidfd,

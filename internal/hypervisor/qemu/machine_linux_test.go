@@ -153,7 +153,7 @@ func TestAttachNotOurs(t *testing.T) {
 }
 
 // testKernel returns a guest kernel for the QEMU tests, or skips.
-func testKernel(t *testing.T) string {
+func testKernel(t testing.TB) string {
 	t.Helper()
 	if k := os.Getenv("SLICER_TEST_KERNEL"); k != "" {
 		return k
@@ -169,7 +169,7 @@ func testKernel(t *testing.T) string {
 	return ""
 }
 
-func requireQEMU(t *testing.T) {
+func requireQEMU(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("boots QEMU: skipped with -short")
@@ -194,7 +194,7 @@ func bootSpec(t *testing.T, kernel, cmdline string) hypervisor.Spec {
 
 func TestQEMUStartBadKernel(t *testing.T) {
 	requireQEMU(t)
-	spec := bootSpec(t, filepath.Join(t.TempDir(), "no-such-vmlinuz"), "console=ttyS0")
+	spec := bootSpec(t, filepath.Join(t.TempDir(), "no-such-vmlinuz"), "")
 	m, err := New(testLogger(t)).Start(context.Background(), spec)
 	if err == nil {
 		m.Kill(context.Background())
@@ -218,9 +218,16 @@ func TestQEMUStartBadKernel(t *testing.T) {
 func TestQEMUStartCancelled(t *testing.T) {
 	requireQEMU(t)
 	kernel := testKernel(t)
-	spec := bootSpec(t, kernel, "console=ttyS0")
+	spec := bootSpec(t, kernel, haltCmdline)
 	b := New(testLogger(t))
-	b.Accel() // probe before the clock starts
+	// Decide before the clock starts (SLICER_ACCEL, else auto).
+	mode, err := AccelModeFrom("", os.Getenv(AccelEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.DecideAccel(context.Background(), mode, kernel); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	m, err := b.Start(ctx, spec)
@@ -238,15 +245,21 @@ func TestQEMUStartCancelled(t *testing.T) {
 	}
 }
 
-// TestQEMULifecycle boots the kernel without an initrd or disk: it panics
-// for want of a root filesystem and, without panic=, stays halted in a
-// machine QEMU reports as running. That is enough to drive the process.
+// haltCmdline overrides two of the backend's arguments: a kernel booted
+// without an initrd or disk panics for want of a root filesystem and,
+// with panic=0 rather than panic=-1, stays halted in a machine QEMU
+// reports as running; loglevel=7 undoes quiet, so the kernel prints its
+// banner ("Linux version"), which the tests wait for.
+const haltCmdline = "panic=0 loglevel=7"
+
+// TestQEMULifecycle boots the kernel without an initrd or disk, which
+// halts (haltCmdline). That is enough to drive the process.
 func TestQEMULifecycle(t *testing.T) {
 	requireQEMU(t)
 	kernel := testKernel(t)
 	ctx := context.Background()
 	b := New(testLogger(t))
-	spec := bootSpec(t, kernel, "console=ttyS0")
+	spec := bootSpec(t, kernel, haltCmdline)
 
 	m, err := b.Start(ctx, spec)
 	if err != nil {
@@ -316,13 +329,13 @@ func TestQEMULifecycle(t *testing.T) {
 	}
 }
 
-// TestQEMUGuestRebootEnds: with panic=-1 the panicking guest reboots, and
-// -no-reboot turns that into the end of the process: Done closes by
-// itself.
+// TestQEMUGuestRebootEnds: with the backend's panic=-1 the panicking
+// guest reboots, and -no-reboot turns that into the end of the process:
+// Done closes by itself.
 func TestQEMUGuestRebootEnds(t *testing.T) {
 	requireQEMU(t)
 	kernel := testKernel(t)
-	spec := bootSpec(t, kernel, "console=ttyS0 panic=-1")
+	spec := bootSpec(t, kernel, "")
 	m, err := New(testLogger(t)).Start(context.Background(), spec)
 	if err != nil {
 		t.Fatalf("Start: %v", err)

@@ -18,3 +18,6 @@ func (b *Backend) start(ctx context.Context, runDir string, args []string, resto
 func (b *Backend) attach(ctx context.Context, h hypervisor.Handle) (hypervisor.Machine, error) {
 	return nil, fmt.Errorf("qemu machines run only on linux: %w", hypervisor.ErrUnsupported)
 }
+
+// reclaim has nothing to find where qemu machines cannot run.
+func reclaim(ctx context.Context, runDir string) error { return nil }

@@ -86,19 +86,26 @@ func readPidfile(path string) (int, error) {
 // that of the process the pidfd refers to, even if the pid is reused.
 // A process that is gone or is not ours wraps api.ErrNotFound.
 func openProcess(pid int, runDir string) (int, error) {
+	fd, _, err := openProcessArgs(pid, runDir)
+	return fd, err
+}
+
+// openProcessArgs is openProcess, also returning the process's arguments
+// (the binary first).
+func openProcessArgs(pid int, runDir string) (int, []string, error) {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if errors.Is(err, unix.ESRCH) {
-		return -1, fmt.Errorf("qemu pid %d has exited: %w", pid, api.ErrNotFound)
+		return -1, nil, fmt.Errorf("qemu pid %d has exited: %w", pid, api.ErrNotFound)
 	}
 	if err != nil {
-		return -1, fmt.Errorf("pidfd_open %d: %w", pid, err)
+		return -1, nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil || !ownsCmdline(cmdline, runDir) || exited(fd) {
 		unix.Close(fd)
-		return -1, fmt.Errorf("pid %d is not a running qemu for %s: %w", pid, runDir, api.ErrNotFound)
+		return -1, nil, fmt.Errorf("pid %d is not a running qemu for %s: %w", pid, runDir, api.ErrNotFound)
 	}
-	return fd, nil
+	return fd, strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00"), nil
 }
 
 // exited reports whether the process behind pidfd has exited, without
@@ -171,6 +178,22 @@ func killStrays(runDir string) error {
 	}
 	errs = append(errs, removeRunFiles(runDir))
 	return errors.Join(errs...)
+}
+
+// reclaim kills every qemu process of runDir until none is left.
+func reclaim(ctx context.Context, runDir string) error {
+	for range 10 {
+		if len(processesIn(runDir)) == 0 {
+			return nil
+		}
+		if err := killStrays(runDir); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return errors.New("still running after 10 rounds of kills")
 }
 
 // removeRunFiles removes the sockets and pidfile of a machine that is not

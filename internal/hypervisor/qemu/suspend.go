@@ -8,21 +8,28 @@ import (
 	"github.com/openslicer/openslicer/api"
 )
 
-// Suspend and restore are QEMU migration to and from a file.
+// Suspend and restore are QEMU migration to and from a file in a state
+// directory (hypervisor.CreateState): one stream, vm.migration, holding
+// memory and device state, and the manifest.
 //
 // Suspend first detaches the guest agent (see detachAgent), then stops the
-// vCPUs, hands QEMU a descriptor of a new file in the state file's
-// directory (QMP getfd) and migrates to it (uri fd:NAME), polls
-// query-migrate until the save completes, fsyncs the file, renames it into
-// place and quits QEMU. QEMU 7.2 has no file: migration URI. A descriptor
-// we opened, rather than an exec:cat pipe, means QEMU writes the file
-// itself: the file is whole once QEMU reports the save completed (through
-// a pipe, cat may still be writing), and no shell is involved.
+// vCPUs, hands QEMU a descriptor of a new file in the state directory
+// being written (QMP getfd) and migrates to it (uri fd:NAME), polls
+// query-migrate until the save completes, commits the directory (the
+// file and the manifest made durable, the directory renamed into place)
+// and quits QEMU. QEMU 7.2 has no file: migration URI. A descriptor we
+// opened, rather than an exec:cat pipe, means QEMU writes the file itself:
+// the file is whole once QEMU reports the save completed (through a pipe,
+// cat may still be writing), and no shell is involved. The manifest's
+// machine shape is read from the process's command line (shapeFromArgs),
+// so a machine an earlier daemon started suspends the same way.
 //
-// Restore starts QEMU with the same command line plus -incoming (see Args),
-// waits while the run state is "inmigrate", and resumes the guest: the
-// saved run state was "paused" (Suspend stops the vCPUs first), so QEMU
-// does not start them by itself.
+// Restore checks the manifest against the spec (Backend.stateToLoad),
+// starts QEMU with the same command line plus -incoming (see Args), waits
+// while the run state is "inmigrate", and resumes the guest: the saved
+// run state was "paused" (Suspend stops the vCPUs first), so QEMU does
+// not start them by itself. A single state file from before state
+// directories is loaded as it is.
 
 // saveBandwidth is the migration bandwidth cap set for a save, in bytes per
 // second. QEMU's default (128 MiB/s in 7.2) is meant for live migration

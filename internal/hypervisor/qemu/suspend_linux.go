@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/hypervisor"
 )
 
 const (
@@ -28,19 +29,23 @@ const (
 )
 
 // Suspend implements hypervisor.Machine (see suspend.go for how).
-func (m *machine) Suspend(ctx context.Context, statePath string) error {
-	if err := m.suspend(ctx, statePath); err != nil {
-		return fmt.Errorf("suspend qemu pid %d to %s: %w", m.handle.PID, statePath, err)
+func (m *machine) Suspend(ctx context.Context, stateDir string) error {
+	if err := m.suspend(ctx, stateDir); err != nil {
+		return fmt.Errorf("suspend qemu pid %d to %s: %w", m.handle.PID, stateDir, err)
 	}
 	return nil
 }
 
-func (m *machine) suspend(ctx context.Context, statePath string) error {
-	if !filepath.IsAbs(statePath) {
-		return fmt.Errorf("%w: state file path is not absolute", api.ErrInvalid)
+func (m *machine) suspend(ctx context.Context, stateDir string) error {
+	if !filepath.IsAbs(stateDir) {
+		return fmt.Errorf("%w: state directory path is not absolute", api.ErrInvalid)
 	}
 	if m.exited() {
 		return errExited
+	}
+	shape, err := shapeFromArgs(m.args)
+	if err != nil {
+		return err
 	}
 	m.qmpMu.Lock()
 	defer m.qmpMu.Unlock()
@@ -52,7 +57,7 @@ func (m *machine) suspend(ctx context.Context, statePath string) error {
 	}()
 	begin := time.Now()
 	var status string
-	err := m.session(ctx, func(q *QMP) error {
+	err = m.session(ctx, func(q *QMP) error {
 		var err error
 		status, err = runState(ctx, q)
 		if err == nil {
@@ -69,26 +74,42 @@ func (m *machine) suspend(ctx context.Context, statePath string) error {
 	}
 	detached := time.Since(begin)
 
-	f, err := os.CreateTemp(filepath.Dir(statePath), "."+filepath.Base(statePath)+".partial-*")
+	w, err := hypervisor.CreateState(stateDir)
 	if err != nil {
-		return fmt.Errorf("create state file: %w", err)
+		return err
 	}
 	begin = time.Now()
-	err = m.session(ctx, func(q *QMP) error { return save(ctx, q, f) })
-	saveTook := time.Since(begin)
+	saveTook := time.Duration(0)
+	err = m.saveTo(ctx, w.Path(migrationFile))
 	if err == nil {
-		err = commit(f, statePath)
+		saveTook = time.Since(begin)
+		err = w.Commit(hypervisor.Manifest{
+			Backend: backendName, Format: stateFormat, Machine: shape,
+			Files: []hypervisor.StateFile{{Name: migrationFile, Holds: []string{hypervisor.HoldsMemory, hypervisor.HoldsDevices}}},
+		})
 	}
 	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		w.Abort()
 		m.undoSave(ctx, status == stateRunning)
 		return err
 	}
 	saved = true
-	m.log.Info("machine state saved", "state_file", statePath, "detach_agent", detached.Round(time.Millisecond),
+	m.log.Info("machine state saved", "state_dir", stateDir, "detach_agent", detached.Round(time.Millisecond),
 		"save", saveTook.Round(time.Millisecond), "sync", (time.Since(begin) - saveTook).Round(time.Millisecond))
 	return m.exitAfterSave(ctx)
+}
+
+// saveTo has QEMU write the machine's state to a new file at path.
+func (m *machine) saveTo(ctx context.Context, path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create state file: %w", err)
+	}
+	defer f.Close()
+	if err := m.session(ctx, func(q *QMP) error { return save(ctx, q, f) }); err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // session runs fn in a QMP session of its own. QEMU serves one QMP client
@@ -192,28 +213,6 @@ func save(ctx context.Context, q *QMP, f *os.File) error {
 	}
 }
 
-// commit makes the saved file durable and moves it to path.
-func commit(f *os.File, path string) error {
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync state file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close state file: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("move state file into place: %w", err)
-	}
-	dir, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return fmt.Errorf("sync state file's directory: %w", err)
-	}
-	defer dir.Close()
-	if err := dir.Sync(); err != nil {
-		return fmt.Errorf("sync state file's directory: %w", err)
-	}
-	return nil
-}
-
 // undoSave puts a machine whose save failed back as it was: the migration
 // cancelled, the descriptor dropped, the vCPUs running again if they were.
 // It runs even when ctx has ended. Failures are logged: the save's own
@@ -280,8 +279,8 @@ func (m *machine) exitAfterSave(ctx context.Context) error {
 	return m.Kill(kctx)
 }
 
-// awaitRestore waits until QEMU has loaded the state file given with
-// -incoming, then resumes the guest.
+// awaitRestore waits until QEMU has loaded the migration stream given
+// with -incoming, then resumes the guest.
 func (m *machine) awaitRestore(ctx context.Context) error {
 	m.qmpMu.Lock()
 	defer m.qmpMu.Unlock()
@@ -315,12 +314,12 @@ func (m *machine) awaitRestore(ctx context.Context) error {
 }
 
 // restoreError explains an error during restore: QEMU exits when it
-// cannot load the state file, and says why on a stderr that daemonizing
-// sent to /dev/null.
+// cannot load the migration stream, and says why on a stderr that
+// daemonizing sent to /dev/null.
 func (m *machine) restoreError(err error) error {
 	select {
 	case <-m.done:
-		return fmt.Errorf("qemu exited while loading the state file: it is damaged, or from a machine of another spec (%w)", err)
+		return fmt.Errorf("qemu exited while loading the saved state: it is damaged, or from a machine of another spec (%w)", err)
 	case <-time.After(exitGrace):
 		return err
 	}

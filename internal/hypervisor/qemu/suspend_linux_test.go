@@ -2,9 +2,11 @@ package qemu
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,8 +20,9 @@ import (
 	"github.com/openslicer/openslicer/internal/testenv"
 )
 
-// guestCmdline boots the min image: its agent is PID 1 of the initramfs.
-const guestCmdline = "console=ttyS0 reboot=t panic=-1 quiet pci=off 8250.nr_uarts=1 slicer.hostname=suspend-test"
+// guestCmdline is the guest's part of the min image's command line: its
+// agent is PID 1 of the initramfs.
+const guestCmdline = "slicer.hostname=suspend-test"
 
 // minImageSpec returns a spec that boots the min image whose kernel
 // SLICER_TEST_KERNEL names, with the initrd beside it and a clone of its
@@ -77,9 +80,12 @@ func waitAgent(t *testing.T, c *agent.Client, console string) {
 }
 
 // TestQEMUSuspendRestore boots the min image, leaves a process and a value
-// in guest memory (/tmp is a tmpfs), suspends the machine to a file, and
-// restores it, twice, checking each time that the qemu process was gone
-// and that both the process and the value are still there.
+// in guest memory (/tmp is a tmpfs), suspends the machine to a state
+// directory, and restores it, twice, checking each time that the qemu
+// process was gone and that both the process and the value are still
+// there. The second round saves a paused machine, and restores from the
+// single state file an earlier daemon wrote (the bare migration stream),
+// as a VM suspended before an upgrade is.
 func TestQEMUSuspendRestore(t *testing.T) {
 	spec := minImageSpec(t)
 	ctx := context.Background()
@@ -134,17 +140,23 @@ func TestQEMUSuspendRestore(t *testing.T) {
 			t.Fatalf("round %d: qemu pid %d still runs after Suspend", round, pidBefore)
 		}
 		if names := dirNames(t, filepath.Dir(statePath)); len(names) != 1 || names[0] != "vm.state" {
-			t.Errorf("round %d: state dir holds %v, want only vm.state", round, names)
+			t.Errorf("round %d: state's parent holds %v, want only vm.state", round, names)
+		}
+		if names := dirNames(t, statePath); !slices.Equal(names, []string{"manifest.json", migrationFile}) {
+			t.Errorf("round %d: state directory holds %v, want the manifest and %s", round, names, migrationFile)
 		}
 		var st unix.Stat_t
-		if err := unix.Stat(statePath, &st); err != nil {
+		if err := unix.Stat(filepath.Join(statePath, migrationFile), &st); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("round %d: suspend took %v; state file %.1f MiB (%.1f MiB allocated) for a %d MiB guest",
 			round, took.Round(time.Millisecond), float64(st.Size)/(1<<20), float64(st.Blocks*512)/(1<<20), spec.MemoryBytes>>20)
 
 		restore := spec
-		restore.Incoming = statePath
+		restore.RestoreFrom = statePath
+		if round == 2 {
+			restore.RestoreFrom = legacyStateFile(t, statePath)
+		}
 		start = time.Now()
 		m, err = b.Start(ctx, restore)
 		if err != nil {
@@ -169,6 +181,21 @@ func TestQEMUSuspendRestore(t *testing.T) {
 	if err := m.Kill(ctx); err != nil {
 		t.Fatalf("Kill: %v", err)
 	}
+}
+
+// legacyStateFile turns the state directory dir into the single file an
+// earlier daemon wrote in its place, the bare migration stream, and
+// returns that file.
+func legacyStateFile(t *testing.T, dir string) string {
+	t.Helper()
+	file := filepath.Join(filepath.Dir(dir), "legacy.state")
+	if err := os.Rename(filepath.Join(dir, migrationFile), file); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }
 
 // alive reports whether pid is a process that has not exited: a zombie
@@ -211,7 +238,7 @@ func TestQEMUSuspendFailureKeepsRunning(t *testing.T) {
 	}
 	t.Cleanup(func() { unix.Unmount(full, 0) })
 
-	spec := bootSpec(t, kernel, "console=ttyS0")
+	spec := bootSpec(t, kernel, haltCmdline)
 	m, err := New(testLogger(t)).Start(ctx, spec)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
@@ -261,9 +288,9 @@ func TestQEMUSuspendFailureKeepsRunning(t *testing.T) {
 	}
 }
 
-// TestQEMURestoreFailures: a state file QEMU cannot load makes Start fail
-// and leaves no process behind; so does one saved from a machine of
-// another size.
+// TestQEMURestoreFailures: a state QEMU cannot load makes Start fail and
+// leaves no process behind; one saved from a machine of another size is
+// refused before QEMU starts, as api.ErrConflict.
 func TestQEMURestoreFailures(t *testing.T) {
 	requireQEMU(t)
 	kernel := testKernel(t)
@@ -273,7 +300,7 @@ func TestQEMURestoreFailures(t *testing.T) {
 	garbage := filepath.Join(t.TempDir(), "garbage.state")
 	writeFile(t, garbage, strings.Repeat("not a migration stream\n", 1000))
 
-	spec := bootSpec(t, kernel, "console=ttyS0")
+	spec := bootSpec(t, kernel, haltCmdline)
 	m, err := b.Start(ctx, spec)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
@@ -284,27 +311,42 @@ func TestQEMURestoreFailures(t *testing.T) {
 	if err := m.Suspend(ctx, saved); err != nil {
 		t.Fatalf("Suspend: %v", err)
 	}
+	damaged := filepath.Join(t.TempDir(), "damaged.state")
+	if err := os.CopyFS(damaged, os.DirFS(saved)); err != nil {
+		t.Fatal(err)
+	}
+	stream := filepath.Join(damaged, migrationFile)
+	fi, err := os.Stat(stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, stream, strings.Repeat("x", int(fi.Size()))) // the size the manifest says
 	bigger := spec
 	bigger.MemoryBytes *= 2
 
 	tests := []struct {
-		name     string
-		spec     hypervisor.Spec
-		incoming string
+		name  string
+		spec  hypervisor.Spec
+		from  string
+		class error // nil: any error
 	}{
-		{"not a state file", spec, garbage},
-		{"memory size differs", bigger, saved},
+		{"not a migration stream (a legacy state file)", spec, garbage, nil},
+		{"not a migration stream (a state directory)", spec, damaged, nil},
+		{"memory size differs", bigger, saved, api.ErrConflict},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			spec := tt.spec
-			spec.Incoming = tt.incoming
+			spec.RestoreFrom = tt.from
 			m, err := b.Start(ctx, spec)
 			if err == nil {
 				m.Kill(ctx)
 				t.Fatal("Start succeeded")
 			}
 			t.Logf("Start error: %v", err)
+			if tt.class != nil && !errors.Is(err, tt.class) {
+				t.Errorf("Start error is not %v", tt.class)
+			}
 			if pids := processesIn(spec.RunDir); len(pids) > 0 {
 				t.Errorf("qemu processes %v left after a failed restore", pids)
 			}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/hypervisor"
 )
 
 func TestSaveDone(t *testing.T) {
@@ -119,26 +120,61 @@ func TestAgentPortOpen(t *testing.T) {
 	}
 }
 
-// TestStartMissingStateFile: a restore from a file that is not there is
-// api.ErrNotFound, and starts nothing.
-func TestStartMissingStateFile(t *testing.T) {
+// TestStartMissingState: a restore from a state directory that is not
+// there is api.ErrNotFound, and starts nothing.
+func TestStartMissingState(t *testing.T) {
 	spec := baseSpec()
 	spec.RunDir = filepath.Join(t.TempDir(), "run")
-	spec.Incoming = filepath.Join(t.TempDir(), "missing.state")
+	spec.RestoreFrom = filepath.Join(t.TempDir(), "missing.state")
 	_, err := New(nil).Start(context.Background(), spec)
 	if !errors.Is(err, api.ErrNotFound) {
-		t.Fatalf("Start from a missing state file error = %v, want api.ErrNotFound", err)
+		t.Fatalf("Start from a missing state error = %v, want api.ErrNotFound", err)
 	}
 	if _, err := os.Stat(spec.RunDir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("run dir created for a restore that could not start (stat error %v)", err)
 	}
 }
 
-func TestStartStateFileIsDir(t *testing.T) {
+// TestStartStateRefused: a state directory whose manifest does not
+// match the machine, or that has none, is refused before QEMU runs.
+func TestStartStateRefused(t *testing.T) {
 	spec := baseSpec()
 	spec.RunDir = filepath.Join(t.TempDir(), "run")
-	spec.Incoming = t.TempDir()
-	if _, err := New(nil).Start(context.Background(), spec); !errors.Is(err, api.ErrInvalid) {
-		t.Fatalf("Start from a directory error = %v, want api.ErrInvalid", err)
+	accel := Accel{} // tcg
+	b := New(nil)
+	b.decision = &AccelDecision{Accel: accel}
+
+	saved := filepath.Join(t.TempDir(), "vm.state")
+	w, err := hypervisor.CreateState(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, w.Path(migrationFile), "stream")
+	shape := hypervisor.ShapeOf(spec, "kvm")
+	err = w.Commit(hypervisor.Manifest{Backend: "qemu", Format: stateFormat, Machine: shape,
+		Files: []hypervisor.StateFile{{Name: migrationFile, Holds: []string{hypervisor.HoldsMemory, hypervisor.HoldsDevices}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, from string
+		class      error
+		says       string
+	}{
+		{"saved under kvm", saved, api.ErrConflict, "accelerator: saved kvm, asked tcg"},
+		{"no manifest", t.TempDir(), api.ErrInvalid, "not a state directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := spec
+			spec.RestoreFrom = tt.from
+			_, err := b.Start(context.Background(), spec)
+			if !errors.Is(err, tt.class) || !strings.Contains(err.Error(), tt.says) {
+				t.Fatalf("Start error = %v, want %v saying %q", err, tt.class, tt.says)
+			}
+			if _, err := os.Stat(spec.RunDir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("run dir created for a refused restore (stat error %v)", err)
+			}
+		})
 	}
 }
