@@ -126,11 +126,11 @@ func checkTagRules(t *testing.T, cur []string, u api.VMTagUpdate, out []string) 
 	}
 }
 
-// appendUnique is the oracle's own: tags appends add to tags, skipping
-// what is already there, in order.
+// appendUnique is the oracle's own: it appends add to tags in order,
+// skipping empty tags (an update drops them) and those already there.
 func appendUnique(tags []string, add ...string) []string {
 	for _, t := range add {
-		if !slices.Contains(tags, t) {
+		if t != "" && !slices.Contains(tags, t) {
 			tags = append(tags, t)
 		}
 	}
