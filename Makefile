@@ -5,12 +5,13 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN     := bin
 
-.PHONY: help setup build demo test test-short bench clean
+.PHONY: help setup build demo test test-short bench fuzz clean
 
 help:
 	@echo "make demo   install deps, boot a sandbox, run a command in it, clean up"
 	@echo "make test   install deps, run every test including VM end-to-end tests"
 	@echo "make bench  boot and exec latency figures (docs/benchmarks.md)"
+	@echo "make fuzz   run every fuzz target for FUZZTIME each (docs/fuzzing.md)"
 	@echo "make build  build bin/slicer and bin/slicer-agent"
 
 setup:
@@ -37,6 +38,11 @@ test-short:
 
 bench: setup build
 	go run ./cmd/slicer-bench
+
+# Every native fuzz target, one after the other, FUZZTIME each (default 3m);
+# FUZZ=regexp picks targets. Plain `go test` already runs their seeds.
+fuzz:
+	FUZZTIME=$(or $(FUZZTIME),3m) ./scripts/fuzz.sh
 
 clean:
 	rm -rf $(BIN)

@@ -21,10 +21,11 @@ func (s *Server) routeChannel(mux *http.ServeMux) {
 }
 
 // channelSink reads the request body to the end and answers with its size.
+// A body that breaks off is the caller's fault: 400, as a copy says it.
 func (s *Server) channelSink(w http.ResponseWriter, r *http.Request) {
 	n, err := io.CopyBuffer(io.Discard, r.Body, make([]byte, 256<<10))
 	if err != nil {
-		writeError(w, fmt.Errorf("read body after %d bytes: %w", n, err))
+		writeError(w, fmt.Errorf("%w: read body after %d bytes: %v", api.ErrInvalid, n, err))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]int64{"bytes": n})

@@ -240,13 +240,14 @@ func fillFile(f *os.File, name string, src io.Reader, m fileMeta, buf []byte) (i
 	case rerr != nil:
 		return n, fmt.Errorf("%w: read the upload for %q: %v", api.ErrInvalid, name, rerr)
 	}
-	if err := f.Chmod(m.mode); err != nil {
-		return n, fsError("chmod", name, err)
-	}
+	// Owner first: a chown clears the setuid and setgid bits.
 	if m.owner.chown {
 		if err := f.Chown(m.owner.uid, m.owner.gid); err != nil {
 			return n, fsError("chown", name, err)
 		}
+	}
+	if err := f.Chmod(m.mode); err != nil {
+		return n, fsError("chmod", name, err)
 	}
 	return n, nil
 }

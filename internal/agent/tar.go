@@ -38,7 +38,10 @@ func parseExcludes(globs []string) ([]string, error) {
 		if strings.ContainsRune(g, 0) {
 			return nil, fmt.Errorf("%w: exclude %q contains a NUL byte", api.ErrInvalid, g)
 		}
-		clean := strings.TrimPrefix(strings.TrimRight(g, "/"), "./")
+		clean := strings.TrimRight(g, "/")
+		for strings.HasPrefix(clean, "./") {
+			clean = strings.TrimLeft(clean[2:], "/")
+		}
 		if clean == "" {
 			continue
 		}

@@ -74,15 +74,23 @@ func formatGroup(w *writer, g HostGroup) {
 	w.str(2, "kernel_args", quote(g.KernelArgs))
 	w.str(2, "image", quote(g.Image))
 	if n := g.Network; n != nil {
-		w.line(2, "network:")
-		w.str(3, "mode", quote(n.Mode))
-		w.str(3, "bridge", plain(n.Bridge))
-		w.str(3, "tap_prefix", plain(n.TapPrefix))
-		w.str(3, "gateway", plain(n.Gateway))
-		w.str(3, "range", plain(n.Range))
-		w.list(3, "addresses", n.Addresses)
-		w.list(3, "drop", n.Drop)
-		w.list(3, "allow", n.Allow)
+		// A network with every setting left out is still a network:
+		// "network:" alone would read back as none.
+		fields := &writer{}
+		fields.str(3, "mode", quote(n.Mode))
+		fields.str(3, "bridge", plain(n.Bridge))
+		fields.str(3, "tap_prefix", plain(n.TapPrefix))
+		fields.str(3, "gateway", plain(n.Gateway))
+		fields.str(3, "range", plain(n.Range))
+		fields.list(3, "addresses", n.Addresses)
+		fields.list(3, "drop", n.Drop)
+		fields.list(3, "allow", n.Allow)
+		if fields.Len() == 0 {
+			w.line(2, "network: {}")
+		} else {
+			w.line(2, "network:")
+			w.WriteString(fields.String())
+		}
 	}
 }
 
@@ -145,8 +153,8 @@ func (w *writer) block(level int, key, s string) {
 		return
 	}
 	header := "|"
-	if first := strings.TrimLeft(body, "\n"); strings.HasPrefix(first, " ") {
-		header += "2" // content indent cannot be guessed from a leading space
+	if first := strings.TrimLeft(body, "\n"); strings.HasPrefix(first, " ") || strings.HasPrefix(first, "\t") {
+		header += "2" // content indent cannot be guessed from leading white space
 	}
 	switch trailing := len(s) - len(body); {
 	case trailing == 0:

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -64,7 +65,7 @@ func parse(name string, data []byte) (*Config, error) {
 	p := &problems{src: src}
 	root, err := parseDocument(data)
 	if err != nil {
-		p.addAt(yamlErrorLine(err), "", "%s", yamlErrorText(err))
+		p.addAt(yamlErrorLine(err, data), "", "%s", yamlErrorText(err))
 		return nil, p.err()
 	}
 	var f File
@@ -114,14 +115,40 @@ func parseDocument(data []byte) (*yaml.Node, error) {
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): `)
 
-// yamlErrorLine extracts the line from a yaml syntax error; 0 if none.
-func yamlErrorLine(err error) int {
-	m := yamlLineRE.FindStringSubmatch(err.Error())
-	if m == nil {
-		return 0
+// yamlErrorLine is the line of a yaml syntax error in data. The yaml
+// package names it, except for two kinds of error: one on the first line
+// (it counts lines from 0 and takes 0 for "unknown"), and a character YAML
+// does not allow, which it locates by byte offset only; the line of the
+// first such character is found here.
+func yamlErrorLine(err error, data []byte) int {
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return n
 	}
-	n, _ := strconv.Atoi(m[1])
-	return n
+	if off := disallowedChar(data); off >= 0 {
+		return 1 + bytes.Count(data[:off], []byte("\n"))
+	}
+	return 1
+}
+
+// disallowedChar is the offset of the first byte of data that is not
+// UTF-8 or not a character YAML allows (YAML 1.2 c-printable), or -1.
+// UTF-16 input (it starts with a byte-order mark) is not looked into.
+func disallowedChar(data []byte) int {
+	if bytes.HasPrefix(data, []byte{0xff, 0xfe}) || bytes.HasPrefix(data, []byte{0xfe, 0xff}) {
+		return -1
+	}
+	for off, r := range string(data) {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(string(data[off:]), "\uFFFD"):
+			return off
+		case r == 0x09, r == 0x0A, r == 0x0D, r >= 0x20 && r <= 0x7E, r == 0x85,
+			r >= 0xA0 && r <= 0xD7FF, r >= 0xE000 && r <= 0xFFFD, r >= 0x10000 && r <= 0x10FFFF:
+		default:
+			return off
+		}
+	}
+	return -1
 }
 
 // yamlErrorText is a yaml syntax error without its "yaml: line N:" prefix.

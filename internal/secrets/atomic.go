@@ -15,8 +15,10 @@ const tempPrefix = ".tmp-"
 // writeFileAtomic replaces dir/name with data, mode 0600: it writes a
 // temporary file in dir, fsyncs it, renames it over the target and fsyncs
 // dir. On error the temporary file is removed and the target is untouched.
+// The temporary name does not hold name, so that a name as long as the
+// file system allows still has room for it.
 func writeFileAtomic(dir, name string, data []byte) (err error) {
-	f, err := os.CreateTemp(dir, tempPrefix+name+"-*")
+	f, err := os.CreateTemp(dir, tempPrefix+"*")
 	if err != nil {
 		return fmt.Errorf("create temporary file for %q: %w", name, err)
 	}

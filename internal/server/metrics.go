@@ -21,13 +21,15 @@ type metrics struct {
 	launches *prometheus.CounterVec
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	groups   map[string]bool // the daemon's host groups, the only host_group labels
 }
 
 // newMetrics registers the metrics; accel, when set, is the accelerator
 // guests run under, reported as slicer_accelerator.
 func newMetrics(vms *vm.Manager, accel string) *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		groups: map[string]bool{},
+		reg:    prometheus.NewRegistry(),
 		launches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "slicer_vm_launch_total", Help: "VM launches through the API, by host group and HTTP status.",
 		}, []string{"host_group", "code"}),
@@ -40,6 +42,11 @@ func newMetrics(vms *vm.Manager, accel string) *metrics {
 		}, []string{"method", "code"}),
 	}
 	m.reg.MustRegister(m.launches, m.requests, m.duration, vmCollector{vms}, hostCollector{})
+	if vms != nil { // some tests build a server without a manager
+		for _, g := range vms.HostGroups() {
+			m.groups[g.Name] = true
+		}
+	}
 	if accel != "" {
 		m.reg.MustRegister(acceleratorGauge(accel))
 	}
@@ -77,8 +84,19 @@ func (m *metrics) observe(r *http.Request, status int, d time.Duration) {
 		m.duration.WithLabelValues(r.Method, code).Observe(d.Seconds())
 	}
 	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/hostgroup/") && strings.HasSuffix(r.URL.Path, "/nodes") {
-		m.launches.WithLabelValues(r.PathValue("group"), code).Inc()
+		m.launches.WithLabelValues(m.groupLabel(r.PathValue("group")), code).Inc()
 	}
+}
+
+// groupLabel is the host_group label of a launch: the group named in the
+// path when the daemon has it, else "". A name taken from the path as it
+// is could be anything: invalid UTF-8 makes the Prometheus client panic,
+// and every made-up name would add a series.
+func (m *metrics) groupLabel(group string) string {
+	if m.groups[group] {
+		return group
+	}
+	return ""
 }
 
 // vmCollector reports the VMs of the manager at scrape time.
