@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/client"
 	"github.com/openslicer/openslicer/internal/testenv"
 )
 
@@ -108,5 +109,55 @@ func waitUntil(t *testing.T, bound time.Duration, cond func() bool) {
 			t.Fatalf("condition not met within %s", bound)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestCrashDuringTemplate kills the daemon (SIGKILL) while the first
+// create of a snapshot group builds the template, at points spread over
+// the build, and starts it again each time. After every restart no qemu
+// process is left, and the templates directory holds nothing or one
+// whole template (its state's manifest and its disk layer); at the end a
+// create restores from a template and everything but it is gone once
+// deleted.
+func TestCrashDuringTemplate(t *testing.T) {
+	testenv.RequireE2E(t)
+	d := startDaemonYAML(t, strings.ReplaceAll(snapshotGroupYAML, "%s", "tc"))
+	cfg := filepath.Join(d.dataDir, "slicer.yaml")
+	for _, delay := range []time.Duration{300 * time.Millisecond, 1500 * time.Millisecond, 3 * time.Second, 5 * time.Second} {
+		if len(templateDirs(t, d)) > 0 {
+			break // a build completed before its kill: nothing more to cut short
+		}
+		c := d.client
+		go c.CreateNode(context.Background(), "tc", api.CreateNodeRequest{}, client.CreateOptions{Wait: "agent", Timeout: 3 * time.Minute})
+		time.Sleep(delay)
+		d.cmd.Process.Kill()
+		d.wait()
+		d.start(cfg)
+		if procs := qemuProcesses(d.dataDir); len(procs) > 0 {
+			t.Errorf("killed after %s: qemu processes left after the restart: %v", delay, procs)
+		}
+		dirs := templateDirs(t, d)
+		t.Logf("killed after %s: template dirs after the restart %v", delay, dirs)
+		for _, dir := range dirs {
+			for _, f := range []string{"state/manifest.json", "disk.img"} {
+				if _, err := os.Stat(filepath.Join(d.dataDir, "templates", dir, f)); err != nil {
+					t.Errorf("killed after %s: template %s kept without %s", delay, dir, f)
+				}
+			}
+		}
+		if len(dirs) > 1 {
+			t.Errorf("killed after %s: %d templates, want at most one", delay, len(dirs))
+		}
+	}
+	h := createReady(t, d.client, "tc", api.CreateNodeRequest{}).Hostname
+	if name, _, _ := execIn(t, d.client, h, &api.ExecRequest{Command: "hostname"}, nil); strings.TrimSpace(name) != h {
+		t.Errorf("hostname %q, want %s", name, h)
+	}
+	if _, err := d.client.DeleteNode(context.Background(), "tc", h); err != nil {
+		t.Fatal(err)
+	}
+	d.assertNothingLeft(t)
+	if n := len(templateDirs(t, d)); n != 1 {
+		t.Errorf("%d templates at the end, want one", n)
 	}
 }
