@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -200,7 +199,14 @@ func (m *Manager) buildTemplate(ctx context.Context, g config.HostGroup, img Boo
 	if !ok {
 		return fail(fmt.Errorf("backend %q cannot capture a running machine: %w", backend.Name(), api.ErrNotImplemented))
 	}
-	if err := m.awaitTemplateAgent(ctx, log, machine); err != nil {
+	// The agent's connection stays open into the capture, which closes
+	// it and waits for the guest to let go of its channel: a clone then
+	// starts with an agent waiting for a new host, not one still in a
+	// session with a host that is gone (which costs the clone's first
+	// connection a health-probe timeout).
+	client := agent.NewClient(machine.DialAgent, log)
+	defer client.Close()
+	if err := awaitTemplateAgent(ctx, client, machine); err != nil {
 		return fail(err)
 	}
 	booted := time.Since(begin)
@@ -226,10 +232,9 @@ func (m *Manager) buildTemplate(ctx context.Context, g config.HostGroup, img Boo
 }
 
 // awaitTemplateAgent waits for the template machine's agent to answer
-// (bounded by DefaultWaitTimeout), or for the machine to exit.
-func (m *Manager) awaitTemplateAgent(ctx context.Context, log *slog.Logger, machine hypervisor.Machine) error {
-	client := agent.NewClient(machine.DialAgent, log)
-	defer client.Close()
+// through client (bounded by DefaultWaitTimeout), or for the machine to
+// exit.
+func awaitTemplateAgent(ctx context.Context, client *agent.Client, machine hypervisor.Machine) error {
 	wctx, cancel := context.WithTimeout(ctx, DefaultWaitTimeout)
 	defer cancel()
 	ready := make(chan error, 1)
