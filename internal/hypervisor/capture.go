@@ -39,6 +39,16 @@ type CaptureOptions struct {
 	// the machine stays paused (a template's source, which the caller
 	// then kills).
 	Resume bool
+	// Overlays, when set, has one path per disk of the machine, in
+	// order: the machine goes on writing to a new qcow2 disk at that
+	// path, copy-on-write over the disk, whose file from then on holds
+	// the disk's content as captured, read-only (a disk layer; a clone's
+	// disk is made over it). "" leaves a disk as it is (read-only disks,
+	// or a machine the caller ends after the capture). The files keep
+	// their paths, which the running process may reopen by name. A
+	// backend that cannot layer a disk refuses with api.ErrInvalid
+	// before anything is done.
+	Overlays []string
 }
 
 // Capturer is implemented by machines that can be captured. Its

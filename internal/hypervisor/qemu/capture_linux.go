@@ -45,6 +45,9 @@ func (m *machine) capture(ctx context.Context, stateDir string, opt hypervisor.C
 	if err != nil {
 		return err
 	}
+	if err := checkOverlays(shape.Disks, opt.Overlays); err != nil {
+		return err
+	}
 	m.qmpMu.Lock()
 	defer m.qmpMu.Unlock()
 	defer m.setSuspending(false)
@@ -71,6 +74,22 @@ func (m *machine) capture(ctx context.Context, stateDir string, opt hypervisor.C
 	}
 	begin := time.Now()
 	man := hypervisor.Manifest{Backend: backendName, Format: stateFormat, Machine: shape, Clonable: true}
+	if len(opt.Overlays) > 0 {
+		// With the vCPUs stopped, the disks hold what the state will
+		// expect of them; the layers are made before the save, which
+		// leaves QEMU's block devices inactive when it completes.
+		err := m.session(ctx, func(q *QMP) error {
+			if _, err := q.Execute(ctx, "stop", nil); err != nil {
+				return err
+			}
+			return layerDisks(ctx, q, shape.Disks, opt.Overlays)
+		})
+		if err != nil {
+			w.Abort()
+			m.undoSave(ctx, wasRunning)
+			return fmt.Errorf("layer the disks: %w", err)
+		}
+	}
 	if err := m.saveTo(ctx, w.Path(migrationFile), memFile != ""); err != nil {
 		w.Abort()
 		m.undoSave(ctx, wasRunning)
@@ -135,4 +154,50 @@ func linkOrCopy(src, dst string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// layerDisks moves the writes of each disk i with overlays[i] set to a
+// new qcow2 overlay at that path (QMP blockdev-snapshot-sync, the machine
+// stopped), over the disk, whose file is then made read-only: the disk
+// layer. No file is renamed: QEMU reopens its images by name (to drop or
+// take write access, as a migration's end and a cont do), so each must
+// stay where it was opened. Only qcow2 disks are layered, so that the
+// disk a clone is made over has the format the state was saved with.
+func layerDisks(ctx context.Context, q *QMP, disks []hypervisor.Disk, overlays []string) error {
+	for i, overlay := range overlays {
+		if overlay == "" {
+			continue
+		}
+		if _, err := q.Execute(ctx, "blockdev-snapshot-sync", map[string]any{
+			"device": fmt.Sprintf("disk%d", i), "snapshot-file": overlay, "format": "qcow2", "mode": "absolute-paths",
+		}); err != nil {
+			return fmt.Errorf("disk %d: new overlay: %w", i, err)
+		}
+		if err := os.Chmod(disks[i].Path, 0o444); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkOverlays refuses overlays that do not fit the machine's disks.
+func checkOverlays(disks []hypervisor.Disk, overlays []string) error {
+	if len(overlays) == 0 {
+		return nil
+	}
+	if len(overlays) != len(disks) {
+		return fmt.Errorf("%w: %d overlays for %d disks", api.ErrInvalid, len(overlays), len(disks))
+	}
+	for i, l := range overlays {
+		switch {
+		case l == "":
+		case !filepath.IsAbs(l):
+			return fmt.Errorf("%w: overlay %q of disk %d is not an absolute path", api.ErrInvalid, l, i)
+		case disks[i].ReadOnly:
+			return fmt.Errorf("%w: disk %d is read-only: it needs no layer", api.ErrInvalid, i)
+		case disks[i].Format != "qcow2":
+			return fmt.Errorf("%w: disk %d is %s: only qcow2 disks are layered while they run", api.ErrInvalid, i, disks[i].Format)
+		}
+	}
+	return nil
 }
