@@ -75,6 +75,10 @@ type HostGroup struct {
 	// Image overrides the top-level image for this group (an OpenSlicer
 	// extension: Slicer has one image per daemon).
 	Image string `yaml:"image,omitempty"`
+	// Snapshot (extension) makes the group's creates restore from a
+	// snapshot template instead of booting: the first boots once to
+	// agent ready and is captured (see vm/template.go).
+	Snapshot bool `yaml:"snapshot,omitempty"`
 }
 
 // Network is a host group's network. Mode is "bridge" or "isolated".

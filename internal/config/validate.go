@@ -158,6 +158,11 @@ func checkGroup(p *problems, path string, g HostGroup, opts ValidateOptions) {
 		checkNetwork(p, path+".network", g)
 	}
 	checkKernelArgs(p, path+".kernel_args", g.KernelArgs)
+	if g.Snapshot && g.Network != nil {
+		// A clone keeps the template's address until the guest identity
+		// routes (address, MAC) can give it its own.
+		p.add(path+".snapshot", "snapshot templates are not supported yet for a host group with a network")
+	}
 }
 
 // hostnameDigits is how many digits of N a "<name>-N" hostname must leave

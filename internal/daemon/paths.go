@@ -12,11 +12,14 @@ type Paths struct {
 	State   string // bbolt state file
 	Disks   string // <hostname>.img root disks
 	Commits string // <commit id>/ directories, each holding a commit's read-only disk layer
-	Run     string // one directory per VM: sockets and pidfile
-	Logs    string // <hostname>.txt serial consoles
-	Images  string // built images cache
-	Token   string // API bearer token
-	Secrets string // host-side secret store
+	// Templates holds <template id>/ directories, each a host group's
+	// snapshot template (captured state and read-only disk layer).
+	Templates string
+	Run       string // one directory per VM: sockets and pidfile
+	Logs      string // <hostname>.txt serial consoles
+	Images    string // built images cache
+	Token     string // API bearer token
+	Secrets   string // host-side secret store
 }
 
 // ResolvePaths returns the daemon's paths. With dataDir empty they are
@@ -27,30 +30,32 @@ type Paths struct {
 func ResolvePaths(dataDir, cwd string) Paths {
 	if dataDir == "" {
 		return Paths{
-			DataDir: cwd,
-			State:   filepath.Join(cwd, ".slicer", "state.db"),
-			Disks:   cwd,
-			Commits: filepath.Join(cwd, ".slicer", "commits"),
-			Run:     runDirFor(cwd),
-			Logs:    "/var/log/slicer",
-			Images:  "/var/lib/slicer/images",
-			Token:   "/var/lib/slicer/auth/token",
-			Secrets: filepath.Join(cwd, ".secrets"),
+			DataDir:   cwd,
+			State:     filepath.Join(cwd, ".slicer", "state.db"),
+			Disks:     cwd,
+			Commits:   filepath.Join(cwd, ".slicer", "commits"),
+			Templates: filepath.Join(cwd, ".slicer", "templates"),
+			Run:       runDirFor(cwd),
+			Logs:      "/var/log/slicer",
+			Images:    "/var/lib/slicer/images",
+			Token:     "/var/lib/slicer/auth/token",
+			Secrets:   filepath.Join(cwd, ".secrets"),
 		}
 	}
 	if !filepath.IsAbs(dataDir) {
 		dataDir = filepath.Join(cwd, dataDir)
 	}
 	return Paths{
-		DataDir: dataDir,
-		State:   filepath.Join(dataDir, ".slicer", "state.db"),
-		Disks:   filepath.Join(dataDir, "disks"),
-		Commits: filepath.Join(dataDir, "commits"),
-		Run:     filepath.Join(dataDir, "run"),
-		Logs:    filepath.Join(dataDir, "logs"),
-		Images:  filepath.Join(dataDir, "images"),
-		Token:   filepath.Join(dataDir, "auth", "token"),
-		Secrets: filepath.Join(dataDir, "secrets"),
+		DataDir:   dataDir,
+		State:     filepath.Join(dataDir, ".slicer", "state.db"),
+		Disks:     filepath.Join(dataDir, "disks"),
+		Commits:   filepath.Join(dataDir, "commits"),
+		Templates: filepath.Join(dataDir, "templates"),
+		Run:       filepath.Join(dataDir, "run"),
+		Logs:      filepath.Join(dataDir, "logs"),
+		Images:    filepath.Join(dataDir, "images"),
+		Token:     filepath.Join(dataDir, "auth", "token"),
+		Secrets:   filepath.Join(dataDir, "secrets"),
 	}
 }
 

@@ -12,7 +12,8 @@ func TestResolvePathsDefaults(t *testing.T) {
 	got := ResolvePaths("", "/srv/work")
 	want := Paths{
 		DataDir: "/srv/work", State: "/srv/work/.slicer/state.db", Disks: "/srv/work", Commits: "/srv/work/.slicer/commits",
-		Run: runDirFor("/srv/work"), Logs: "/var/log/slicer", Images: "/var/lib/slicer/images",
+		Templates: "/srv/work/.slicer/templates",
+		Run:       runDirFor("/srv/work"), Logs: "/var/log/slicer", Images: "/var/lib/slicer/images",
 		Token: "/var/lib/slicer/auth/token", Secrets: "/srv/work/.secrets",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -23,7 +24,7 @@ func TestResolvePathsDefaults(t *testing.T) {
 func TestResolvePathsDataDirHoldsEverything(t *testing.T) {
 	for _, dir := range []string{"/data/a", "rel"} {
 		p := ResolvePaths(dir, "/cwd")
-		for _, path := range []string{p.State, p.Disks, p.Run, p.Logs, p.Images, p.Token, p.Secrets, p.socketPath("./api.sock")} {
+		for _, path := range []string{p.State, p.Templates, p.Disks, p.Run, p.Logs, p.Images, p.Token, p.Secrets, p.socketPath("./api.sock")} {
 			if !strings.HasPrefix(path, p.DataDir+"/") {
 				t.Errorf("ResolvePaths(%q): %s is outside the data dir %s", dir, path, p.DataDir)
 			}

@@ -68,6 +68,14 @@ type Spec struct {
 	// (RemoveState) once Start returns. A backend may also accept older
 	// forms of its own saved state here (the qemu package documents one).
 	RestoreFrom string
+	// MemoryFile, when set, backs the guest's RAM with this file (created
+	// if missing), mapped shared: what the guest writes reaches the file.
+	// A Capture of such a machine writes only its device state and makes
+	// the file the state's memory, which restores then map privately
+	// (copy-on-write), so that their unmodified pages stay shared in the
+	// host's page cache. It is how a snapshot template's source runs (see
+	// capture.go).
+	MemoryFile string
 }
 
 // Validate reports the problems of spec that every backend refuses
@@ -101,6 +109,12 @@ func (s Spec) Problems() []error {
 		if d.Path == "" {
 			bad("disk %d has no path", i)
 		}
+	}
+	if s.MemoryFile != "" && !filepath.IsAbs(s.MemoryFile) {
+		bad("memory file %q is not an absolute path", s.MemoryFile)
+	}
+	if s.MemoryFile != "" && s.RestoreFrom != "" {
+		bad("a machine restored from a state cannot also have a memory file")
 	}
 	if s.RestoreFrom != "" && !filepath.IsAbs(s.RestoreFrom) {
 		bad("state directory %q is not an absolute path", s.RestoreFrom)

@@ -58,6 +58,11 @@ type Manifest struct {
 	Files     []StateFile `json:"files"`
 	// Machine is the shape of the machine the state was taken from.
 	Machine Shape `json:"machine"`
+	// Clonable marks a state written by Capture (capture.go): it may be
+	// restored many times, by machines with disks of their own (over
+	// frozen copies of the captured ones) and MACs of their own, which
+	// OpenState then does not compare.
+	Clonable bool `json:"clonable,omitempty"`
 }
 
 // StateFile is one file of a state directory.
@@ -157,6 +162,21 @@ func (s Shape) Differences(want Shape) []string {
 	return diffs
 }
 
+// CloneOf returns want with what a clone of the saved shape s may have
+// of its own taken from s: its disks' paths and formats (a clone's disk
+// is over a frozen copy of the saved one) and its MAC. The number of
+// disks and whether they are read-only must still match.
+func (s Shape) CloneOf(want Shape) Shape {
+	want.MAC = s.MAC
+	want.Disks = append([]Disk(nil), want.Disks...)
+	for i := range want.Disks {
+		if i < len(s.Disks) {
+			want.Disks[i].Path, want.Disks[i].Format = s.Disks[i].Path, s.Disks[i].Format
+		}
+	}
+	return want
+}
+
 func yesNo(b bool) string {
 	if b {
 		return "one"
@@ -184,6 +204,9 @@ func OpenState(dir, backend, format string, want Shape) (Manifest, error) {
 		diffs = append(diffs, fmt.Sprintf("saved by backend %q, restoring with %q", man.Backend, backend))
 	} else if man.Format != format {
 		diffs = append(diffs, fmt.Sprintf("format %q, %s reads %q", man.Format, backend, format))
+	}
+	if man.Clonable {
+		want = man.Machine.CloneOf(want)
 	}
 	diffs = append(diffs, man.Machine.Differences(want)...)
 	if len(diffs) > 0 {

@@ -256,3 +256,48 @@ func TestSpecValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenStateClonable: a clonable state opens for a machine with other
+// disk paths, formats and MAC, and still refuses another size or number
+// of disks; a state that is not clonable refuses other disk paths.
+func TestOpenStateClonable(t *testing.T) {
+	saved := Shape{VCPUs: 1, MemoryBytes: 256 << 20, Accelerator: "tcg", NIC: true, MAC: "52:54:00:00:00:01",
+		Disks: []Disk{{Path: "/t/disk.qcow2", Format: "qcow2"}}}
+	clone := saved
+	clone.MAC = "52:54:00:00:00:02"
+	clone.Disks = []Disk{{Path: "/vms/a-1.img", Format: "raw"}}
+	bigger := clone
+	bigger.MemoryBytes *= 2
+	twoDisks := clone
+	twoDisks.Disks = append(twoDisks.Disks, Disk{Path: "/x", Format: "raw"})
+	for _, tt := range []struct {
+		name     string
+		clonable bool
+		want     Shape
+		ok       bool
+	}{
+		{"clone of a clonable state", true, clone, true},
+		{"clone of a suspended state", false, clone, false},
+		{"bigger clone", true, bigger, false},
+		{"clone with two disks", true, twoDisks, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "state")
+			w, err := CreateState(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(w.Path("s"), []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Commit(Manifest{Backend: "b", Format: "f", Machine: saved, Clonable: tt.clonable,
+				Files: []StateFile{{Name: "s", Holds: []string{HoldsMemory, HoldsDevices}}}}); err != nil {
+				t.Fatal(err)
+			}
+			_, err = OpenState(dir, "b", "f", tt.want)
+			if (err == nil) != tt.ok {
+				t.Errorf("OpenState error = %v, want ok %v", err, tt.ok)
+			}
+		})
+	}
+}

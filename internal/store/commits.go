@@ -63,6 +63,9 @@ type Commit struct {
 	NoSecrets bool                         `json:"no_secrets,omitempty"`
 	Network   *api.CreateNodeNetworkPolicy `json:"network,omitempty"`
 	Backend   string                       `json:"backend,omitempty"`
+	// Template is the snapshot template whose layer the source's disk
+	// was over, and so this commit's layer is (templates.go).
+	Template string `json:"template,omitempty"`
 }
 
 // CreateCommit writes the new record c. An ID already recorded is

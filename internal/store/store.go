@@ -12,6 +12,8 @@
 //	  <host group>     -> last allocated index, decimal
 //	commits/
 //	  <commit id>      -> JSON Commit record (commits.go)
+//	templates/
+//	  <template id>    -> JSON Template record (templates.go)
 //
 // Names are allocated from the per-group counter, which only ever grows, so
 // a name is never handed out twice, across restarts included.
@@ -39,6 +41,7 @@ var (
 	bucketVMs      = []byte("vms")
 	bucketCounters = []byte("counters")
 	bucketCommits  = []byte("commits")
+	bucketTemplate = []byte("templates")
 	keyVersion     = []byte("version")
 )
 
@@ -99,6 +102,9 @@ type VM struct {
 	// fix-ups applied) is not done: the next daemon reclaims it, as the
 	// fork would have, had finalisation failed.
 	Unfinished bool `json:"unfinished,omitempty"`
+	// Template is the snapshot template the VM was restored from, whose
+	// disk layer its disk is copy-on-write over (templates.go).
+	Template string `json:"template,omitempty"`
 }
 
 // Store is an open state file.
@@ -116,7 +122,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketVMs, bucketCounters, bucketCommits} {
+		for _, b := range [][]byte{bucketMeta, bucketVMs, bucketCounters, bucketCommits, bucketTemplate} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -237,6 +237,7 @@ func (m *Manager) commitDisk(ctx context.Context, in *instance, c *claim, rec st
 		Layer: m.layerPath(id, format), LayerFormat: format, SourceDisk: rec.Disk, SourceFormat: format,
 		CPUs: rec.CPUs, RamBytes: rec.RamBytes, VMTags: withoutName(rec.Tags),
 		Secrets: rec.Secrets, NoSecrets: rec.NoSecrets, Backend: m.backendName(rec),
+		Template: rec.Template, // the layer's chain goes down to the template's
 	}
 	if format == "qcow2" {
 		commit.Parent = rec.DiskBase // the new layer is over the old one

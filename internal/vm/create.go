@@ -72,6 +72,16 @@ func (m *Manager) create(ctx context.Context, g config.HostGroup, req api.Create
 	if err != nil {
 		return api.CreateNodeResponse{}, err
 	}
+	// A snapshot group's create restores its template (built first when
+	// there is none): the disk over the template's layer, the machine
+	// from its state.
+	newDisk, restoreFrom, template := diskMaker(m.imageDisk), "", store.Template{}
+	if m.usesTemplate(g, cpus, ram) {
+		if template, err = m.templateFor(ctx, g); err != nil {
+			return api.CreateNodeResponse{}, err
+		}
+		newDisk, restoreFrom = m.templateDisk(template), template.StateDir
+	}
 	ctx, abort := context.WithCancel(ctx)
 	defer abort()
 
@@ -82,9 +92,22 @@ func (m *Manager) create(ctx context.Context, g config.HostGroup, req api.Create
 	}
 	defer close(in.created)
 	log := m.log.With("vm", in.rec.Hostname, "group", g.Name)
+	in.mu.Lock()
+	in.rec.Template = template.ID
+	in.mu.Unlock()
 
-	if err := m.start(ctx, log, g, in, m.imageDisk, "", &undo); err != nil {
+	if err := m.start(ctx, log, g, in, newDisk, restoreFrom, &undo); err != nil {
 		return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
+	}
+	if template.ID != "" {
+		// Nobody reaches a clone before it has its own identity, whatever
+		// the create waits for.
+		if err := m.waitAgent(ctx, in, opt.Timeout); err != nil {
+			return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
+		}
+		if err := m.freshIdentity(ctx, in, template.Name); err != nil {
+			return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
+		}
 	}
 	if err := m.wait(ctx, in, opt); err != nil {
 		return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
@@ -98,7 +121,7 @@ func (m *Manager) create(ctx context.Context, g config.HostGroup, req api.Create
 	}
 	undo.release()
 	m.watch(in)
-	log.Info("vm created", "persistent", in.rec.Persistent, "wait", opt.Wait)
+	log.Info("vm created", "persistent", in.rec.Persistent, "wait", opt.Wait, "template", template.ID)
 	return resp, nil
 }
 

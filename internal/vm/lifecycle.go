@@ -176,6 +176,10 @@ func (m *Manager) Recover(ctx context.Context) error {
 	if commitErr != nil {
 		m.log.Error("recover commits", "err", commitErr)
 	}
+	if err := m.recoverTemplates(ctx); err != nil {
+		m.log.Error("recover snapshot templates", "err", err)
+		commitErr = errors.Join(commitErr, err)
+	}
 	recs, err := m.opt.Store.List()
 	if err != nil {
 		return err

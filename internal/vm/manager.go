@@ -105,7 +105,10 @@ type Options struct {
 	// CommitsDir (commit.go); without them commits are ErrNotImplemented.
 	Layers     Layers
 	CommitsDir string
-	Log        *slog.Logger
+	// TemplatesDir keeps the host groups' snapshot templates
+	// (template.go); without it (or Layers) snapshot groups boot cold.
+	TemplatesDir string
+	Log          *slog.Logger
 }
 
 // Manager owns every VM of the daemon.
@@ -127,6 +130,8 @@ type Manager struct {
 	closeOnce sync.Once
 	// commits orders commits, forks and commit deletes (commit.go).
 	commits commitLocks
+	// templates serialise the template builds of each group (template.go).
+	templates templateLocks
 }
 
 // instance is one VM known to the manager.

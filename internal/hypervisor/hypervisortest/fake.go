@@ -46,6 +46,8 @@ type Fake struct {
 	// SuspendErr, when set, makes Suspend fail with it, e.g.
 	// hypervisor.ErrUnsupported for a backend that cannot suspend.
 	SuspendErr error
+	// CaptureErr, when set, makes Capture fail with it.
+	CaptureErr error
 	// Agent serves the guest side of each agent connection; when nil,
 	// Guest does; with neither, connections are left unanswered, like a
 	// guest that never boots.

@@ -239,7 +239,47 @@ func (m *Machine) Suspend(ctx context.Context, stateDir string) error {
 	return nil
 }
 
+var _ hypervisor.Capturer = (*Machine)(nil)
+
+// Capture implements hypervisor.Capturer: it closes the agent
+// connections and writes a clonable state directory as Suspend does,
+// then leaves the machine paused, or running when asked.
+func (m *Machine) Capture(ctx context.Context, stateDir string, opt hypervisor.CaptureOptions) error {
+	if err := m.fake.CaptureErr; err != nil {
+		return err
+	}
+	if !filepath.IsAbs(stateDir) {
+		return fmt.Errorf("%w: state directory %q is not an absolute path", api.ErrInvalid, stateDir)
+	}
+	if opt.Resume && m.Spec.MemoryFile != "" {
+		return fmt.Errorf("%w: a machine with a memory file cannot resume after a capture", api.ErrInvalid)
+	}
+	m.mu.Lock()
+	if m.exited() {
+		m.mu.Unlock()
+		return fmt.Errorf("capture: %w", errEnded)
+	}
+	conns := m.conns
+	m.conns = map[net.Conn]struct{}{}
+	mem, paused := maps.Clone(m.mem), m.paused
+	m.mu.Unlock()
+	for c := range conns {
+		c.Close()
+	}
+	if err := m.writeState(stateDir, mem, paused, true); err != nil {
+		return fmt.Errorf("capture: %w", err)
+	}
+	if !opt.Resume && !paused {
+		return m.setPaused(true)
+	}
+	return nil
+}
+
 func (m *Machine) save(stateDir string, mem map[string]string, paused bool) error {
+	return m.writeState(stateDir, mem, paused, false)
+}
+
+func (m *Machine) writeState(stateDir string, mem map[string]string, paused, clonable bool) error {
 	w, err := hypervisor.CreateState(stateDir)
 	if err != nil {
 		return err
@@ -250,7 +290,7 @@ func (m *Machine) save(stateDir string, mem map[string]string, paused bool) erro
 	}
 	if err == nil {
 		err = w.Commit(hypervisor.Manifest{
-			Backend: m.fake.Name(), Format: fakeFormat, Machine: hypervisor.ShapeOf(m.Spec, fakeAccel),
+			Backend: m.fake.Name(), Format: fakeFormat, Machine: hypervisor.ShapeOf(m.Spec, fakeAccel), Clonable: clonable,
 			Files: []hypervisor.StateFile{
 				{Name: memoryFile, Holds: []string{hypervisor.HoldsMemory}},
 				{Name: devicesFile, Holds: []string{hypervisor.HoldsDevices}},

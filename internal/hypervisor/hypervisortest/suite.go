@@ -42,7 +42,10 @@ const (
 // machines without waiting for their guests, to kill one and reclaim
 // the other; and it checks the error classes of what needs no machine. A
 // backend that cannot suspend answers hypervisor.ErrUnsupported, and the
-// suspend and restore checks are skipped. When Check fails, the suite is
+// suspend and restore checks are skipped. When the backend's machines are
+// hypervisor.Capturers, it also captures a running machine (which keeps
+// running) and a paused machine with a memory file, and restores two
+// clones of each (testCapture). When Check fails, the suite is
 // skipped with its reason.
 func Run(t *testing.T, newBackend func(t *testing.T) hypervisor.Backend, guest Guest) {
 	b := newBackend(t)
@@ -53,6 +56,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) hypervisor.Backend, guest G
 	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, newBackend, guest) })
 	t.Run("Kill", func(t *testing.T) { testKill(t, newBackend, guest) })
 	t.Run("Reclaim", func(t *testing.T) { testReclaim(t, newBackend, guest) })
+	t.Run("Capture", func(t *testing.T) { testCapture(t, newBackend, guest) })
 }
 
 // testErrors checks the error classes of operations that need no

@@ -32,6 +32,21 @@ const (
 	migrationFile = "vm.migration"
 	// stateFormat names that stream in a state directory's manifest.
 	stateFormat = "qemu-migration"
+	// memoryFile is the guest RAM of a captured machine that ran with a
+	// memory file (Spec.MemoryFile); its migration stream then holds
+	// device state only.
+	memoryFile = "memory"
+	// sharedMemoryFormat names, in a manifest, a migration stream without
+	// RAM beside a memory file (QEMU's x-ignore-shared capability).
+	sharedMemoryFormat = "qemu-migration-shared-memory"
+	// ramID is the id of the guest RAM's memory backend: the one microvm
+	// gives its RAM when none is named, so that the migration streams of
+	// a machine with a memory file and of one without name the same RAM
+	// block and each can load the other's.
+	ramID = "microvm.ram"
+	// ignoreShared is the migration capability that leaves shared RAM out
+	// of the stream, and has the target load none into its RAM.
+	ignoreShared = "x-ignore-shared"
 )
 
 // bootArgs are the kernel arguments of the machine this backend emulates,
@@ -99,12 +114,21 @@ func Args(spec hypervisor.Spec, accel Accel) ([]string, error) {
 	if spec.RestoreFrom != "" {
 		incoming = filepath.Join(spec.RestoreFrom, migrationFile)
 	}
-	return args(spec, accel, incoming)
+	return args(spec, accel, load{stream: incoming})
 }
 
-// args is Args loading the migration stream in the file incoming, when
-// set (a state directory's, or an older daemon's state file).
-func args(spec hypervisor.Spec, accel Accel, incoming string) ([]string, error) {
+// load is what a restoring machine loads: the migration stream in the
+// file stream, and, for a captured machine that ran with a memory file,
+// that file (memory), mapped privately as the guest's RAM. The stream is
+// then loaded through QMP (-incoming defer), once the capability that
+// keeps it from loading RAM is set (see awaitRestore).
+type load struct {
+	stream, memory string
+}
+
+// args is Args loading l, when set (a state directory's stream, or an
+// older daemon's state file).
+func args(spec hypervisor.Spec, accel Accel, l load) ([]string, error) {
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
@@ -118,7 +142,7 @@ func args(spec hypervisor.Spec, accel Accel, incoming string) ([]string, error) 
 		// has no virtio-mmio command-line devices (PLATFORM.md §2). Other
 		// microvm switches (x-option-roms=off, pit=off, pic=off) measured
 		// within noise under TCG on 2026-11-23, so they are left at defaults.
-		"-M", "microvm,acpi=on",
+		"-M", "microvm,acpi=on" + memoryMachineOpt(spec, l),
 	}
 	if accel.KVM {
 		args = append(args, "-accel", "kvm", "-cpu", "host")
@@ -127,6 +151,9 @@ func args(spec hypervisor.Spec, accel Accel, incoming string) ([]string, error) 
 	}
 	args = append(args,
 		"-m", strconv.FormatInt(spec.MemoryBytes/mib, 10),
+	)
+	args = append(args, memoryArgs(spec, l)...)
+	args = append(args,
 		"-smp", strconv.Itoa(spec.VCPUs),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-kernel", spec.Kernel,
@@ -165,11 +192,14 @@ func args(spec hypervisor.Spec, accel Accel, incoming string) ([]string, error) 
 			"-device", nic,
 		)
 	}
-	if incoming != "" {
+	switch {
+	case l.memory != "":
+		args = append(args, "-incoming", "defer")
+	case l.stream != "":
 		// QEMU runs an exec: migration command with /bin/sh -c. Reading
 		// through cat rather than handing QEMU the file keeps Args pure;
 		// the value is one string, not an option list, so commas stay.
-		args = append(args, "-incoming", "exec:cat "+shellQuote(incoming))
+		args = append(args, "-incoming", incomingURI(l.stream))
 	}
 	args = append(args,
 		"-qmp", "unix:"+optValue(filepath.Join(spec.RunDir, qmpSocket))+",server=on,wait=off",
@@ -177,6 +207,33 @@ func args(spec hypervisor.Spec, accel Accel, incoming string) ([]string, error) 
 		"-daemonize",
 	)
 	return args, nil
+}
+
+// incomingURI is the migration URI that reads the stream in file.
+func incomingURI(file string) string { return "exec:cat " + shellQuote(file) }
+
+// memoryMachineOpt names the RAM's memory backend on -M when the RAM is a
+// file (memoryArgs).
+func memoryMachineOpt(spec hypervisor.Spec, l load) string {
+	if spec.MemoryFile == "" && l.memory == "" {
+		return ""
+	}
+	return ",memory-backend=" + ramID
+}
+
+// memoryArgs backs the guest's RAM with a file: spec.MemoryFile mapped
+// shared (a template's source), or a captured memory file mapped
+// privately (a clone). Otherwise QEMU gives the guest anonymous memory.
+func memoryArgs(spec hypervisor.Spec, l load) []string {
+	path, share := spec.MemoryFile, "on"
+	if l.memory != "" {
+		path, share = l.memory, "off"
+	}
+	if path == "" {
+		return nil
+	}
+	return []string{"-object", fmt.Sprintf("memory-backend-file,id=%s,size=%dM,mem-path=%s,share=%s",
+		ramID, spec.MemoryBytes/mib, optValue(path), share)}
 }
 
 // diskArgs attaches disk i as a virtio-blk device. The host page cache is

@@ -23,11 +23,11 @@ var errExited = fmt.Errorf("qemu process has exited: %w", api.ErrConflict)
 // errSuspending is returned by DialAgent while the machine is suspending.
 var errSuspending = fmt.Errorf("machine is being suspended: %w", api.ErrConflict)
 
-// start launches qemu for runDir and adopts the daemonized process; with
-// restore, args load a state file (-incoming), and start waits for the load
+// start launches qemu for runDir and adopts the daemonized process; when
+// l names a stream, args load it (-incoming), and start waits for the load
 // and resumes the guest. Whatever fails after qemu may exist kills every
 // qemu of runDir.
-func (b *Backend) start(ctx context.Context, runDir string, args []string, restore bool) (hypervisor.Machine, error) {
+func (b *Backend) start(ctx context.Context, runDir string, args []string, l load) (hypervisor.Machine, error) {
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create run dir: %w", err)
 	}
@@ -56,8 +56,8 @@ func (b *Backend) start(ctx context.Context, runDir string, args []string, resto
 	}
 	h := hypervisor.Handle{Backend: b.Name(), PID: pid, RunDir: runDir}
 	m := newMachine(h, fd, args, b.log())
-	if restore {
-		if err := m.awaitRestore(ctx); err != nil {
+	if l.stream != "" {
+		if err := m.awaitRestore(ctx, l); err != nil {
 			return fail(fmt.Errorf("restore: %w", err))
 		}
 	}

@@ -207,3 +207,7 @@ func removeRunFiles(runDir string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// isCrossDevice reports whether err is EXDEV (a link or rename across
+// file systems).
+func isCrossDevice(err error) bool { return errors.Is(err, unix.EXDEV) }

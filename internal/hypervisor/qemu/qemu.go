@@ -199,43 +199,60 @@ func (b *Backend) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.M
 	if err != nil {
 		return nil, fmt.Errorf("start qemu machine %q: %w", spec.Name, err)
 	}
-	incoming := ""
+	var l load
 	if spec.RestoreFrom != "" {
-		if incoming, err = b.stateToLoad(spec, accel); err != nil {
+		if l, err = b.stateToLoad(spec, accel); err != nil {
 			return nil, fmt.Errorf("restore qemu machine %q: %w", spec.Name, err)
 		}
 	}
-	args, err := args(spec, accel, incoming)
+	args, err := args(spec, accel, l)
 	if err != nil {
 		return nil, err
 	}
-	m, err := b.start(ctx, spec.RunDir, args, incoming != "")
+	m, err := b.start(ctx, spec.RunDir, args, l)
 	if err != nil {
 		return nil, fmt.Errorf("start qemu machine %q: %w", spec.Name, err)
 	}
 	return m, nil
 }
 
-// stateToLoad returns the migration stream to restore spec from: that of
-// the state directory spec.RestoreFrom, once its manifest has been checked
-// against spec (hypervisor.OpenState). A regular file there is a state an
-// earlier daemon saved, before state directories: the bare migration
-// stream, which has no manifest to check, and which QEMU loads as it is,
-// so that a VM suspended before an upgrade still comes back.
-func (b *Backend) stateToLoad(spec hypervisor.Spec, accel Accel) (string, error) {
+// stateToLoad returns what to restore spec from: the migration stream of
+// the state directory spec.RestoreFrom, once its manifest has been
+// checked against spec (hypervisor.OpenState), and its memory file when
+// the stream holds device state only (a capture of a machine with a
+// memory file). A regular file there is a state an earlier daemon saved,
+// before state directories: the bare migration stream, which has no
+// manifest to check, and which QEMU loads as it is, so that a VM
+// suspended before an upgrade still comes back.
+func (b *Backend) stateToLoad(spec hypervisor.Spec, accel Accel) (load, error) {
 	if fi, err := os.Stat(spec.RestoreFrom); err == nil && fi.Mode().IsRegular() {
 		b.log().Info("restoring from a state file saved before state directories: not checked against the machine", "state", spec.RestoreFrom)
-		return spec.RestoreFrom, nil
+		return load{stream: spec.RestoreFrom}, nil
 	}
-	man, err := hypervisor.OpenState(spec.RestoreFrom, b.Name(), stateFormat, hypervisor.ShapeOf(spec, accel.String()))
+	format := stateFormat
+	if man, err := hypervisor.ReadManifest(spec.RestoreFrom); err == nil && man.Format == sharedMemoryFormat {
+		format = sharedMemoryFormat
+	}
+	man, err := hypervisor.OpenState(spec.RestoreFrom, b.Name(), format, hypervisor.ShapeOf(spec, accel.String()))
 	if err != nil {
-		return "", err
+		return load{}, err
 	}
-	name, ok := man.File(hypervisor.HoldsMemory)
+	mem, ok := man.File(hypervisor.HoldsMemory)
 	if !ok {
-		return "", fmt.Errorf("%w: state %s: the manifest names no file holding memory", api.ErrInvalid, spec.RestoreFrom)
+		return load{}, fmt.Errorf("%w: state %s: the manifest names no file holding memory", api.ErrInvalid, spec.RestoreFrom)
 	}
-	return filepath.Join(spec.RestoreFrom, name), nil
+	dev, ok := man.File(hypervisor.HoldsDevices)
+	if !ok {
+		return load{}, fmt.Errorf("%w: state %s: the manifest names no file holding device state", api.ErrInvalid, spec.RestoreFrom)
+	}
+	l := load{stream: filepath.Join(spec.RestoreFrom, dev)}
+	if mem != dev {
+		if format != sharedMemoryFormat {
+			return load{}, fmt.Errorf("%w: state %s: format %q keeps memory and devices in one stream", api.ErrInvalid, spec.RestoreFrom, format)
+		}
+		l.memory = filepath.Join(spec.RestoreFrom, mem)
+	}
+	return l, nil
 }
 
 // Attach implements hypervisor.Backend. It re-adopts the qemu process of

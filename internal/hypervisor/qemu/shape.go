@@ -63,6 +63,21 @@ func shapeFromArgs(args []string) (hypervisor.Shape, error) {
 	return s, nil
 }
 
+// sharedMemoryFromArgs returns the file a command line Args built maps
+// shared as the guest's RAM (Spec.MemoryFile), or "".
+func sharedMemoryFromArgs(args []string) string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] != "-object" {
+			continue
+		}
+		opts := splitOpts(args[i+1])
+		if len(opts) > 0 && opts[0] == "memory-backend-file" && optNamed(opts, "share") == "on" {
+			return optNamed(opts, "mem-path")
+		}
+	}
+	return ""
+}
+
 // switches are the options of Args that take no value.
 var switches = map[string]bool{"-nodefaults": true, "-no-user-config": true, "-no-reboot": true, "-daemonize": true}
 

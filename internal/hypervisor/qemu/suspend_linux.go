@@ -80,7 +80,7 @@ func (m *machine) suspend(ctx context.Context, stateDir string) error {
 	}
 	begin = time.Now()
 	saveTook := time.Duration(0)
-	err = m.saveTo(ctx, w.Path(migrationFile))
+	err = m.saveTo(ctx, w.Path(migrationFile), false)
 	if err == nil {
 		saveTook = time.Since(begin)
 		err = w.Commit(hypervisor.Manifest{
@@ -99,14 +99,15 @@ func (m *machine) suspend(ctx context.Context, stateDir string) error {
 	return m.exitAfterSave(ctx)
 }
 
-// saveTo has QEMU write the machine's state to a new file at path.
-func (m *machine) saveTo(ctx context.Context, path string) error {
+// saveTo has QEMU write the machine's state to a new file at path
+// (without shared RAM when sharedRAM; see save).
+func (m *machine) saveTo(ctx context.Context, path string, sharedRAM bool) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("create state file: %w", err)
 	}
 	defer f.Close()
-	if err := m.session(ctx, func(q *QMP) error { return save(ctx, q, f) }); err != nil {
+	if err := m.session(ctx, func(q *QMP) error { return save(ctx, q, f, sharedRAM) }); err != nil {
 		return err
 	}
 	return f.Close()
@@ -180,9 +181,27 @@ func (m *machine) setSuspending(v bool) {
 	m.agentMu.Unlock()
 }
 
-// save stops the vCPUs and has QEMU write the machine's state to f.
-func save(ctx context.Context, q *QMP, f *os.File) error {
+// setIgnoreShared sets the migration capability x-ignore-shared, which
+// keeps shared RAM (a memory file mapped shared) out of a save, and has
+// a load expect none. It is set for a capture of such a machine and for
+// the load of one, and cleared for every other save: a process keeps its
+// capabilities, and a clone that a load left with it set must not write
+// a suspend that a plain load cannot read.
+func setIgnoreShared(ctx context.Context, q *QMP, on bool) error {
+	_, err := q.Execute(ctx, "migrate-set-capabilities", map[string]any{
+		"capabilities": []map[string]any{{"capability": ignoreShared, "state": on}},
+	})
+	return err
+}
+
+// save stops the vCPUs and has QEMU write the machine's state to f:
+// memory included, unless sharedRAM (a capture of a machine with a
+// memory file, whose file is its memory).
+func save(ctx context.Context, q *QMP, f *os.File, sharedRAM bool) error {
 	if _, err := q.Execute(ctx, "stop", nil); err != nil {
+		return err
+	}
+	if err := setIgnoreShared(ctx, q, sharedRAM); err != nil {
 		return err
 	}
 	if _, err := q.Execute(ctx, "migrate-set-parameters", map[string]any{"max-bandwidth": saveBandwidth}); err != nil {
@@ -279,12 +298,21 @@ func (m *machine) exitAfterSave(ctx context.Context) error {
 	return m.Kill(kctx)
 }
 
-// awaitRestore waits until QEMU has loaded the migration stream given
-// with -incoming, then resumes the guest.
-func (m *machine) awaitRestore(ctx context.Context) error {
+// awaitRestore waits until QEMU has loaded the migration stream of l,
+// then resumes the guest. A stream beside a memory file (QEMU started
+// with -incoming defer) is started here, once x-ignore-shared is set.
+func (m *machine) awaitRestore(ctx context.Context, l load) error {
 	m.qmpMu.Lock()
 	defer m.qmpMu.Unlock()
 	err := m.session(ctx, func(q *QMP) error {
+		if l.memory != "" {
+			if err := setIgnoreShared(ctx, q, true); err != nil {
+				return err
+			}
+			if _, err := q.Execute(ctx, "migrate-incoming", map[string]string{"uri": incomingURI(l.stream)}); err != nil {
+				return err
+			}
+		}
 		for {
 			status, err := runState(ctx, q)
 			if err != nil {
