@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"net/netip"
 	"strings"
 )
@@ -10,15 +9,10 @@ import (
 // `memory_budget`.
 
 // PoolNameDigits is how many digits of K a warm pool VM's name
-// "<group>-wK" must leave room for, as hostnames leave four for N.
+// "<group>-wK" (store.PoolName) must leave room for, as hostnames leave
+// four for N. A pool name can never be a VM's hostname ("<group>-N", N
+// digits only) nor another group's pool name.
 const PoolNameDigits = 4
-
-// PoolName is the name of a group's K-th warm pool VM: "<name>-wK". It can
-// never be a VM's hostname ("<name>-N", N digits only) nor another group's
-// pool name.
-func (g HostGroup) PoolName(k int) string {
-	return fmt.Sprintf("%s-w%d", g.Name, k)
-}
 
 // MemoryBudgetBytes is memory_budget in bytes; 0 when unset. Validate has
 // checked it parses.

@@ -48,7 +48,4 @@ func TestMemoryBudget(t *testing.T) {
 	if cfg.MemoryBudgetBytes() != 2<<30 {
 		t.Fatalf("MemoryBudgetBytes = %d", cfg.MemoryBudgetBytes())
 	}
-	if (HostGroup{Name: "sbox"}).PoolName(3) != "sbox-w3" {
-		t.Fatal("PoolName")
-	}
 }

@@ -10,6 +10,7 @@
 //	  <hostname>       -> JSON VM record
 //	counters/
 //	  <host group>     -> last allocated index, decimal
+//	  <host group>/pool -> last allocated warm pool index (pool.go)
 //	commits/
 //	  <commit id>      -> JSON Commit record (commits.go)
 //
@@ -99,6 +100,13 @@ type VM struct {
 	// fix-ups applied) is not done: the next daemon reclaims it, as the
 	// fork would have, had finalisation failed.
 	Unfinished bool `json:"unfinished,omitempty"`
+
+	// MachineName, when set, names the VM's host-side objects instead of
+	// Hostname: its console log, network plan and network devices, state
+	// directory, and (through Disk and RunDir) its disk and run
+	// directory. A VM taken from a warm pool keeps the name it was
+	// booted under ("<group>-wK"), since its machine holds those open.
+	MachineName string `json:"machine_name,omitempty"`
 }
 
 // Store is an open state file.
