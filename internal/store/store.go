@@ -107,6 +107,10 @@ type VM struct {
 	// directory. A VM taken from a warm pool keeps the name it was
 	// booted under ("<group>-wK"), since its machine holds those open.
 	MachineName string `json:"machine_name,omitempty"`
+	// Pool marks a warm pool VM that is not a node yet (its Hostname is
+	// its pool name, "<group>-wK"). Pool VMs are never persistent, so
+	// the next daemon reclaims them.
+	Pool bool `json:"pool,omitempty"`
 }
 
 // Store is an open state file.

@@ -72,6 +72,11 @@ func (m *Manager) create(ctx context.Context, g config.HostGroup, req api.Create
 	if err != nil {
 		return api.CreateNodeResponse{}, err
 	}
+	if poolServes(g, req, cpus, ram, protected) {
+		if resp, taken, err := m.createFromPool(ctx, g, req, opt, fb); taken {
+			return resp, err
+		}
+	}
 	ctx, abort := context.WithCancel(ctx)
 	defer abort()
 
@@ -284,15 +289,15 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 		ID: rec.RunDir, Name: rec.Hostname, VCPUs: rec.CPUs, MemoryBytes: rec.RamBytes,
 		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: GuestCmdline(guestName(rec), g.KernelArgs, netArg),
 		Disks:  []hypervisor.Disk{{Path: rec.Disk, Format: diskFormat(rec)}},
-		RunDir: rec.RunDir, ConsoleLog: m.logPath(rec.Hostname), RestoreFrom: restoreFrom,
+		RunDir: rec.RunDir, ConsoleLog: m.logPath(machineName(rec)), RestoreFrom: restoreFrom,
 	}
 	var netns string
 	if plan != nil {
-		if err := m.writePlan(rec.Hostname, *plan); err != nil {
+		if err := m.writePlan(machineName(rec), *plan); err != nil {
 			return err
 		}
 		if fresh {
-			undo.push(func(context.Context) error { return removeFile(m.planPath(rec.Hostname)) })
+			undo.push(func(context.Context) error { return removeFile(m.planPath(machineName(rec))) })
 		}
 		att, err := m.setupNetwork(ctx, *plan, undo)
 		if err != nil {

@@ -105,7 +105,11 @@ type Options struct {
 	// CommitsDir (commit.go); without them commits are ErrNotImplemented.
 	Layers     Layers
 	CommitsDir string
-	Log        *slog.Logger
+	// MemoryBudget is the most guest memory the daemon's VMs (nodes and
+	// warm pool VMs) may hold before the warm pools stop filling; zero
+	// means no budget. Creates are never refused by it (pool.go).
+	MemoryBudget int64
+	Log          *slog.Logger
 }
 
 // Manager owns every VM of the daemon.
@@ -127,6 +131,10 @@ type Manager struct {
 	closeOnce sync.Once
 	// commits orders commits, forks and commit deletes (commit.go).
 	commits commitLocks
+	// pooled are the warm pool VMs, filling or ready, by pool name: not
+	// nodes, so not in vms (pool.go). Guarded by mu.
+	pooled map[string]*instance
+	pool   pools
 }
 
 // instance is one VM known to the manager.
@@ -155,7 +163,10 @@ type instance struct {
 	// busy is the op under way with no lock held (state.go), nil when none.
 	busy *claim
 	// removed is set once teardown has begun, so it happens only once.
-	removed   bool
+	removed bool
+	// pool marks a warm pool VM not taken yet: it gets no first-boot
+	// data until a create takes it (pool.go).
+	pool      bool
 	lastAgent time.Time
 }
 
@@ -167,6 +178,7 @@ func New(opt Options) *Manager {
 	}
 	return &Manager{
 		opt: opt, log: opt.Log, groups: groups, vms: map[string]*instance{}, closing: make(chan struct{}),
+		pooled: map[string]*instance{}, pool: pools{kick: map[string]chan struct{}{}},
 		backends: hypervisor.NewBackends(append([]hypervisor.Backend{opt.Backend}, opt.Backends...)...),
 	}
 }
@@ -312,6 +324,19 @@ func archName() string {
 		return "aarch64"
 	}
 	return runtime.GOARCH
+}
+
+// tableAndPool returns the VMs of the table and of the warm pools; m.mu
+// must be held.
+func (m *Manager) tableAndPool() []*instance {
+	out := make([]*instance, 0, len(m.vms)+len(m.pooled))
+	for _, in := range m.vms {
+		out = append(out, in)
+	}
+	for _, in := range m.pooled {
+		out = append(out, in)
+	}
+	return out
 }
 
 func (m *Manager) diskPath(hostname string) string {

@@ -1,0 +1,465 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/agent"
+	"github.com/openslicer/openslicer/internal/config"
+	"github.com/openslicer/openslicer/internal/store"
+	"github.com/openslicer/openslicer/internal/vmstate"
+)
+
+// Warm pools (issue 12): a host group's `warm: N` keeps N VMs booted, their
+// agents up, for creates to take.
+//
+// A pool VM is made by the same path as a create's VM (allocate a record,
+// start, wait for the agent), under a pool name "<group>-wK"
+// (store.AllocatePool) that can never be a node's, and is then Pooled. It
+// is not a node: it is kept in Manager.pooled, not in the table, so lists,
+// lookups and guest operations never see it. It gets no first-boot data
+// and no secrets while pooled.
+//
+// A create a pool VM can serve (poolServes) takes one: in one store
+// transaction its record gets the next "<group>-N" name (store.Take), and
+// keeps the pool name as its MachineName: its disk, run directory, console
+// log, network plan and devices stay named after it, since its machine
+// holds them open (machineName is the one place that maps a record to
+// them). Then the guest gets its hostname (setGuestHostname), clock,
+// secrets and first-boot data (userdata, SSH keys) as a booted VM does, and
+// the create is answered as any other: a crash before the answer leaves an
+// unanswered record, which the next start reclaims. The group's pool is
+// refilled in the background.
+//
+// Fills never push the host past the daemon's memory budget (the guest
+// memory of every VM with a machine, nodes and pool VMs together) nor a
+// group's network capacity (a fill that finds no address waits). At daemon
+// stop pool VMs are removed with everything they hold; after a crash the
+// next start reclaims them (their records are never persistent), and fills
+// again.
+
+// poolBackoff bounds the wait after a failed fill, doubling from its first
+// value to its last.
+var poolBackoff = [2]time.Duration{2 * time.Second, time.Minute}
+
+// pools is the warm pool state of a Manager; its maps are guarded by
+// Manager.mu.
+type pools struct {
+	// kick wakes a group's filler: a pool VM was taken or left, or memory
+	// was freed.
+	kick map[string]chan struct{}
+	wg   sync.WaitGroup // fillers
+	once sync.Once
+}
+
+// machineName is the name of rec's host-side objects (console log, network
+// plan and devices, state directory): its hostname, unless it was taken
+// from a warm pool and keeps the name it was booted under.
+func machineName(rec store.VM) string {
+	if rec.MachineName != "" {
+		return rec.MachineName
+	}
+	return rec.Hostname
+}
+
+// PoolStatus is one group's warm pool as GET /info shows it.
+func (m *Manager) PoolStatus() []api.PoolInfo {
+	out := []api.PoolInfo{}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, g := range m.opt.Config.HostGroups {
+		if g.Warm == 0 {
+			continue
+		}
+		p := api.PoolInfo{HostGroup: g.Name, Target: g.Warm}
+		for _, in := range m.pooled {
+			in.mu.Lock()
+			if in.rec.Group == g.Name && !in.removed {
+				if in.rec.State == vmstate.Pooled {
+					p.Ready++
+				} else {
+					p.Filling++
+				}
+			}
+			in.mu.Unlock()
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// StartPools starts filling the warm pools of every group that has one. It
+// is called once, after Recover and EnsureCount.
+func (m *Manager) StartPools() {
+	m.pool.once.Do(func() {
+		for _, g := range m.opt.Config.HostGroups {
+			if g.Warm <= 0 {
+				continue
+			}
+			kick := make(chan struct{}, 1)
+			m.mu.Lock()
+			m.pool.kick[g.Name] = kick
+			m.mu.Unlock()
+			m.pool.wg.Add(1)
+			go m.filler(g, kick)
+		}
+	})
+}
+
+// kickPools wakes every filler, without waiting.
+func (m *Manager) kickPools() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.pool.kick {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// filler keeps g's pool full until the daemon stops: one fill at a time,
+// each kicked by a change, backing off after a failure.
+func (m *Manager) filler(g config.HostGroup, kick <-chan struct{}) {
+	defer m.pool.wg.Done()
+	log := m.log.With("group", g.Name, "pool", g.Warm)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-m.closing
+		cancel()
+	}()
+	backoff := poolBackoff[0]
+	for ctx.Err() == nil {
+		need, why := m.poolNeeds(g)
+		if need {
+			err := m.fill(ctx, log, g)
+			switch {
+			case err == nil:
+				backoff = poolBackoff[0]
+				continue
+			case ctx.Err() != nil:
+				return
+			}
+			log.Warn("fill warm pool", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, poolBackoff[1])
+			continue
+		}
+		if why != "" {
+			log.Debug("warm pool not filled", "why", why)
+		}
+		select {
+		case <-kick:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// poolNeeds reports whether g's pool should get one more VM now, and why
+// not when it should not.
+func (m *Manager) poolNeeds(g config.HostGroup) (bool, string) {
+	m.mu.Lock()
+	have, used := 0, int64(0)
+	count := func(in *instance, pooled bool) {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		if in.removed {
+			return
+		}
+		if pooled && in.rec.Group == g.Name {
+			have++
+		}
+		if pooled || in.machine != nil || in.rec.State == vmstate.Creating {
+			used += in.rec.RamBytes
+		}
+	}
+	for _, in := range m.pooled {
+		count(in, true)
+	}
+	for _, in := range m.vms {
+		count(in, false)
+	}
+	m.mu.Unlock()
+	return poolDecision(g.Warm, have, used, g.RAMBytes(), m.opt.MemoryBudget)
+}
+
+// poolDecision is whether a pool that should hold target VMs and holds
+// have (ready or filling) gets one more of ram bytes, when the daemon's
+// VMs hold used bytes of guest memory and budget is the most they may
+// (0: no budget); and why not.
+func poolDecision(target, have int, used, ram, budget int64) (bool, string) {
+	switch {
+	case have >= target:
+		return false, ""
+	case budget > 0 && used+ram > budget:
+		return false, fmt.Sprintf("memory budget: %d of %d bytes in use, a pool vm needs %d", used, budget, ram)
+	}
+	return true, ""
+}
+
+// fill boots one pool VM of g and puts it in the pool once its agent
+// answers. Any failure unwinds it.
+func (m *Manager) fill(ctx context.Context, log *slog.Logger, g config.HostGroup) error {
+	ctx, abort := context.WithCancel(ctx)
+	defer abort()
+	var undo undoStack
+	in, err := m.allocatePool(g, abort, &undo)
+	if err != nil {
+		return err
+	}
+	defer close(in.created)
+	log = log.With("vm", in.rec.Hostname)
+	// The same path as a create's: when creates get faster (templates),
+	// so do fills.
+	if err := m.start(ctx, log, g, in, m.imageDisk, "", &undo); err != nil {
+		return m.fail(ctx, log, &undo, err)
+	}
+	if err := m.wait(ctx, in, CreateOptions{Wait: WaitAgent}); err != nil {
+		return m.fail(ctx, log, &undo, err)
+	}
+	in.mu.Lock()
+	err = in.applyLocked(vmstate.Pool)
+	rec := in.rec
+	in.mu.Unlock()
+	if err == nil {
+		err = m.opt.Store.Put(rec)
+	}
+	if err != nil {
+		return m.fail(ctx, log, &undo, err)
+	}
+	undo.release()
+	m.watch(in)
+	log.Info("warm pool vm ready")
+	return nil
+}
+
+// allocatePool writes the record of a new pool VM of g (state creating,
+// never persistent, no secrets) and enters it in the pool, with its
+// network planned.
+func (m *Manager) allocatePool(g config.HostGroup, abort context.CancelFunc, undo *undoStack) (*instance, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rec, err := m.opt.Store.AllocatePool(g.Name, func(k int, name string) store.VM {
+		return store.VM{
+			Hostname: name, Group: g.Name, CPUs: g.VCPU, RamBytes: g.RAMBytes(), State: vmstate.Creating,
+			Pool: true, NoSecrets: true, CreatedAt: time.Now().UTC().Truncate(time.Second),
+			Disk: m.diskPath(name), RunDir: m.runDir(name), Backend: m.opt.Backend.Name(),
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	undo.push(func(context.Context) error { return m.opt.Store.Delete(rec.Hostname) })
+	in := &instance{rec: rec, created: make(chan struct{}), abort: abort, pool: true}
+	if g.Network != nil {
+		if err := m.assignPlanLocked(g, in, nil); err != nil {
+			return nil, errors.Join(err, undo.run(context.Background()))
+		}
+		if err := m.opt.Store.Put(in.rec); err != nil {
+			return nil, errors.Join(err, undo.run(context.Background()))
+		}
+	}
+	m.pooled[rec.Hostname] = in
+	undo.push(func(context.Context) error {
+		m.mu.Lock()
+		delete(m.pooled, rec.Hostname)
+		m.mu.Unlock()
+		return nil
+	})
+	return in, nil
+}
+
+// poolServes reports whether a pool VM of g can serve a create asking for
+// req with the effective size cpus and ram: one with the group's size, no
+// network override (a pool VM's network is planned at fill) and no GPU.
+// API creates only: the config's count VMs are created cold at start.
+func poolServes(g config.HostGroup, req api.CreateNodeRequest, cpus int, ram int64, protected bool) bool {
+	return g.Warm > 0 && !protected && cpus == g.VCPU && ram == g.RAMBytes() && req.Network == nil && req.GPUCount == 0
+}
+
+// createFromPool serves a create from g's pool when a VM is ready there
+// and poolServes says it can; ok is false when the create must boot one
+// instead. Once a VM is taken, its failure is the create's: it is removed
+// and the error returned.
+func (m *Manager) createFromPool(ctx context.Context, g config.HostGroup, req api.CreateNodeRequest, opt CreateOptions, fb agent.FirstBoot) (resp api.CreateNodeResponse, ok bool, err error) {
+	ctx, abort := context.WithCancel(ctx)
+	defer abort()
+	in, pool, err := m.take(g, req, fb, opt.Answer != nil, abort)
+	if err != nil || in == nil {
+		return api.CreateNodeResponse{}, in != nil, err
+	}
+	defer close(in.created)
+	defer m.kickPools()
+	log := m.log.With("vm", in.rec.Hostname, "group", g.Name, "pool_vm", pool)
+	fail := func(err error) (api.CreateNodeResponse, bool, error) {
+		if terr := m.teardown(ctx, in); terr != nil {
+			log.Error("remove vm taken from the pool", "err", terr)
+			err = errors.Join(err, fmt.Errorf("undo: %w", terr))
+		}
+		return api.CreateNodeResponse{}, true, err
+	}
+	if err := m.becomeNode(ctx, in, pool, opt); err != nil {
+		return fail(err)
+	}
+	resp = in.createResponse()
+	if opt.Answer != nil {
+		if err := opt.Answer(resp, func() error { return m.markAnswered(in) }); err != nil {
+			return fail(fmt.Errorf("vm %q: the create could not be answered: %w", resp.Hostname, err))
+		}
+	}
+	log.Info("vm created from the warm pool", "persistent", req.Persistent, "wait", opt.Wait)
+	return resp, true, nil
+}
+
+// take moves a ready pool VM of g into the table as the group's next node,
+// with the request's tags, persistence, first-boot data and secrets
+// recorded: one store transaction renames its record. It returns nil when
+// no VM is ready, and the VM's pool name.
+func (m *Manager) take(g config.HostGroup, req api.CreateNodeRequest, fb agent.FirstBoot, unanswered bool, abort context.CancelFunc) (*instance, string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ready []*instance
+	for _, in := range m.pooled {
+		in.mu.Lock()
+		if in.rec.Group == g.Name && in.rec.State == vmstate.Pooled && !in.removed && in.busy == nil {
+			ready = append(ready, in)
+		}
+		in.mu.Unlock()
+	}
+	if len(ready) == 0 {
+		return nil, "", nil
+	}
+	if err := m.checkNamesLocked("", req.Tags); err != nil {
+		return nil, "", err
+	}
+	// The oldest first: it has waited longest.
+	sort.Slice(ready, func(i, j int) bool { return nodeIndex(ready[i].rec.Hostname) < nodeIndex(ready[j].rec.Hostname) })
+	in := ready[0]
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	pool := in.rec.Hostname
+	if _, err := vmstate.Check(pool, vmstate.Take, in.stateLocked()); err != nil {
+		return nil, "", err
+	}
+	rec, err := m.opt.Store.Take(pool, func(index int, hostname string, pooled store.VM) store.VM {
+		pooled.Hostname, pooled.Index, pooled.MachineName, pooled.Pool = hostname, index, pool, false
+		pooled.State, pooled.Unanswered, pooled.CreatedAt = vmstate.Running, unanswered, time.Now().UTC().Truncate(time.Second)
+		pooled.Tags, pooled.Persistent, pooled.Userdata, pooled.SSHKeys = req.Tags, req.Persistent, fb.Userdata, fb.SSHKeys
+		pooled.Secrets, pooled.NoSecrets = secretScope(req.Secrets), false
+		return pooled
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	in.rec, in.pool = rec, false
+	in.created, in.abort = make(chan struct{}), abort
+	delete(m.pooled, pool)
+	m.vms[rec.Hostname] = in
+	return in, pool, nil
+}
+
+// becomeNode gives a VM just taken from the pool what a booted VM gets
+// from its create: its hostname, the host's clock, its secrets and then
+// its first-boot data, and waits as the create asked (userdata).
+func (m *Manager) becomeNode(ctx context.Context, in *instance, pool string, opt CreateOptions) error {
+	timeout := opt.Timeout
+	if timeout == 0 {
+		timeout = DefaultWaitTimeout
+	}
+	start := time.Now()
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	in.mu.Lock()
+	client, host, fb := in.agent, in.rec.Hostname, agent.FirstBoot{Userdata: in.rec.Userdata, SSHKeys: in.rec.SSHKeys}
+	in.mu.Unlock()
+	err := m.setGuestHostname(tctx, client, pool, host)
+	if err == nil {
+		syncClock(tctx, m.log.With("vm", host), client)
+		err = m.pushSecrets(tctx, in, client)
+	}
+	if err == nil {
+		err = client.FirstBoot(tctx, fb)
+	}
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return fmt.Errorf("vm %q: create aborted while taking it from the warm pool: %w", host, ctx.Err())
+	case err != nil && tctx.Err() != nil:
+		return fmt.Errorf("vm %q: warm pool vm not ready within %s: %w", host, timeout, api.ErrTimeout)
+	case err != nil:
+		return fmt.Errorf("vm %q: take from the warm pool: %w", host, err)
+	case opt.Wait == WaitUserdata:
+		return m.waitUserdata(ctx, in, max(timeout-time.Since(start), time.Millisecond))
+	}
+	return nil
+}
+
+// setGuestHostname renames a pool VM's guest from its pool name to its
+// node name: the kernel's hostname, /etc/hostname, and /etc/hosts entries
+// naming the old one, in one exec as root through the agent. A relaunch
+// boots with the node name on its command line anyway. The agent's
+// identity routes (issue 12) are to take this over.
+func (m *Manager) setGuestHostname(ctx context.Context, client *agent.Client, old, name string) error {
+	script := fmt.Sprintf("set -e\nprintf '%%s' '%[1]s' > /proc/sys/kernel/hostname\nprintf '%%s\\n' '%[1]s' > /etc/hostname\n", name) +
+		fixupScript([]string{api.FixupHostname}, old, name, "")
+	root := uint32(0)
+	res, err := client.ExecBuffered(ctx, &api.ExecRequest{Command: script, Shell: "/bin/sh", UID: &root, GID: &root})
+	if err != nil {
+		return fmt.Errorf("set hostname: %w", err)
+	}
+	if res.ExitCode != 0 || res.Error != "" {
+		return fmt.Errorf("set hostname failed (exit %d): %s", res.ExitCode,
+			firstNonEmpty(res.Error, res.Stderr, "no output"))
+	}
+	return nil
+}
+
+// drainPools stops the fillers (a fill under way unwinds) and removes
+// every pool VM with its disk, run directory, network and record. It is
+// called by Close.
+func (m *Manager) drainPools(ctx context.Context) error {
+	m.pool.wg.Wait()
+	m.mu.Lock()
+	insts := make([]*instance, 0, len(m.pooled))
+	for _, in := range m.pooled {
+		insts = append(insts, in)
+	}
+	m.mu.Unlock()
+	errs := make([]error, len(insts))
+	var wg sync.WaitGroup
+	for i, in := range insts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = m.teardown(ctx, in)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// DefaultMemoryBudgetPercent is the share of the host's memory the
+// daemon's VMs may hold before warm pools stop filling, when the config
+// sets no memory_budget.
+const DefaultMemoryBudgetPercent = 80
+
+// MemoryBudgetFor is the memory budget of a daemon on a host with hostMem
+// bytes: the config's memory_budget, or DefaultMemoryBudgetPercent of the
+// host's memory; 0 (no budget) when neither is known.
+func MemoryBudgetFor(cfg *config.Config, hostMem int64) int64 {
+	if b := cfg.MemoryBudgetBytes(); b > 0 {
+		return b
+	}
+	return hostMem / 100 * DefaultMemoryBudgetPercent
+}
