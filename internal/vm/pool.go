@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"strings"
 	"sort"
 	"sync"
 	"time"
@@ -229,6 +231,7 @@ func (m *Manager) fill(ctx context.Context, log *slog.Logger, g config.HostGroup
 	if err := m.wait(ctx, in, CreateOptions{Wait: WaitAgent}); err != nil {
 		return m.fail(ctx, log, &undo, err)
 	}
+	m.warmUp(ctx, log, in)
 	in.mu.Lock()
 	err = in.applyLocked(vmstate.Pool)
 	rec := in.rec
@@ -281,6 +284,32 @@ func (m *Manager) allocatePool(g config.HostGroup, abort context.CancelFunc, und
 	return in, nil
 }
 
+// warmUp runs, once, what a take and a caller's first exec will run in a
+// new pool VM: the hostname script (renaming the guest to its own name)
+// and an exec of true as the default user. A guest's first exec costs
+// several times its later ones (under TCG, QEMU translates every guest
+// code path the first time it runs, and keeps the translation), so this
+// is paid while the VM waits in the pool instead of by the create. A
+// failure is only logged.
+func (m *Manager) warmUp(ctx context.Context, log *slog.Logger, in *instance) {
+	in.mu.Lock()
+	client, name := in.agent, in.rec.Hostname
+	in.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := m.setGuestHostname(ctx, client, name, name); err != nil {
+		log.Warn("warm up pool vm", "err", err)
+		return
+	}
+	out, err := client.Exec(ctx, &api.ExecRequest{Command: "true"}, nil)
+	if err != nil {
+		log.Warn("warm up pool vm", "err", err)
+		return
+	}
+	io.Copy(io.Discard, out)
+	out.Close()
+}
+
 // poolServes reports whether a pool VM of g can serve a create asking for
 // req with the effective size cpus and ram: one with the group's size, no
 // network override (a pool VM's network is planned at fill) and no GPU.
@@ -294,6 +323,7 @@ func poolServes(g config.HostGroup, req api.CreateNodeRequest, cpus int, ram int
 // instead. Once a VM is taken, its failure is the create's: it is removed
 // and the error returned.
 func (m *Manager) createFromPool(ctx context.Context, g config.HostGroup, req api.CreateNodeRequest, opt CreateOptions, fb agent.FirstBoot) (resp api.CreateNodeResponse, ok bool, err error) {
+	start := time.Now()
 	ctx, abort := context.WithCancel(ctx)
 	defer abort()
 	in, pool, err := m.take(g, req, fb, opt.Answer != nil, abort)
@@ -319,7 +349,7 @@ func (m *Manager) createFromPool(ctx context.Context, g config.HostGroup, req ap
 			return fail(fmt.Errorf("vm %q: the create could not be answered: %w", resp.Hostname, err))
 		}
 	}
-	log.Info("vm created from the warm pool", "persistent", req.Persistent, "wait", opt.Wait)
+	log.Info("vm created from the warm pool", "persistent", req.Persistent, "wait", opt.Wait, "took", time.Since(start))
 	return resp, true, nil
 }
 
@@ -384,14 +414,40 @@ func (m *Manager) becomeNode(ctx context.Context, in *instance, pool string, opt
 	in.mu.Lock()
 	client, host, fb := in.agent, in.rec.Hostname, agent.FirstBoot{Userdata: in.rec.Userdata, SSHKeys: in.rec.SSHKeys}
 	in.mu.Unlock()
-	err := m.setGuestHostname(tctx, client, pool, host)
-	if err == nil {
-		syncClock(tctx, m.log.With("vm", host), client)
-		err = m.pushSecrets(tctx, in, client)
+	log := m.log.With("vm", host)
+	// The hostname and the secrets at once, then the first-boot data:
+	// userdata finds both. Without userdata (SSH keys at most) all three
+	// at once.
+	var hostErr, secErr, fbErr error
+	var hostTook, secTook, fbTook time.Duration
+	firstBoot := func() {
+		t := time.Now()
+		fbErr = client.FirstBoot(tctx, fb)
+		fbTook = time.Since(t)
 	}
-	if err == nil {
-		err = client.FirstBoot(tctx, fb)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.Now()
+		hostErr = m.setGuestHostname(tctx, client, pool, host)
+		hostTook = time.Since(t)
+	}()
+	if !hasUserdata(fb.Userdata) {
+		wg.Add(1)
+		go func() { defer wg.Done(); firstBoot() }()
 	}
+	t := time.Now()
+	syncClock(tctx, log, client)
+	secErr = m.pushSecrets(tctx, in, client)
+	secTook = time.Since(t)
+	wg.Wait()
+	err := errors.Join(hostErr, secErr, fbErr)
+	if err == nil && hasUserdata(fb.Userdata) {
+		firstBoot()
+		err = fbErr
+	}
+	log.Debug("warm pool vm given its identity", "hostname", hostTook, "clock_secrets", secTook, "firstboot", fbTook)
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return fmt.Errorf("vm %q: create aborted while taking it from the warm pool: %w", host, ctx.Err())
@@ -411,8 +467,7 @@ func (m *Manager) becomeNode(ctx context.Context, in *instance, pool string, opt
 // boots with the node name on its command line anyway. The agent's
 // identity routes (issue 12) are to take this over.
 func (m *Manager) setGuestHostname(ctx context.Context, client *agent.Client, old, name string) error {
-	script := fmt.Sprintf("set -e\nprintf '%%s' '%[1]s' > /proc/sys/kernel/hostname\nprintf '%%s\\n' '%[1]s' > /etc/hostname\n", name) +
-		fixupScript([]string{api.FixupHostname}, old, name, "")
+	script := hostnameScript(old, name)
 	root := uint32(0)
 	res, err := client.ExecBuffered(ctx, &api.ExecRequest{Command: script, Shell: "/bin/sh", UID: &root, GID: &root})
 	if err != nil {
@@ -424,6 +479,25 @@ func (m *Manager) setGuestHostname(ctx context.Context, client *agent.Client, ol
 	}
 	return nil
 }
+
+// hostnameScript renames a guest from old to name: the kernel's
+// hostname, /etc/hostname, and /etc/hosts entries naming old. Both are
+// "<group>-..." names, which need no quoting beyond single quotes. Nothing
+// is synced to disk: a relaunch names the guest on its command line.
+func hostnameScript(old, name string) string {
+	return fmt.Sprintf(`printf '%%s' '%[2]s' > /proc/sys/kernel/hostname || exit 1
+printf '%%s\n' '%[2]s' > /etc/hostname
+if [ -f /etc/hosts ] && grep -qw '%[1]s' /etc/hosts; then
+  awk -v old='%[1]s' -v new='%[2]s' '{ for (i = 2; i <= NF; i++) if ($i == old) $i = new; print }' /etc/hosts > /etc/.hosts.pool
+  cat /etc/.hosts.pool > /etc/hosts
+  rm -f /etc/.hosts.pool
+fi
+`, old, name)
+}
+
+// hasUserdata reports whether a userdata script is anything to run (as
+// the agent decides).
+func hasUserdata(script string) bool { return strings.TrimSpace(script) != "" }
 
 // drainPools stops the fillers (a fill under way unwinds) and removes
 // every pool VM with its disk, run directory, network and record. It is
