@@ -256,7 +256,7 @@ func (m *Manager) allocatePool(g config.HostGroup, abort context.CancelFunc, und
 	defer m.mu.Unlock()
 	rec, err := m.opt.Store.AllocatePool(g.Name, func(k int, name string) store.VM {
 		return store.VM{
-			Hostname: name, Group: g.Name, CPUs: g.VCPU, RamBytes: g.RAMBytes(), State: vmstate.Creating,
+			Hostname: name, Group: g.Name, Index: k, CPUs: g.VCPU, RamBytes: g.RAMBytes(), State: vmstate.Creating,
 			Pool: true, NoSecrets: true, CreatedAt: time.Now().UTC().Truncate(time.Second),
 			Disk: m.diskPath(name), RunDir: m.runDir(name), Backend: m.opt.Backend.Name(),
 		}
@@ -375,7 +375,7 @@ func (m *Manager) take(g config.HostGroup, req api.CreateNodeRequest, fb agent.F
 		return nil, "", err
 	}
 	// The oldest first: it has waited longest.
-	sort.Slice(ready, func(i, j int) bool { return nodeIndex(ready[i].rec.Hostname) < nodeIndex(ready[j].rec.Hostname) })
+	sort.Slice(ready, func(i, j int) bool { return ready[i].rec.Index < ready[j].rec.Index }) // K of <group>-wK
 	in := ready[0]
 	in.mu.Lock()
 	defer in.mu.Unlock()
