@@ -434,3 +434,50 @@ func TestPoolStatusAndExit(t *testing.T) {
 		t.Fatalf("%d pool vms held, want 3", n)
 	}
 }
+
+// A persistent VM taken from the pool keeps its machine name through a
+// stop, a restart and a relaunch, and also through a suspend and restore:
+// the same disk, run directory and console log, its node name on the
+// guest's command line.
+func TestPoolTakenVMRelaunchAndSuspend(t *testing.T) {
+	e, _ := newPoolEnv(t, 1, 0, nil)
+	ctx := context.Background()
+	waitPool(t, e.m, 1)
+	resp, err := e.m.Create(ctx, "sbox", api.CreateNodeRequest{Persistent: true}, CreateOptions{Wait: WaitAgent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Suspend(ctx, resp.Hostname); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "disks", "sbox-w1.state")); err != nil {
+		t.Fatalf("state directory not under the machine name: %v", err)
+	}
+	if err := e.m.Restore(ctx, resp.Hostname, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Close(ctx, StopShutDown); err != nil {
+		t.Fatal(err)
+	}
+	m2 := New(Options{
+		Config: e.m.opt.Config, Backend: e.fake, Store: e.store, Images: e.m.opt.Images, Clone: fakeClone,
+		DisksDir: e.m.opt.DisksDir, RunDir: e.m.opt.RunDir, LogDir: e.m.opt.LogDir,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	t.Cleanup(func() { m2.Close(ctx, StopShutDown) })
+	if err := m2.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m2.Relaunch(ctx, resp.Hostname, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	running := e.fake.Running()
+	if len(running) != 1 {
+		t.Fatalf("%d machines run, want the relaunched one", len(running))
+	}
+	spec := running[0].Spec
+	if spec.RunDir != filepath.Join(e.dir, "run", "sbox-w1") || spec.Disks[0].Path != filepath.Join(e.dir, "disks", "sbox-w1.img") ||
+		spec.ConsoleLog != filepath.Join(e.dir, "logs", "sbox-w1.txt") || !strings.Contains(spec.Cmdline, "slicer.hostname=sbox-1") {
+		t.Fatalf("relaunched spec: %+v", spec)
+	}
+}
