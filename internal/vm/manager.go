@@ -15,6 +15,9 @@
 // Commits make a stopped VM's disk a read-only layer, and forks are new
 // VMs whose disks are copy-on-write over one (commit.go, fork.go).
 //
+// Warm pools keep VMs booted outside the table for creates to take
+// (pool.go, pool_take.go).
+//
 // Locking: Manager.mu guards the table; each instance's mu guards its state.
 // Slow work (cloning, booting, waiting for the agent, every call into the
 // hypervisor) runs with no lock held.
