@@ -44,6 +44,19 @@ type Info struct {
 	Accelerator string `json:"accelerator,omitempty"`
 	// AcceleratorReason says why, in one sentence (extension).
 	AcceleratorReason string `json:"accelerator_reason,omitempty"`
+	// Pools are the host groups' warm pools (extension): groups with
+	// `warm: N` in the config.
+	Pools []PoolInfo `json:"pools,omitempty"`
+}
+
+// PoolInfo is one host group's warm pool in GET /info (extension): how
+// many VMs are ready to be taken, how many are booting, and how many the
+// config asks for.
+type PoolInfo struct {
+	HostGroup string `json:"host_group"`
+	Ready     int    `json:"ready"`
+	Filling   int    `json:"filling"`
+	Target    int    `json:"target"`
 }
 
 // HostGroup is one element of GET /hostgroup.

@@ -317,6 +317,19 @@ func TestWriteInfoWithoutAccelerator(t *testing.T) {
 	}
 }
 
+// Each warm pool gets a line.
+func TestWriteInfoPools(t *testing.T) {
+	var b strings.Builder
+	info := &api.Info{Version: "0.9.0", Platform: "linux", Arch: "amd64", Accelerator: "tcg",
+		Pools: []api.PoolInfo{{HostGroup: "sbox", Ready: 1, Filling: 1, Target: 2}}}
+	if err := writeInfo(&b, "dev", info); err != nil {
+		t.Fatal(err)
+	}
+	if want := "Warm pool:       sbox: 1 ready, 1 filling, target 2\n"; !strings.HasSuffix(b.String(), want) {
+		t.Errorf("writeInfo = %q, want it to end with %q", b.String(), want)
+	}
+}
+
 func TestDaemonShutdown(t *testing.T) {
 	for _, tc := range []struct {
 		args    []string

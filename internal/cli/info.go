@@ -60,6 +60,13 @@ func writeInfo(w io.Writer, clientVersion string, info *api.Info) error {
 	if info.AcceleratorReason != "" {
 		accel += " (" + info.AcceleratorReason + ")"
 	}
-	_, err = fmt.Fprintf(w, "Accelerator:     %s\n", accel)
-	return err
+	if _, err = fmt.Fprintf(w, "Accelerator:     %s\n", accel); err != nil {
+		return err
+	}
+	for _, p := range info.Pools {
+		if _, err := fmt.Fprintf(w, "Warm pool:       %s: %d ready, %d filling, target %d\n", p.HostGroup, p.Ready, p.Filling, p.Target); err != nil {
+			return err
+		}
+	}
+	return nil
 }

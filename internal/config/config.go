@@ -33,6 +33,11 @@ type Config struct {
 	// nothing on its console, as a Go duration ("20s"); empty means the
 	// default for the accelerator (see BootWatchdogBound).
 	BootWatchdog string `yaml:"boot_watchdog,omitempty"`
+	// MemoryBudget (extension) is a size ("16G"): the guest memory the
+	// daemon's VMs (nodes and warm pool VMs together) may hold before the
+	// warm pools stop filling. Creates are never refused by it. Empty
+	// means 80% of the host's memory (see pool.go in internal/vm).
+	MemoryBudget string `yaml:"memory_budget,omitempty"`
 
 	// Source records where the configuration was read from, so validation
 	// can cite file and line. Nil for a config built in code.
@@ -79,6 +84,9 @@ type HostGroup struct {
 	// snapshot template instead of booting: the first boots once to
 	// agent ready and is captured (see vm/template.go).
 	Snapshot bool `yaml:"snapshot,omitempty"`
+	// Warm (extension) is how many VMs the daemon keeps booted and ready
+	// for this group, outside its nodes: a create takes one (pool.go).
+	Warm int `yaml:"warm,omitempty"`
 }
 
 // Network is a host group's network. Mode is "bridge" or "isolated".

@@ -110,7 +110,7 @@ func TestParseErrors(t *testing.T) {
 	}{{
 		name: "unknown top-level key",
 		in:   yamlText("config:", "  host_groups: []", "  hypervisr: qemu"),
-		want: []string{`f.yaml:3: config.hypervisr: unknown key (want one of api, boot_watchdog, github_user, graceful_shutdown, host_groups, hypervisor, image, insecure_registry, kernel_file, kernel_image, ssh_keys)`},
+		want: []string{`f.yaml:3: config.hypervisr: unknown key (want one of api, boot_watchdog, github_user, graceful_shutdown, host_groups, hypervisor, image, insecure_registry, kernel_file, kernel_image, memory_budget, ssh_keys)`},
 	}, {
 		name: "unknown key in network",
 		in:   yamlText("config:", "  host_groups:", "  - name: a", "    network:", "      gw: 10.0.0.1/24"),

@@ -66,6 +66,7 @@ func checkConfig(p *problems, cfg *Config, opts ValidateOptions) {
 		checkFile(p, "config.kernel_file", Resolve(opts.BaseDir, cfg.KernelFile))
 	}
 	checkBootWatchdog(p, cfg.BootWatchdog)
+	checkMemoryBudget(p, cfg.MemoryBudget)
 }
 
 // maxBootWatchdog is the longest boot_watchdog accepted: beyond it the
@@ -163,6 +164,7 @@ func checkGroup(p *problems, path string, g HostGroup, opts ValidateOptions) {
 		// routes (address, MAC) can give it its own.
 		p.add(path+".snapshot", "snapshot templates are not supported yet for a host group with a network")
 	}
+	checkWarm(p, path, g)
 }
 
 // hostnameDigits is how many digits of N a "<name>-N" hostname must leave

@@ -138,6 +138,7 @@ func Run(ctx context.Context, opt Options) error {
 		Keys: keys, DisksDir: paths.Disks, RunDir: paths.Run, LogDir: paths.Logs, Log: opt.Log,
 		Accelerator: accel.Accelerator, BootWatchdog: vm.BootWatchdogFor(cfg, accel.Accel.KVM),
 		Layers: &image.DiskLayers{Log: opt.Log}, CommitsDir: paths.Commits, TemplatesDir: paths.Templates,
+		MemoryBudget: vm.MemoryBudgetFor(cfg, hostMemory()),
 	}
 	if netHost != nil {
 		vopt.Network = netHost
@@ -172,6 +173,7 @@ func Run(ctx context.Context, opt Options) error {
 	if err := mgr.EnsureCount(ctx); err != nil {
 		opt.Log.Error("launch config vms", "err", err)
 	}
+	mgr.StartPools()
 	info := api.Info{
 		Version: opt.Version, GitCommit: opt.GitCommit, Platform: runtime.GOOS, Arch: runtime.GOARCH,
 		Accelerator: accel.Accelerator, AcceleratorReason: accel.Reason,

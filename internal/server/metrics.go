@@ -107,11 +107,17 @@ var (
 		"VMs by host group, launch kind (api=true for API launches, false for config count) and state.",
 		[]string{"host_group", "api", "state"}, nil)
 	vmGPUDesc = prometheus.NewDesc("slicer_vm_gpu_count", "GPUs attached to VMs, by host group.", []string{"host_group"}, nil)
+	// An extension: warm pool VMs are not nodes, so slicer_vm_running
+	// does not count them.
+	poolDesc = prometheus.NewDesc("slicer_warm_pool_vms",
+		"Warm pool VMs by host group and state (ready: booted and waiting to be taken; filling: booting), and the pool's target.",
+		[]string{"host_group", "state"}, nil)
 )
 
 func (c vmCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- vmRunningDesc
 	ch <- vmGPUDesc
+	ch <- poolDesc
 }
 
 func (c vmCollector) Collect(ch chan<- prometheus.Metric) {
@@ -126,6 +132,11 @@ func (c vmCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for k, v := range counts {
 		ch <- prometheus.MustNewConstMetric(vmRunningDesc, prometheus.GaugeValue, float64(v), k.group, k.api, k.state)
+	}
+	for _, p := range c.vms.PoolStatus() {
+		ch <- prometheus.MustNewConstMetric(poolDesc, prometheus.GaugeValue, float64(p.Ready), p.HostGroup, "ready")
+		ch <- prometheus.MustNewConstMetric(poolDesc, prometheus.GaugeValue, float64(p.Filling), p.HostGroup, "filling")
+		ch <- prometheus.MustNewConstMetric(poolDesc, prometheus.GaugeValue, float64(p.Target), p.HostGroup, "target")
 	}
 }
 

@@ -17,7 +17,12 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getInfo(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.info)
+	info := s.info
+	info.Pools = s.vms.PoolStatus()
+	if len(info.Pools) == 0 {
+		info.Pools = nil
+	}
+	writeJSON(w, http.StatusOK, info)
 }
 
 // daemonShutdown stops the daemon as SIGTERM does. With detach=true (an

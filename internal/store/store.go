@@ -10,6 +10,7 @@
 //	  <hostname>       -> JSON VM record
 //	counters/
 //	  <host group>     -> last allocated index, decimal
+//	  <host group>/pool -> last allocated warm pool index (pool.go)
 //	commits/
 //	  <commit id>      -> JSON Commit record (commits.go)
 //	templates/
@@ -105,6 +106,17 @@ type VM struct {
 	// Template is the snapshot template the VM was restored from, whose
 	// disk layer its disk is copy-on-write over (templates.go).
 	Template string `json:"template,omitempty"`
+
+	// MachineName, when set, names the VM's host-side objects instead of
+	// Hostname: its console log, network plan and network devices, state
+	// directory, and (through Disk and RunDir) its disk and run
+	// directory. A VM taken from a warm pool keeps the name it was
+	// booted under ("<group>-wK"), since its machine holds those open.
+	MachineName string `json:"machine_name,omitempty"`
+	// Pool marks a warm pool VM that is not a node yet (its Hostname is
+	// its pool name, "<group>-wK"). Pool VMs are never persistent, so
+	// the next daemon reclaims them.
+	Pool bool `json:"pool,omitempty"`
 }
 
 // Store is an open state file.

@@ -72,15 +72,14 @@ func (m *Manager) create(ctx context.Context, g config.HostGroup, req api.Create
 	if err != nil {
 		return api.CreateNodeResponse{}, err
 	}
-	// A snapshot group's create restores its template (built first when
-	// there is none): the disk over the template's layer, the machine
-	// from its state.
-	newDisk, restoreFrom, template := diskMaker(m.imageDisk), "", store.Template{}
-	if m.usesTemplate(g, cpus, ram) {
-		if template, err = m.templateFor(ctx, g); err != nil {
-			return api.CreateNodeResponse{}, err
+	if poolServes(g, req, cpus, ram, protected) {
+		if resp, taken, err := m.createFromPool(ctx, g, req, opt, fb); taken {
+			return resp, err
 		}
-		newDisk, restoreFrom = m.templateDisk(template), template.StateDir
+	}
+	newDisk, restoreFrom, template, err := m.machineSource(ctx, g, cpus, ram)
+	if err != nil {
+		return api.CreateNodeResponse{}, err
 	}
 	ctx, abort := context.WithCancel(ctx)
 	defer abort()
@@ -99,15 +98,8 @@ func (m *Manager) create(ctx context.Context, g config.HostGroup, req api.Create
 	if err := m.start(ctx, log, g, in, newDisk, restoreFrom, &undo); err != nil {
 		return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
 	}
-	if template.ID != "" {
-		// Nobody reaches a clone before it has its own identity, whatever
-		// the create waits for.
-		if err := m.waitAgent(ctx, in, opt.Timeout); err != nil {
-			return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
-		}
-		if err := m.freshIdentity(ctx, in, template.Name); err != nil {
-			return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
-		}
+	if err := m.identifyClone(ctx, in, template, opt.Timeout); err != nil {
+		return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
 	}
 	if err := m.wait(ctx, in, opt); err != nil {
 		return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
@@ -123,6 +115,35 @@ func (m *Manager) create(ctx context.Context, g config.HostGroup, req api.Create
 	m.watch(in)
 	log.Info("vm created", "persistent", in.rec.Persistent, "wait", opt.Wait, "template", template.ID)
 	return resp, nil
+}
+
+// machineSource is where a new machine of g comes from: a snapshot
+// group's restores its template (built first when there is none), with
+// the disk over the template's layer and the machine from its state;
+// any other boots with a disk from the image.
+func (m *Manager) machineSource(ctx context.Context, g config.HostGroup, cpus int, ram int64) (diskMaker, string, store.Template, error) {
+	if !m.usesTemplate(g, cpus, ram) {
+		return m.imageDisk, "", store.Template{}, nil
+	}
+	t, err := m.templateFor(ctx, g)
+	if err != nil {
+		return nil, "", store.Template{}, err
+	}
+	return m.templateDisk(t), t.StateDir, t, nil
+}
+
+// identifyClone gives a VM restored from template t its own identity
+// once its agent answers, before anyone else reaches it, whatever the
+// create waits for. A booted VM (no template) has it from its kernel
+// command line already.
+func (m *Manager) identifyClone(ctx context.Context, in *instance, t store.Template, timeout time.Duration) error {
+	if t.ID == "" {
+		return nil
+	}
+	if err := m.waitAgent(ctx, in, timeout); err != nil {
+		return err
+	}
+	return m.freshIdentity(ctx, in, t.Name)
 }
 
 // markAnswered records that the create of in is being answered: from now
@@ -307,15 +328,15 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 		ID: rec.RunDir, Name: rec.Hostname, VCPUs: rec.CPUs, MemoryBytes: rec.RamBytes,
 		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: GuestCmdline(guestName(rec), g.KernelArgs, netArg),
 		Disks:  []hypervisor.Disk{{Path: rec.Disk, Format: diskFormat(rec)}},
-		RunDir: rec.RunDir, ConsoleLog: m.logPath(rec.Hostname), RestoreFrom: restoreFrom,
+		RunDir: rec.RunDir, ConsoleLog: m.logPath(machineName(rec)), RestoreFrom: restoreFrom,
 	}
 	var netns string
 	if plan != nil {
-		if err := m.writePlan(rec.Hostname, *plan); err != nil {
+		if err := m.writePlan(machineName(rec), *plan); err != nil {
 			return err
 		}
 		if fresh {
-			undo.push(func(context.Context) error { return removeFile(m.planPath(rec.Hostname)) })
+			undo.push(func(context.Context) error { return removeFile(m.planPath(machineName(rec))) })
 		}
 		att, err := m.setupNetwork(ctx, *plan, undo)
 		if err != nil {

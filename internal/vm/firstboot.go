@@ -117,6 +117,12 @@ func (m *Manager) deliverBootData(life context.Context, in *instance, client *ag
 		if err := m.pushSecrets(ctx, in, client); err != nil && life.Err() == nil {
 			log.Warn("deliver secrets", "err", err)
 		}
+		in.mu.Lock()
+		pooled := in.pool
+		in.mu.Unlock()
+		if pooled {
+			return // a warm pool VM gets its first-boot data when it is taken
+		}
 		if err := client.FirstBoot(ctx, fb); err != nil && life.Err() == nil {
 			log.Warn("deliver first-boot data", "err", err)
 		}

@@ -81,13 +81,17 @@ const DefaultLogLines = 20
 // Logs returns the last lines of the VM's serial console; lines == 0 means
 // the whole file, lines < 0 the default.
 func (m *Manager) Logs(hostname string, lines int) (api.LogsResponse, error) {
-	if _, err := m.get(hostname); err != nil {
+	in, err := m.get(hostname)
+	if err != nil {
 		return api.LogsResponse{}, err
 	}
 	if lines < 0 {
 		lines = DefaultLogLines
 	}
-	data, err := os.ReadFile(m.logPath(hostname))
+	in.mu.Lock()
+	name := machineName(in.rec)
+	in.mu.Unlock()
+	data, err := os.ReadFile(m.logPath(name))
 	if errors.Is(err, os.ErrNotExist) {
 		return api.LogsResponse{}, fmt.Errorf("console log of vm %q: %w", hostname, api.ErrNotFound)
 	}

@@ -77,12 +77,19 @@ func (m *Manager) teardown(ctx context.Context, in *instance) error {
 		}
 	}
 	errs = append(errs, m.networkDown(ctx, in))
-	errs = append(errs, removeFile(rec.Disk), hypervisor.RemoveState(m.statePath(rec.Hostname)), removeFile(m.planPath(rec.Hostname)),
-		removeFile(rec.Disk+".tmp"), removeFile(m.planPath(rec.Hostname)+".tmp"), // of a create cut short by a crash
+	name := machineName(rec)
+	errs = append(errs, removeFile(rec.Disk), hypervisor.RemoveState(m.statePath(name)), removeFile(m.planPath(name)),
+		removeFile(rec.Disk+".tmp"), removeFile(m.planPath(name)+".tmp"), // of a create cut short by a crash
 		os.RemoveAll(rec.RunDir), m.opt.Store.Delete(rec.Hostname))
+	if rec.Pool {
+		// A pool VM that never became a node: nobody will read its console.
+		errs = append(errs, removeFile(m.logPath(name)))
+	}
 	m.mu.Lock()
 	delete(m.vms, rec.Hostname)
+	delete(m.pooled, rec.Hostname)
 	m.mu.Unlock()
+	m.kickPools() // memory, or a pool's place, was freed
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove vm %q: %w", rec.Hostname, err)
 	}
@@ -146,12 +153,12 @@ func (m *Manager) reclaimAtClose(ctx context.Context) error {
 	liveVMs, liveGroups := map[string]bool{}, map[string]bool{}
 	m.mu.Lock()
 	for _, rec := range m.leftAlone {
-		liveVMs[rec.Hostname], liveGroups[rec.Group] = true, true
+		liveVMs[machineName(rec)], liveGroups[rec.Group] = true, true
 	}
-	for host, in := range m.vms {
+	for _, in := range m.vms {
 		in.mu.Lock()
 		if in.plan != nil && in.machine != nil {
-			liveVMs[host], liveGroups[in.rec.Group] = true, true
+			liveVMs[machineName(in.rec)], liveGroups[in.rec.Group] = true, true
 		}
 		in.mu.Unlock()
 	}
@@ -194,13 +201,13 @@ func (m *Manager) Recover(ctx context.Context) error {
 			m.mu.Lock()
 			m.leftAlone = append(m.leftAlone, rec)
 			m.mu.Unlock()
-			live[rec.Hostname] = true
+			live[machineName(rec)] = true
 			continue
 		}
 		rec.Backend = backend.Name() // a record from before records named it
 		in := &instance{rec: rec, created: make(chan struct{}), abort: func() {}}
 		close(in.created)
-		plan, err := m.readPlan(rec.Hostname)
+		plan, err := m.readPlan(machineName(rec))
 		errs = append(errs, err)
 		in.plan = plan
 		in.machine = m.attach(ctx, backend, rec)
@@ -230,7 +237,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 			continue
 		}
 		if plan != nil && m.opt.Network != nil {
-			live[rec.Hostname] = true
+			live[machineName(rec)] = true
 			// Applied again: what an earlier daemon left half-done, or a
 			// rule removed by hand, is put right.
 			if _, err := m.opt.Network.Setup(ctx, *plan); err != nil {

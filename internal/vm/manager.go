@@ -15,6 +15,9 @@
 // Commits make a stopped VM's disk a read-only layer, and forks are new
 // VMs whose disks are copy-on-write over one (commit.go, fork.go).
 //
+// Warm pools keep VMs booted outside the table for creates to take
+// (pool.go, pool_take.go).
+//
 // Locking: Manager.mu guards the table; each instance's mu guards its state.
 // Slow work (cloning, booting, waiting for the agent, every call into the
 // hypervisor) runs with no lock held.
@@ -108,6 +111,10 @@ type Options struct {
 	// TemplatesDir keeps the host groups' snapshot templates
 	// (template.go); without it (or Layers) snapshot groups boot cold.
 	TemplatesDir string
+	// MemoryBudget is the most guest memory the daemon's VMs (nodes and
+	// warm pool VMs) may hold before the warm pools stop filling; zero
+	// means no budget. Creates are never refused by it (pool.go).
+	MemoryBudget int64
 	Log          *slog.Logger
 }
 
@@ -132,6 +139,10 @@ type Manager struct {
 	commits commitLocks
 	// templates serialise the template builds of each group (template.go).
 	templates templateLocks
+	// pooled are the warm pool VMs, filling or ready, by pool name: not
+	// nodes, so not in vms (pool.go). Guarded by mu.
+	pooled map[string]*instance
+	pool   pools
 }
 
 // instance is one VM known to the manager.
@@ -160,7 +171,10 @@ type instance struct {
 	// busy is the op under way with no lock held (state.go), nil when none.
 	busy *claim
 	// removed is set once teardown has begun, so it happens only once.
-	removed   bool
+	removed bool
+	// pool marks a warm pool VM not taken yet: it gets no first-boot
+	// data until a create takes it (pool.go).
+	pool      bool
 	lastAgent time.Time
 }
 
@@ -172,6 +186,7 @@ func New(opt Options) *Manager {
 	}
 	return &Manager{
 		opt: opt, log: opt.Log, groups: groups, vms: map[string]*instance{}, closing: make(chan struct{}),
+		pooled: map[string]*instance{}, pool: pools{kick: map[string]chan struct{}{}},
 		backends: hypervisor.NewBackends(append([]hypervisor.Backend{opt.Backend}, opt.Backends...)...),
 	}
 }
@@ -317,6 +332,19 @@ func archName() string {
 		return "aarch64"
 	}
 	return runtime.GOARCH
+}
+
+// tableAndPool returns the VMs of the table and of the warm pools; m.mu
+// must be held.
+func (m *Manager) tableAndPool() []*instance {
+	out := make([]*instance, 0, len(m.vms)+len(m.pooled))
+	for _, in := range m.vms {
+		out = append(out, in)
+	}
+	for _, in := range m.pooled {
+		out = append(out, in)
+	}
+	return out
 }
 
 func (m *Manager) diskPath(hostname string) string {

@@ -53,7 +53,7 @@ func checkNetwork(g config.HostGroup, override *api.CreateNodeNetworkPolicy) err
 // not be in the table yet.
 func (m *Manager) assignPlanLocked(g config.HostGroup, in *instance, override *api.CreateNodeNetworkPolicy) error {
 	var used []int
-	for _, other := range m.vms {
+	for _, other := range m.tableAndPool() {
 		if other == in {
 			continue
 		}
@@ -65,7 +65,7 @@ func (m *Manager) assignPlanLocked(g config.HostGroup, in *instance, override *a
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	plan, err := network.PlanFor(g, in.rec.Hostname, network.FreeSlot(used), override)
+	plan, err := network.PlanFor(g, machineName(in.rec), network.FreeSlot(used), override)
 	if err != nil {
 		return fmt.Errorf("plan network of %s: %w", in.rec.Hostname, err)
 	}
@@ -150,7 +150,7 @@ func (m *Manager) setupNetwork(ctx context.Context, p network.Plan, undo *undoSt
 // gone, and the next start names the new ones with this daemon's id.
 func (m *Manager) networkDown(ctx context.Context, in *instance) error {
 	in.mu.Lock()
-	plan, host := in.plan, in.rec.Hostname
+	plan, host := in.plan, machineName(in.rec)
 	in.mu.Unlock()
 	if plan == nil || m.opt.Network == nil {
 		return nil

@@ -76,6 +76,8 @@ func (m *Manager) Close(ctx context.Context, mode StopMode) error {
 	}
 	m.mu.Unlock()
 	m.closeOnce.Do(func() { close(m.closing) })
+	poolErr := make(chan error, 1)
+	go func() { poolErr <- m.drainPools(ctx) }()
 	errs := make([]error, len(insts))
 	var wg sync.WaitGroup
 	for i, in := range insts {
@@ -88,6 +90,7 @@ func (m *Manager) Close(ctx context.Context, mode StopMode) error {
 		}()
 	}
 	wg.Wait()
+	errs = append(errs, <-poolErr)
 	m.wg.Wait()
 	errs = append(errs, m.reclaimAtClose(ctx))
 	return errors.Join(errs...)
@@ -197,6 +200,7 @@ func (m *Manager) keepStopped(ctx context.Context, in *instance, exited hypervis
 	}
 	rec := in.rec
 	in.mu.Unlock()
+	m.kickPools() // its memory is free
 	return m.opt.Store.Put(rec)
 }
 

@@ -40,8 +40,11 @@ func (m *Manager) suspend(ctx context.Context, in *instance, atStop bool) error 
 		return err
 	}
 	hostname, machine := c.vm, c.machine
+	in.mu.Lock()
+	stateDir := m.statePath(machineName(in.rec))
+	in.mu.Unlock()
 
-	if err := machine.Suspend(ctx, m.statePath(hostname)); err != nil {
+	if err := machine.Suspend(ctx, stateDir); err != nil {
 		if errors.Is(err, hypervisor.ErrUnsupported) {
 			err = fmt.Errorf("suspend vm %q: %w: %w", hostname, err, api.ErrNotImplemented)
 		} else {
@@ -88,7 +91,13 @@ func (m *Manager) Restore(ctx context.Context, hostname string, opt CreateOption
 	if opt.Wait == WaitUserdata {
 		return fmt.Errorf("%w: restore waits only for the agent (wait=agent)", api.ErrInvalid)
 	}
-	in, err := m.restart(ctx, hostname, vmstate.Restore, m.statePath(hostname), opt)
+	stateDir := m.statePath(hostname)
+	if in, err := m.get(hostname); err == nil {
+		in.mu.Lock()
+		stateDir = m.statePath(machineName(in.rec))
+		in.mu.Unlock()
+	}
+	in, err := m.restart(ctx, hostname, vmstate.Restore, stateDir, opt)
 	if err != nil {
 		return err
 	}
@@ -102,5 +111,5 @@ func (m *Manager) Restore(ctx context.Context, hostname string, opt CreateOption
 			return err
 		}
 	}
-	return hypervisor.RemoveState(m.statePath(hostname))
+	return hypervisor.RemoveState(stateDir)
 }

@@ -240,3 +240,32 @@ func isRunning(e *env, name string) bool {
 	}
 	return false
 }
+
+// TestPoolOfSnapshotGroup: a snapshot group's warm pool fills with
+// template clones, each given its own identity at fill, and a create
+// takes one.
+func TestPoolOfSnapshotGroup(t *testing.T) {
+	e, _, guests := newCommitEnv(t, []config.HostGroup{{Name: "sbox", VCPU: 2, RamGB: 1, Snapshot: true, Warm: 1}}, nil)
+	e.m.opt.Clone = qcow2Clone
+	e.m.opt.TemplatesDir = filepath.Join(e.dir, "templates")
+	e.m.StartPools()
+	waitPool(t, e.m, 1)
+	tpls, err := e.store.ListTemplates()
+	if err != nil || len(tpls) != 1 {
+		t.Fatalf("templates %+v, %v; want one", tpls, err)
+	}
+	resp, err := e.m.Create(context.Background(), "sbox", api.CreateNodeRequest{}, CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := e.record(t, resp.Hostname)
+	if rec.MachineName == "" || rec.Template != tpls[0].ID {
+		t.Fatalf("%s: machine name %q template %q, want a pool vm cloned from %s", resp.Hostname, rec.MachineName, rec.Template, tpls[0].ID)
+	}
+	if m := e.fake.Last(rec.MachineName); m == nil || m.Spec.RestoreFrom != tpls[0].StateDir {
+		t.Errorf("%s: machine %+v, want it restored from %s", rec.MachineName, m, tpls[0].StateDir)
+	}
+	if execs := strings.Join(guests.execList(), "\n"); !strings.Contains(execs, "'"+rec.MachineName+"' > /proc/sys/kernel/hostname") {
+		t.Errorf("no identity given to the pool clone %s at fill: %q", rec.MachineName, execs)
+	}
+}

@@ -44,6 +44,9 @@ const (
 	Suspended State = api.StateSuspended
 	// Stopped: a persistent VM whose machine is not running.
 	Stopped State = api.StateStopped
+	// Pooled: a VM of a warm pool, booted and its agent up, not a node
+	// yet: never listed, and no operation reaches it but a take.
+	Pooled State = "pooled"
 )
 
 // States that are never stored.
@@ -82,10 +85,11 @@ var states = map[State]stateInfo{
 	Resuming:   {"Resuming", "", false},
 	Suspending: {"Suspending", "", false},
 	Committing: {"Committing", "", false},
+	Pooled:     {"Pooled", "", true},
 }
 
 // All lists every state, stored ones first, in the order of the docs.
-var All = []State{Creating, Running, Paused, Suspended, Stopped, Gone, Pausing, Resuming, Suspending, Committing}
+var All = []State{Creating, Running, Paused, Suspended, Stopped, Pooled, Gone, Pausing, Resuming, Suspending, Committing}
 
 // Label is the state's display name ("Suspended"); a value this daemon
 // does not know (a record from a newer one) is shown as it is.
@@ -122,6 +126,8 @@ const (
 	Delete   Op = "delete"   // stop the machine, remove disk and record
 	Detach   Op = "detach"   // leave the machine running for the next daemon
 	Commit   Op = "commit"   // make a stopped VM's disk a read-only layer to fork from
+	Pool     Op = "pool"     // a warm pool VM whose agent answers joins its group's pool
+	Take     Op = "take"     // a create takes a pool VM: it becomes a node
 	// Guest operations: they need the agent, and change nothing.
 	Exec    Op = "exec"
 	Shell   Op = "shell"
@@ -176,13 +182,18 @@ var Rules = []Rule{
 	// A machine that exits while it is being suspended is the suspend's:
 	// Exit is refused in Suspending. One that exits while it is being
 	// created is the create's (the boot watchdog reports it).
-	{Op: Exit, From: []State{Running, Paused, Pausing, Resuming}, To: Stopped},
+	// (A pooled VM is never persistent: its exit removes it.)
+	{Op: Exit, From: []State{Running, Paused, Pausing, Resuming, Pooled}, To: Stopped},
 	{Op: Shutdown, From: []State{Running, Paused}},
-	{Op: Delete, From: []State{Creating, Running, Paused, Suspended, Stopped, Pausing, Resuming, Suspending}, To: Gone},
+	{Op: Delete, From: []State{Creating, Running, Paused, Suspended, Stopped, Pausing, Resuming, Suspending, Pooled}, To: Gone},
 	{Op: Detach, From: []State{Running, Paused}, To: Gone},
 	// A commit works on the disk of a stopped VM, which nothing may start
 	// or remove meanwhile: Committing allows no other op.
 	{Op: Commit, From: []State{Stopped}, Via: Committing, To: Stopped},
+	// Warm pools: a pool VM is created and boots as any VM, joins the
+	// pool once its agent answers, and leaves it as a node (or deleted).
+	{Op: Pool, From: []State{Running}, To: Pooled},
+	{Op: Take, From: []State{Pooled}, To: Running},
 	{Op: Exec, From: guestStates},
 	{Op: Shell, From: guestStates},
 	{Op: Forward, From: guestStates},

@@ -13,32 +13,34 @@ import (
 // allowed is the state machine written out by hand, every op against
 // every state: a letter is the state the op leaves the VM in (= unchanged),
 // a dot a refusal. Columns: gone, creating, running, paused, suspended,
-// stopped, pausing, resuming, suspending, committing.
+// stopped, pausing, resuming, suspending, committing, pooled.
 var allowed = `
-create       C . . . . . . . . .
-boot         . R . . . . . . . .
-pause        . . P . . . . . . .
-resume       . . . R . . . . . .
-suspend      . . U U . . . . . .
-restore      . . . . C . . . . .
-relaunch     . . . . . C . . . .
-exit         . . S S . . S S . .
-shutdown     . . = = . . . . . .
-delete       . G G G G G G G G .
-detach       . . G G . . . . . .
-exec         . = = . . . . . . .
-shell        . = = . . . . . . .
-forward      . = = . . . . . . .
-health       . = = . . . . . . .
-stats        . = = . . . . . . .
-guest        . = = . . . . . . .
-sync-secrets . . = . . . . . . .
-commit       . . . . . S . . . .
+create       C . . . . . . . . . .
+boot         . R . . . . . . . . .
+pause        . . P . . . . . . . .
+resume       . . . R . . . . . . .
+suspend      . . U U . . . . . . .
+restore      . . . . C . . . . . .
+relaunch     . . . . . C . . . . .
+exit         . . S S . . S S . . S
+shutdown     . . = = . . . . . . .
+delete       . G G G G G G G G . G
+detach       . . G G . . . . . . .
+exec         . = = . . . . . . . .
+shell        . = = . . . . . . . .
+forward      . = = . . . . . . . .
+health       . = = . . . . . . . .
+stats        . = = . . . . . . . .
+guest        . = = . . . . . . . .
+sync-secrets . . = . . . . . . . .
+commit       . . . . . S . . . . .
+pool         . . O . . . . . . . .
+take         . . . . . . . . . . R
 `
 
-var columns = []State{Gone, Creating, Running, Paused, Suspended, Stopped, Pausing, Resuming, Suspending, Committing}
+var columns = []State{Gone, Creating, Running, Paused, Suspended, Stopped, Pausing, Resuming, Suspending, Committing, Pooled}
 
-var letters = map[string]State{"C": Creating, "R": Running, "P": Paused, "U": Suspended, "S": Stopped, "G": Gone, "=": ""}
+var letters = map[string]State{"O": Pooled, "C": Creating, "R": Running, "P": Paused, "U": Suspended, "S": Stopped, "G": Gone, "=": ""}
 
 // TestEveryTransition checks every op in every state, allowed and refused,
 // against the matrix above, and that the table has no op the matrix lacks.
