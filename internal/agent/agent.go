@@ -73,7 +73,7 @@
 //	                    Connection: Upgrade, Upgrade: slicer-shell. Starts
 //	                    the shell (default: the user's login shell, else
 //	                    /bin/sh) on a PTY as a session leader, then answers
-//	                    101 and the stream carries ShellFrames both ways:
+//	                    101 and the stream carries shell frames (api/shellframe) both ways:
 //	                    data and window sizes in, data out; a shutdown
 //	                    frame or the host's EOF hangs the shell up; when it
 //	                    exits the agent sends api.ShellSessionClose and

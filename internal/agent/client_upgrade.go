@@ -14,7 +14,7 @@ import (
 
 // OpenShell starts an interactive shell in the guest (query: uid, gid,
 // shell, cwd, as the public shell endpoint takes them) and returns the
-// stream, which carries ShellFrames both ways: send data, window sizes,
+// stream, which carries shell frames (api/shellframe) both ways: send data, window sizes,
 // heartbeats and a shutdown; receive data, then api.ShellSessionClose and
 // EOF when the shell has exited. Closing the stream hangs the shell up.
 func (c *Client) OpenShell(ctx context.Context, query url.Values) (net.Conn, error) {

@@ -17,7 +17,7 @@ const (
 	pathShell   = "/v1/shell"
 	pathForward = "/v1/forward"
 
-	// ShellProtocol: shell frames both ways (ShellFrame).
+	// ShellProtocol: shell frames both ways (api/shellframe).
 	ShellProtocol = "slicer-shell"
 	// ForwardProtocol: raw bytes both ways, to and from the upstream.
 	ForwardProtocol = "slicer-forward"

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/api/shellframe"
 )
 
 // hangGuard bounds how long a test waits on the agent before failing
@@ -57,7 +58,7 @@ func openShell(t *testing.T, h *harness, q url.Values) *shellClient {
 
 func (sc *shellClient) send(typ byte, payload []byte) {
 	sc.t.Helper()
-	if _, err := sc.conn.Write(NewShellFrame(typ, payload)); err != nil {
+	if _, err := sc.conn.Write(shellframe.New(typ, payload)); err != nil {
 		sc.t.Fatalf("send frame %d: %v", typ, err)
 	}
 }
@@ -71,7 +72,7 @@ func (sc *shellClient) resize(cols, rows uint32) {
 
 // next reads one frame, collecting data and noting a session close.
 func (sc *shellClient) next() error {
-	f, err := ReadShellFrame(sc.conn)
+	f, err := shellframe.Read(sc.conn)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/api/shellframe"
 )
 
 // shellSession is a running shell on a PTY and, once upgraded, the host
@@ -57,7 +58,7 @@ func (ss *shellSession) run(ctx context.Context) {
 	_ = ss.ptmx.SetReadDeadline(deadline)
 	_ = ss.conn.SetWriteDeadline(deadline)
 	<-outputDone
-	if _, err := ss.conn.Write(NewShellFrame(api.ShellSessionClose, nil)); err != nil {
+	if _, err := ss.conn.Write(shellframe.New(api.ShellSessionClose, nil)); err != nil {
 		ss.log.Debug("send shell session close", "pid", ss.pid, "err", err)
 	}
 	ss.ptmx.Close()
@@ -71,7 +72,7 @@ func (ss *shellSession) run(ctx context.Context) {
 // PTY's size; heartbeats and unknown types are ignored.
 func (ss *shellSession) pumpInput() {
 	for {
-		f, err := ReadShellFrame(ss.in)
+		f, err := shellframe.Read(ss.in)
 		if err != nil {
 			ss.log.Debug("shell input ended", "pid", ss.pid, "err", err)
 			return
@@ -83,7 +84,7 @@ func (ss *shellSession) pumpInput() {
 				return
 			}
 		case api.ShellWindowSize:
-			cols, rows, ok := windowSize(f.Payload())
+			cols, rows, ok := shellframe.WindowSize(f.Payload())
 			if !ok {
 				ss.log.Debug("bad shell window size", "pid", ss.pid, "payload", f.Payload())
 				continue
@@ -104,7 +105,7 @@ func (ss *shellSession) pumpOutput() {
 	for {
 		n, err := ss.ptmx.Read(buf)
 		if n > 0 {
-			if _, werr := ss.conn.Write(NewShellFrame(api.ShellData, buf[:n])); werr != nil {
+			if _, werr := ss.conn.Write(shellframe.New(api.ShellData, buf[:n])); werr != nil {
 				ss.log.Debug("send shell output", "pid", ss.pid, "err", werr)
 				return
 			}

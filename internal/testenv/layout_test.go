@@ -52,10 +52,11 @@ func TestEveryPackageHasADocComment(t *testing.T) {
 func TestDependencyFences(t *testing.T) {
 	allowed := map[string][]string{
 		"api":                   {},
-		"client":                {"api"},
-		"internal/cli":          {"api", "client"},
-		"internal/agent":        {"api"},
-		"cmd/slicer-agent":      {"api", "internal/agent"},
+		"api/shellframe":        {},
+		"client":                {"api", "api/shellframe"},
+		"internal/cli":          {"api", "api/shellframe", "client"},
+		"internal/agent":        {"api", "api/shellframe"},
+		"cmd/slicer-agent":      {"api", "api/shellframe", "internal/agent"},
 		"internal/store":        {"api", "internal/vmstate"},
 		"internal/vmstate":      {"api"},
 		"internal/config":       {"internal/imageref"},
@@ -67,7 +68,7 @@ func TestDependencyFences(t *testing.T) {
 		},
 		"internal/hypervisor/hypervisortest": {"api", "internal/hypervisor"},
 		"internal/hypervisor/hypervisortest/agentguest": {
-			"api", "internal/agent", "internal/hypervisor", "internal/hypervisor/hypervisortest",
+			"api", "api/shellframe", "internal/agent", "internal/hypervisor", "internal/hypervisor/hypervisortest",
 		},
 		"internal/image":   {"api", "internal/image/unpack", "internal/imageref"},
 		"internal/systemd": {"api"},

@@ -1,4 +1,4 @@
-package agent
+package shellframe
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ func frameHeader(typ byte, n uint32) []byte {
 	return b
 }
 
-func TestNewShellFrame(t *testing.T) {
+func TestNew(t *testing.T) {
 	for _, tc := range []struct {
 		typ     byte
 		payload []byte
@@ -28,9 +28,9 @@ func TestNewShellFrame(t *testing.T) {
 		{api.ShellHeartbeat, nil, []byte{4, 0, 0, 0, 0}},
 		{api.ShellWindowSize, []byte{0, 0, 0, 80, 0, 0, 0, 24}, []byte{2, 0, 0, 0, 8, 0, 0, 0, 80, 0, 0, 0, 24}},
 	} {
-		f := NewShellFrame(tc.typ, tc.payload)
+		f := New(tc.typ, tc.payload)
 		if !bytes.Equal(f, tc.want) {
-			t.Errorf("NewShellFrame(%d, %q) = %v, want %v", tc.typ, tc.payload, []byte(f), tc.want)
+			t.Errorf("New(%d, %q) = %v, want %v", tc.typ, tc.payload, []byte(f), tc.want)
 		}
 		if f.Type() != tc.typ || !bytes.Equal(f.Payload(), tc.payload) {
 			t.Errorf("frame %v: Type, Payload = %d, %q; want %d, %q", []byte(f), f.Type(), f.Payload(), tc.typ, tc.payload)
@@ -38,7 +38,7 @@ func TestNewShellFrame(t *testing.T) {
 	}
 }
 
-func TestParseShellFrame(t *testing.T) {
+func TestParse(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		in      []byte
@@ -52,19 +52,19 @@ func TestParseShellFrame(t *testing.T) {
 		{"empty", nil, nil, "shorter than its header"},
 		{"short header", []byte{1, 0, 0}, nil, "shorter than its header"},
 		{"short payload", []byte{1, 0, 0, 0, 5, 'a'}, nil, "declares 5 payload bytes but has 1"},
-		{"too large", append(frameHeader(1, MaxShellPayload+1), 'a'), nil, "more than"},
+		{"too large", append(frameHeader(1, MaxPayload+1), 'a'), nil, "more than"},
 	} {
-		f, err := ParseShellFrame(tc.in)
+		f, err := Parse(tc.in)
 		switch {
 		case tc.want == nil && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
-			t.Errorf("%s: ParseShellFrame(%v) error = %v, want one containing %q", tc.name, tc.in, err, tc.wantErr)
+			t.Errorf("%s: Parse(%v) error = %v, want one containing %q", tc.name, tc.in, err, tc.wantErr)
 		case tc.want != nil && (err != nil || !bytes.Equal(f, tc.want)):
-			t.Errorf("%s: ParseShellFrame(%v) = %v, %v; want %v", tc.name, tc.in, []byte(f), err, tc.want)
+			t.Errorf("%s: Parse(%v) = %v, %v; want %v", tc.name, tc.in, []byte(f), err, tc.want)
 		}
 	}
 }
 
-func TestReadShellFrame(t *testing.T) {
+func TestRead(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		in      []byte
@@ -75,14 +75,14 @@ func TestReadShellFrame(t *testing.T) {
 		{"two", []byte{1, 0, 0, 0, 1, 'a', 5, 0, 0, 0, 0}, [][]byte{{1, 0, 0, 0, 1, 'a'}, {5, 0, 0, 0, 0}}, io.EOF},
 		{"cut in the header", []byte{1, 0, 0, 0, 1, 'a', 1, 0}, [][]byte{{1, 0, 0, 0, 1, 'a'}}, io.ErrUnexpectedEOF},
 		{"cut in the payload", []byte{1, 0, 0, 0, 3, 'a'}, nil, io.ErrUnexpectedEOF},
-		{"too large", frameHeader(1, MaxShellPayload+1), nil, nil},
+		{"too large", frameHeader(1, MaxPayload+1), nil, nil},
 	} {
 		r := bytes.NewReader(tc.in)
 		var got [][]byte
 		var err error
 		for {
-			var f ShellFrame
-			if f, err = ReadShellFrame(r); err != nil {
+			var f Frame
+			if f, err = Read(r); err != nil {
 				break
 			}
 			got = append(got, f)
@@ -115,9 +115,9 @@ func TestWindowSize(t *testing.T) {
 		{"short", []byte{0, 0, 0, 80}, 0, 0, false},
 		{"long", make([]byte, 9), 0, 0, false},
 	} {
-		cols, rows, ok := windowSize(tc.in)
+		cols, rows, ok := WindowSize(tc.in)
 		if cols != tc.cols || rows != tc.rows || ok != tc.ok {
-			t.Errorf("%s: windowSize(%v) = %d, %d, %v; want %d, %d, %v", tc.name, tc.in, cols, rows, ok, tc.cols, tc.rows, tc.ok)
+			t.Errorf("%s: WindowSize(%v) = %d, %d, %v; want %d, %d, %v", tc.name, tc.in, cols, rows, ok, tc.cols, tc.rows, tc.ok)
 		}
 	}
 }
