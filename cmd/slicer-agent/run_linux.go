@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/openslicer/openslicer/internal/agent"
+	"github.com/openslicer/openslicer/internal/agent/channel"
 )
 
 func run(args []string) int {
@@ -44,7 +45,7 @@ func run(args []string) int {
 
 func serve(args []string, log *slog.Logger) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	device := fs.String("device", "", `agent channel: a virtio-serial port device or a unix socket (default: the port named "`+agent.PortName+`")`)
+	device := fs.String("device", "", `agent channel: a virtio-serial port device or a unix socket (default: the port named "`+channel.PortName+`")`)
 	debug := fs.Bool("debug", false, "log at debug level")
 	if err := fs.Parse(args); err != nil {
 		return 2

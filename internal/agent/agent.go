@@ -5,7 +5,7 @@
 // The protocol, bottom to top:
 //
 //  1. One byte stream per VM. On QEMU it is a virtio-serial port named
-//     "slicer.agent" (PortName): the host connects to the unix socket behind
+//     "slicer.agent" (channel.PortName): the host connects to the unix socket behind
 //     QEMU's chardev, the guest opens /dev/vportNpM. Opening the port fails
 //     with ENXIO until the host has connected, and a host disconnect reads
 //     as EOF; the guest retries and reopens, so a disconnect only means
@@ -168,9 +168,6 @@ import (
 // Version is the agent's version, reported by health. Release builds set it
 // with -ldflags "-X github.com/openslicer/openslicer/internal/agent.Version=…".
 var Version = "dev"
-
-// PortName is the name of the virtio-serial port the agent listens on.
-const PortName = "slicer.agent"
 
 // Routes of the agent's HTTP API.
 const (

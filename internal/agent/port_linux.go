@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openslicer/openslicer/internal/agent/channel"
 )
 
 // sysVirtioPorts is where the kernel lists virtio-serial ports by name.
@@ -25,7 +27,7 @@ const openRetry = 20 * time.Millisecond
 // one yamux session per host connection: when the host goes away the
 // channel is closed and opened again for the next. path is a character
 // device (a virtio-serial port), or for development a unix socket, which
-// is dialled; empty means the virtio-serial port named PortName. It
+// is dialled; empty means the virtio-serial port named channel.PortName. It
 // returns only when ctx ends.
 func (s *Server) ServeDevice(ctx context.Context, path string) error {
 	for {
@@ -74,7 +76,7 @@ func (s *Server) openChannel(ctx context.Context, path string) (io.ReadWriteClos
 
 func openChannelOnce(path string) (io.ReadWriteCloser, string, error) {
 	if path == "" {
-		p, err := findPort(sysVirtioPorts, "/dev", PortName)
+		p, err := findPort(sysVirtioPorts, "/dev", channel.PortName)
 		if err != nil {
 			return nil, "", err
 		}

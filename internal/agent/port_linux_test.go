@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/openslicer/openslicer/internal/agent/channel"
 )
 
 func TestFindPort(t *testing.T) {
 	sys := t.TempDir()
-	for dev, name := range map[string]string{"vport0p1": "org.qemu.guest_agent.0\n", "vport0p2": PortName + "\n", "vport0p3": ""} {
+	for dev, name := range map[string]string{"vport0p1": "org.qemu.guest_agent.0\n", "vport0p2": channel.PortName + "\n", "vport0p3": ""} {
 		if err := os.MkdirAll(filepath.Join(sys, dev), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -22,14 +24,14 @@ func TestFindPort(t *testing.T) {
 			}
 		}
 	}
-	got, err := findPort(sys, "/dev", PortName)
+	got, err := findPort(sys, "/dev", channel.PortName)
 	if err != nil || got != "/dev/vport0p2" {
-		t.Errorf("findPort(%q) = %q, %v; want /dev/vport0p2", PortName, got, err)
+		t.Errorf("findPort(%q) = %q, %v; want /dev/vport0p2", channel.PortName, got, err)
 	}
 	if got, err := findPort(sys, "/dev", "nope"); err == nil {
 		t.Errorf("findPort(nope) = %q, want an error", got)
 	}
-	if got, err := findPort(filepath.Join(sys, "missing"), "/dev", PortName); err == nil {
+	if got, err := findPort(filepath.Join(sys, "missing"), "/dev", channel.PortName); err == nil {
 		t.Errorf("findPort in a missing dir = %q, want an error", got)
 	}
 }

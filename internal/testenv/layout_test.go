@@ -51,30 +51,31 @@ func TestEveryPackageHasADocComment(t *testing.T) {
 // for each package, the module packages it may depend on, transitively.
 func TestDependencyFences(t *testing.T) {
 	allowed := map[string][]string{
-		"api":                   {},
-		"api/shellframe":        {},
-		"client":                {"api", "api/shellframe"},
-		"internal/cli":          {"api", "api/shellframe", "client"},
-		"internal/agent":        {"api", "api/shellframe"},
-		"cmd/slicer-agent":      {"api", "api/shellframe", "internal/agent"},
-		"internal/store":        {"api", "internal/vmstate"},
-		"internal/vmstate":      {"api"},
-		"internal/config":       {"internal/imageref"},
-		"internal/imageref":     {},
-		"internal/image/unpack": {},
-		"internal/hypervisor":   {"api"},
+		"api":                    {},
+		"api/shellframe":         {},
+		"client":                 {"api", "api/shellframe"},
+		"internal/cli":           {"api", "api/shellframe", "client"},
+		"internal/agent":         {"api", "api/shellframe", "internal/agent/channel"},
+		"internal/agent/channel": {},
+		"cmd/slicer-agent":       {"api", "api/shellframe", "internal/agent", "internal/agent/channel"},
+		"internal/store":         {"api", "internal/vmstate"},
+		"internal/vmstate":       {"api"},
+		"internal/config":        {"internal/imageref"},
+		"internal/imageref":      {},
+		"internal/image/unpack":  {},
+		"internal/hypervisor":    {"api"},
 		"internal/hypervisor/qemu": {
-			"api", "internal/hypervisor",
+			"api", "internal/agent/channel", "internal/hypervisor",
 		},
 		"internal/hypervisor/hypervisortest": {"api", "internal/hypervisor"},
 		"internal/hypervisor/hypervisortest/agentguest": {
-			"api", "api/shellframe", "internal/agent", "internal/hypervisor", "internal/hypervisor/hypervisortest",
+			"api", "api/shellframe", "internal/agent", "internal/agent/channel", "internal/hypervisor", "internal/hypervisor/hypervisortest",
 		},
 		"internal/image":   {"api", "internal/image/unpack", "internal/imageref"},
 		"internal/systemd": {"api"},
 		"internal/doctor": {
 			"api", "internal/config", "internal/image", "internal/image/unpack", "internal/imageref",
-			"internal/network", "internal/hypervisor", "internal/hypervisor/qemu",
+			"internal/network", "internal/hypervisor", "internal/hypervisor/qemu", "internal/agent/channel",
 		},
 	}
 	for _, p := range listPackages(t) {
