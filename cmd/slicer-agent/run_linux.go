@@ -11,14 +11,14 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/openslicer/openslicer/internal/agent"
 	"github.com/openslicer/openslicer/internal/agent/channel"
+	"github.com/openslicer/openslicer/internal/guest"
 )
 
 func run(args []string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if os.Getpid() == 1 {
-		agent.RunInit(context.Background(), log) // never returns
+		guest.RunInit(context.Background(), log) // never returns
 	}
 	if len(args) == 0 {
 		usage(os.Stderr)
@@ -26,7 +26,7 @@ func run(args []string) int {
 	}
 	switch args[0] {
 	case "version":
-		fmt.Println(agent.Version)
+		fmt.Println(guest.Version)
 		return 0
 	case "serve":
 		return serve(args[1:], log)
@@ -59,7 +59,7 @@ func serve(args []string, log *slog.Logger) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := agent.NewServer(log).ServeDevice(ctx, *device)
+	err := guest.NewServer(log).ServeDevice(ctx, *device)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("serve", "err", err)
 		return 1

@@ -2,7 +2,9 @@ package testenv
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -47,41 +49,94 @@ func TestEveryPackageHasADocComment(t *testing.T) {
 	}
 }
 
-// TestDependencyFences enforces who may import whom (docs/ARCHITECTURE.md):
-// for each package, the module packages it may depend on, transitively.
-func TestDependencyFences(t *testing.T) {
-	allowed := map[string][]string{
-		"api":                    {},
-		"api/shellframe":         {},
-		"client":                 {"api", "api/shellframe"},
-		"internal/cli":           {"api", "api/shellframe", "client"},
-		"internal/agent":         {"api", "api/shellframe", "internal/agent/channel"},
-		"internal/agent/channel": {},
-		"cmd/slicer-agent":       {"api", "api/shellframe", "internal/agent", "internal/agent/channel"},
-		"internal/store":         {"api", "internal/vmstate"},
-		"internal/vmstate":       {"api"},
-		"internal/config":        {"internal/imageref"},
-		"internal/imageref":      {},
-		"internal/image/unpack":  {},
-		"internal/hypervisor":    {"api"},
-		"internal/hypervisor/qemu": {
-			"api", "internal/agent/channel", "internal/hypervisor",
-		},
-		"internal/hypervisor/hypervisortest": {"api", "internal/hypervisor"},
-		"internal/hypervisor/hypervisortest/agentguest": {
-			"api", "api/shellframe", "internal/agent", "internal/agent/channel", "internal/hypervisor", "internal/hypervisor/hypervisortest",
-		},
-		"internal/image":   {"api", "internal/image/unpack", "internal/imageref"},
-		"internal/systemd": {"api"},
-		"internal/doctor": {
-			"api", "internal/config", "internal/image", "internal/image/unpack", "internal/imageref",
-			"internal/network", "internal/hypervisor", "internal/hypervisor/qemu", "internal/agent/channel",
-		},
+// Sets of module packages the fences below are made of.
+var (
+	public = []string{"api", "api/shellframe"}
+	// wire is what both ends of the agent protocol may share.
+	wire = join(public, "internal/agent", "internal/agent/channel")
+	// vmCore is the core and what it stands on; the guest is not in it.
+	vmCore = []string{
+		"api", "internal/agent", "internal/config", "internal/imageref", "internal/hypervisor",
+		"internal/network", "internal/secrets", "internal/store", "internal/vmstate",
 	}
+	// host is every package the daemon may link: never the guest.
+	host = join(vmCore, "api/shellframe", "internal/agent/channel", "internal/hypervisor/qemu",
+		"internal/image", "internal/image/unpack", "internal/doctor", "internal/githubkeys",
+		"internal/systemd", "internal/vm", "internal/server")
+)
+
+// fences is who may import whom (docs/ARCHITECTURE.md): for each package
+// of the module, the module packages it may depend on, transitively.
+var fences = map[string][]string{
+	"api":            {},
+	"api/shellframe": {},
+	"client":         public,
+	"internal/cli":   join(public, "client"),
+
+	"internal/agent/channel": {},
+	"internal/agent":         {"api"},
+	"internal/guest":         wire,
+	"cmd/slicer-agent":       join(wire, "internal/guest"),
+
+	"internal/vmstate":      {"api"},
+	"internal/store":        {"api", "internal/vmstate"},
+	"internal/imageref":     {},
+	"internal/config":       {"internal/imageref"},
+	"internal/image/unpack": {},
+	"internal/image":        {"api", "internal/image/unpack", "internal/imageref"},
+	"internal/secrets":      {"api"},
+	"internal/githubkeys":   {"api"},
+	"internal/systemd":      {"api"},
+	"internal/network":      {"api", "internal/config", "internal/imageref"},
+
+	"internal/hypervisor":                           {"api"},
+	"internal/hypervisor/qemu":                      {"api", "internal/agent/channel", "internal/hypervisor"},
+	"internal/hypervisor/hypervisortest":            {"api", "internal/hypervisor"},
+	"internal/hypervisor/hypervisortest/agentguest": {"api", "internal/agent", "internal/hypervisor", "internal/hypervisor/hypervisortest"},
+
+	"internal/vm":     vmCore,
+	"internal/server": join(vmCore, "api/shellframe", "internal/vm"),
+	"internal/doctor": {
+		"api", "internal/config", "internal/image", "internal/image/unpack", "internal/imageref",
+		"internal/network", "internal/hypervisor", "internal/hypervisor/qemu", "internal/agent/channel",
+	},
+	"internal/daemon":  host,
+	"cmd/slicer":       join(host, "client", "internal/cli", "internal/daemon"),
+	"cmd/slicer-bench": join(host, "client", "internal/daemon"),
+
+	"internal/testenv": {},
+	"e2e":              {},
+}
+
+// direct narrows what some packages may import themselves, where the
+// transitive fence allows more: the server reaches the agent, the
+// hypervisor and the store only through the vm package.
+var direct = map[string][]string{
+	"internal/server": {"api", "api/shellframe", "internal/vm", "internal/vmstate"},
+}
+
+// join returns a new list holding the lists' elements and more.
+func join(list []string, more ...any) []string {
+	out := append([]string(nil), list...)
+	for _, m := range more {
+		switch m := m.(type) {
+		case string:
+			out = append(out, m)
+		case []string:
+			out = append(out, m...)
+		}
+	}
+	return out
+}
+
+// TestDependencyFences enforces the fences: every package of the module
+// has one, and depends on nothing outside it.
+func TestDependencyFences(t *testing.T) {
 	for _, p := range listPackages(t) {
 		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
-		ok, fenced := allowed[rel]
+		ok, fenced := fences[rel]
 		if !fenced {
+			t.Errorf("package %s has no fence: add it to fences (and docs/ARCHITECTURE.md)", rel)
 			continue
 		}
 		for _, d := range p.Deps {
@@ -92,6 +147,60 @@ func TestDependencyFences(t *testing.T) {
 			if !contains(ok, dep) {
 				t.Errorf("%s imports %s; it may only use %v from this module", rel, dep, ok)
 			}
+		}
+		if ok, narrowed := direct[rel]; narrowed {
+			for _, imp := range p.Imports {
+				if dep, mod := strings.CutPrefix(imp, module+"/"); mod && !contains(ok, dep) {
+					t.Errorf("%s imports %s itself; it may import only %v from this module", rel, dep, ok)
+				}
+			}
+		}
+	}
+}
+
+// TestDaemonLinksNoGuestCode keeps what only the guest needs out of the
+// daemon binary: no PTY or inotify code, nothing of the guest package.
+func TestDaemonLinksNoGuestCode(t *testing.T) {
+	banned := []string{"github.com/creack/pty", "github.com/fsnotify/fsnotify", module + "/internal/guest"}
+	for _, p := range listPackages(t) {
+		if p.ImportPath != module+"/cmd/slicer" {
+			continue
+		}
+		for _, d := range p.Deps {
+			for _, b := range banned {
+				if d == b || strings.HasPrefix(d, b+"/") {
+					t.Errorf("cmd/slicer depends on %s", d)
+				}
+			}
+		}
+		return
+	}
+	t.Fatal("cmd/slicer not found")
+}
+
+// TestArchitectureListsEveryPackage keeps the package table of
+// docs/ARCHITECTURE.md and the fences in step: every package of the
+// module but the commands has a row, and every row names a package.
+func TestArchitectureListsEveryPackage(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/ARCHITECTURE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([^`]+)` \\|").FindAllStringSubmatch(string(doc), -1) {
+		listed[m[1]] = true
+	}
+	have := map[string]bool{}
+	for _, p := range listPackages(t) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
+		have[rel] = true
+		if !listed[rel] && !strings.HasPrefix(rel, "cmd/") {
+			t.Errorf("package %s has no row in docs/ARCHITECTURE.md", rel)
+		}
+	}
+	for name := range listed {
+		if !have[name] {
+			t.Errorf("docs/ARCHITECTURE.md lists %s, which is not a package", name)
 		}
 	}
 }
@@ -112,7 +221,8 @@ func TestThirdPartyImports(t *testing.T) {
 		"api":              {},
 		"client":           {"github.com/coder/websocket"},
 		"internal/cli":     {"github.com/spf13/cobra", "golang.org/x/sys/unix"},
-		"internal/agent":   {"github.com/hashicorp/yamux", "golang.org/x/sys/unix", "github.com/creack/pty", "github.com/fsnotify/fsnotify"},
+		"internal/agent":   {"github.com/hashicorp/yamux"},
+		"internal/guest":   {"github.com/hashicorp/yamux", "golang.org/x/sys/unix", "github.com/creack/pty", "github.com/fsnotify/fsnotify"},
 		"cmd/slicer-agent": {},
 	}
 	for _, p := range listPackages(t) {

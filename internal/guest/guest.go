@@ -1,0 +1,29 @@
+// Package guest is everything of the agent that runs inside the VM: the
+// guest end of the protocol that internal/agent describes (its package
+// comment lists the routes) and the programs around it.
+//
+//   - Server serves the agent's routes on the yamux streams of a host
+//     channel (ServeDevice, ServeConn): health, exec (streamed, buffered
+//     and background), first boot (SSH keys and userdata, once per disk),
+//     stats, the clock, copies (cp-v1 and legacy tar and binary, staged
+//     and moved into place), the file-system routes and the inotify watch,
+//     shells on a PTY, port forwards, secrets, and the channel probes.
+//     Copies, file-system requests and watches act as the user they are
+//     for (identity*.go). It also serves programs in the guest on the
+//     root-only control socket (ServeControl), and opens streams to the
+//     host to pull the VM's secrets.
+//   - RunInit runs it all as the guest's PID 1: mounts, modules, the switch
+//     to the root disk, hostname, loopback, network, zombie reaping (the
+//     reaper, through which PID 1 starts every process), and power-off or
+//     reboot on the signals busybox's tools send.
+//   - RunUpload ("slicer-agent upload …") finalises the SDK's chunked
+//     copies, and SyncSecrets ("slicer-agent secrets sync") asks PID 1 to
+//     pull the secrets, through the control socket.
+//
+// The daemon never links this package: it speaks to it only through
+// agent.Client.
+package guest
+
+// Version is the agent's version, reported by health. Release builds set it
+// with -ldflags "-X github.com/openslicer/openslicer/internal/guest.Version=…".
+var Version = "dev"

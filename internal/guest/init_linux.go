@@ -1,0 +1,293 @@
+package guest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	loadOrderFile = "/lib/modules/load.order" // written by the image builder
+	rootDisk      = "/dev/vda"
+	newRoot       = "/newroot"
+	rootDiskWait  = 10 * time.Second
+	// killGrace is how long processes get to exit after SIGTERM at
+	// shutdown before they are killed.
+	killGrace = 3 * time.Second
+)
+
+// RunInit runs the agent as the guest's PID 1 in the initramfs: it mounts
+// the kernel filesystems, loads the modules, mounts the root disk and
+// switches to it, sets up the rest of the system, and serves the agent on
+// the virtio-serial port while reaping orphans and waiting for a shutdown
+// signal. Every step is logged with its duration. RunInit never returns,
+// since PID 1 exiting panics the kernel: a fatal error is logged and the
+// machine powered off, and so is it when ctx ends.
+func RunInit(ctx context.Context, log *slog.Logger) {
+	// Notify before anything else: a signal Go does not hand to the program
+	// ends it, and that would end the machine.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT)
+	r := newReaper()
+	go r.run(ctx)
+
+	if err := boot(log); err != nil {
+		log.Error("init failed, powering off", "err", err)
+		shutdown(log, r, unix.LINUX_REBOOT_CMD_POWER_OFF)
+	}
+
+	srv := NewServer(log)
+	srv.starter = r
+	srv.setClock = setSystemClock
+	go func() {
+		err := srv.ServeDevice(ctx, "")
+		log.Error("agent stopped", "err", err)
+	}()
+	go func() {
+		err := srv.ServeControl(ctx, ControlSocket)
+		log.Error("control socket stopped", "err", err)
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			shutdown(log, r, unix.LINUX_REBOOT_CMD_POWER_OFF)
+		case sig := <-sigs:
+			cmd, ok := shutdownCommand(sig)
+			if !ok {
+				log.Info("ignoring signal", "signal", sig.String())
+				continue
+			}
+			log.Info("shutting down", "signal", sig.String())
+			shutdown(log, r, cmd)
+		}
+	}
+}
+
+// shutdownCommand maps the signals busybox's reboot, halt and poweroff send
+// to init to the reboot(2) command. Halt powers off too: a halted VM would
+// only sit there. (QEMU runs with -no-reboot, so a restart ends the VM.)
+func shutdownCommand(sig os.Signal) (int, bool) {
+	switch sig {
+	case unix.SIGTERM:
+		return unix.LINUX_REBOOT_CMD_RESTART, true
+	case unix.SIGUSR1, unix.SIGUSR2:
+		return unix.LINUX_REBOOT_CMD_POWER_OFF, true
+	}
+	return 0, false
+}
+
+// boot runs the init steps in order; it returns the first fatal error.
+func boot(log *slog.Logger) error {
+	steps := []struct {
+		name  string
+		fatal bool
+		run   func() error
+	}{
+		{"mount kernel filesystems", true, func() error { return mountAll(earlyMounts) }},
+		{"load modules", false, func() error { return loadModules(loadOrderFile) }},
+		{"wait for root disk", true, func() error { return waitForFile(rootDisk, rootDiskWait) }},
+		{"mount root disk", true, func() error { return mountAll([]mountSpec{{rootDisk, newRoot, "ext4", 0, ""}}) }},
+		{"switch root", true, switchRoot},
+		{"mount runtime filesystems", false, func() error { return mountAll(lateMounts) }},
+		{"set hostname", false, setHostname},
+		{"bring up loopback", false, loopbackUp},
+		{"configure network", false, networkUp},
+	}
+	for _, st := range steps {
+		start := time.Now()
+		err := st.run()
+		took := time.Since(start).Round(time.Microsecond)
+		switch {
+		case err == nil:
+			log.Info("init", "step", st.name, "took", took)
+		case st.fatal:
+			return fmt.Errorf("%s: %w", st.name, err)
+		default:
+			log.Warn("init step failed, going on", "step", st.name, "took", took, "err", err)
+		}
+	}
+	return nil
+}
+
+// mountSpec is one mount(2) call.
+type mountSpec struct {
+	source, target, fstype string
+	flags                  uintptr
+	data                   string
+}
+
+const noDevSuidExec = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+
+// earlyMounts are mounted in the initramfs and moved into the new root.
+var earlyMounts = []mountSpec{
+	{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
+	{"proc", "/proc", "proc", noDevSuidExec, ""},
+	{"sysfs", "/sys", "sysfs", noDevSuidExec, ""},
+}
+
+// lateMounts are mounted in the new root.
+var lateMounts = []mountSpec{
+	{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=0620,ptmxmode=0666"},
+	{"tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+	{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
+	{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+}
+
+// mountAll mounts each of ms, creating its mount point; a target that is
+// already mounted (EBUSY) is left as it is. It tries them all.
+func mountAll(ms []mountSpec) error {
+	var errs []error
+	for _, m := range ms {
+		if err := os.MkdirAll(m.target, 0o755); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
+			errs = append(errs, fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// loadModules loads the modules listed in the load-order file, in order.
+// One that is already loaded (built in, or loaded twice) is fine; the rest
+// are still tried after a failure.
+func loadModules(orderFile string) error {
+	data, err := os.ReadFile(orderFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range parseLoadOrder(string(data)) {
+		if err := loadModule(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func loadModule(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("load module %s: %w", path, err)
+	}
+	return nil
+}
+
+// waitForFile polls for path until it exists or timeout passes.
+func waitForFile(path string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := os.Stat(path)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not appear within %s: %w", path, timeout, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// switchRoot makes newRoot the root: it drops the initramfs files it knows
+// to free their memory, moves the kernel filesystems over, and moves the
+// new root onto / and chroots into it, as switch_root(8) does.
+func switchRoot() error {
+	_ = os.Remove("/init")
+	_ = os.RemoveAll("/lib/modules")
+	for _, m := range []string{"/dev", "/proc", "/sys"} {
+		dst := newRoot + m
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m, dst, "", unix.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("move %s to %s: %w", m, dst, err)
+		}
+	}
+	if err := unix.Chdir(newRoot); err != nil {
+		return err
+	}
+	if err := unix.Mount(newRoot, "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("move %s to /: %w", newRoot, err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot: %w", err)
+	}
+	return unix.Chdir("/")
+}
+
+// setHostname sets the hostname from the kernel command line, if it names
+// one, and writes /etc/hostname to match.
+func setHostname() error {
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return err
+	}
+	name, ok := kernelParam(string(cmdline), hostnameParam)
+	if !ok || name == "" {
+		return nil
+	}
+	if err := unix.Sethostname([]byte(name)); err != nil {
+		return fmt.Errorf("set hostname %q: %w", name, err)
+	}
+	return os.WriteFile("/etc/hostname", []byte(name+"\n"), 0o644)
+}
+
+// loopbackUp sets the loopback interface up.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("read lo flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("set lo up: %w", err)
+	}
+	return nil
+}
+
+// shutdown ends the machine: every process gets SIGTERM, then SIGKILL if
+// it is still there after killGrace; file systems are synced and the root
+// remounted read-only; then reboot(2) with cmd. It never returns.
+func shutdown(log *slog.Logger, r *reaper, cmd int) {
+	_ = unix.Kill(-1, unix.SIGTERM)
+	if !r.waitChildren(killGrace) {
+		log.Warn("processes still running after SIGTERM, killing them")
+		_ = unix.Kill(-1, unix.SIGKILL)
+		r.waitChildren(time.Second)
+	}
+	unix.Sync()
+	for _, m := range []string{"/dev/shm", "/dev/pts", "/tmp", "/run"} {
+		_ = unix.Unmount(m, 0)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		log.Warn("remount / read-only", "err", err)
+	}
+	unix.Sync()
+	err := unix.Reboot(cmd)
+	log.Error("reboot", "err", err)
+	for { // PID 1 must not return, and select{} could be taken for a deadlock
+		time.Sleep(time.Hour)
+	}
+}
