@@ -1,5 +1,5 @@
 // Command slicer-agent is the OpenSlicer guest agent. Started by the kernel
-// as PID 1 of the initramfs it is the guest's init (see guest.RunInit);
+// as PID 1 of the initramfs it is the guest's init (see internal/guest/pid1);
 // otherwise it takes a subcommand:
 //
 //	slicer-agent version

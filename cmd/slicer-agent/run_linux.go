@@ -13,12 +13,13 @@ import (
 
 	"github.com/openslicer/openslicer/internal/agent/channel"
 	"github.com/openslicer/openslicer/internal/guest"
+	"github.com/openslicer/openslicer/internal/guest/pid1"
 )
 
 func run(args []string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if os.Getpid() == 1 {
-		guest.RunInit(context.Background(), log) // never returns
+		pid1.Run(context.Background(), log) // never returns
 	}
 	if len(args) == 0 {
 		usage(os.Stderr)

@@ -196,10 +196,10 @@ func TestHealth(t *testing.T) {
 func withStarters(t *testing.T, f func(t *testing.T, h *harness)) {
 	t.Run("plain", func(t *testing.T) { f(t, newHarness(t)) })
 	t.Run("reaper", func(t *testing.T) {
-		r := newReaper()
+		r := NewReaper()
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
-		go func() { r.run(ctx); close(done) }()
+		go func() { r.Run(ctx); close(done) }()
 		// Registered before the harness, so it runs after the harness has
 		// shut down: the server waits for its commands, whose exits only
 		// a running reaper collects.

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/agent"
 )
@@ -38,10 +36,4 @@ func (s *Server) clock(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Debug("clock set from the host", "moved", time.Unix(0, c.UnixNano).Sub(before).Round(time.Millisecond))
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// setSystemClock sets CLOCK_REALTIME.
-func setSystemClock(t time.Time) error {
-	ts := unix.NsecToTimespec(t.UnixNano())
-	return unix.ClockSettime(unix.CLOCK_REALTIME, &ts)
 }

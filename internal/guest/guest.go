@@ -12,10 +12,12 @@
 //     for (identity*.go). It also serves programs in the guest on the
 //     root-only control socket (ServeControl), and opens streams to the
 //     host to pull the VM's secrets.
-//   - RunInit runs it all as the guest's PID 1: mounts, modules, the switch
-//     to the root disk, hostname, loopback, network, zombie reaping (the
-//     reaper, through which PID 1 starts every process), and power-off or
-//     reboot on the signals busybox's tools send.
+//   - Reaper collects every child of PID 1; as PID 1 the server starts its
+//     processes through it (NewInitServer). PID 1 itself is the subpackage
+//     pid1 (mounts, modules, the switch to the root disk, power-off or
+//     reboot on the signals busybox's tools send), and the system settings
+//     it applies (hostname, loopback, network, clock) are sysconf, which
+//     routes may use too.
 //   - RunUpload ("slicer-agent upload …") finalises the SDK's chunked
 //     copies, and SyncSecrets ("slicer-agent secrets sync") asks PID 1 to
 //     pull the secrets, through the control socket.

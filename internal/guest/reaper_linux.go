@@ -13,23 +13,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// reaper collects the exit status of every child of PID 1: the commands it
+// Reaper collects the exit status of every child of PID 1: the commands it
 // started and the orphans the kernel hands to init. wait4(-1) would steal
 // the statuses exec.Cmd.Wait expects, so while a reaper runs, processes
 // must be started through it (it is a starter); their statuses go to their
 // waiters, and other children are simply reaped.
-type reaper struct {
+type Reaper struct {
 	mu      sync.Mutex
 	waiting map[int]chan syscall.WaitStatus
 }
 
-func newReaper() *reaper {
-	return &reaper{waiting: map[int]chan syscall.WaitStatus{}}
+// NewReaper returns a reaper; Run starts its work.
+func NewReaper() *Reaper {
+	return &Reaper{waiting: map[int]chan syscall.WaitStatus{}}
 }
 
 // start starts cmd. The lock is held across Start, so that a child which
 // exits at once is registered before reap can look it up.
-func (r *reaper) start(cmd *exec.Cmd) (func() syscall.WaitStatus, error) {
+func (r *Reaper) start(cmd *exec.Cmd) (func() syscall.WaitStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := cmd.Start(); err != nil {
@@ -44,8 +45,8 @@ func (r *reaper) start(cmd *exec.Cmd) (func() syscall.WaitStatus, error) {
 	}, nil
 }
 
-// run reaps children each time SIGCHLD arrives, until ctx ends.
-func (r *reaper) run(ctx context.Context) {
+// Run reaps children each time SIGCHLD arrives, until ctx ends.
+func (r *Reaper) Run(ctx context.Context) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, unix.SIGCHLD)
 	defer signal.Stop(sigs)
@@ -63,7 +64,7 @@ func (r *reaper) run(ctx context.Context) {
 // reap collects every child that has exited and hands the statuses of
 // started commands to their waiters. It reports whether no children are
 // left at all.
-func (r *reaper) reap() (none bool) {
+func (r *Reaper) reap() (none bool) {
 	for {
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
@@ -85,9 +86,9 @@ func (r *reaper) reap() (none bool) {
 	}
 }
 
-// waitChildren reaps until no children are left or timeout has passed, and
+// WaitChildren reaps until no children are left or timeout has passed, and
 // reports whether none are left.
-func (r *reaper) waitChildren(timeout time.Duration) bool {
+func (r *Reaper) WaitChildren(timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for {
 		if r.reap() {

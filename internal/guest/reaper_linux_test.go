@@ -31,34 +31,14 @@ func TestStatusOf(t *testing.T) {
 	}
 }
 
-func TestShutdownCommand(t *testing.T) {
-	tests := []struct {
-		sig  syscall.Signal
-		cmd  int
-		stop bool
-	}{
-		{unix.SIGTERM, unix.LINUX_REBOOT_CMD_RESTART, true},
-		{unix.SIGUSR1, unix.LINUX_REBOOT_CMD_POWER_OFF, true},
-		{unix.SIGUSR2, unix.LINUX_REBOOT_CMD_POWER_OFF, true},
-		{unix.SIGINT, 0, false},
-		{unix.SIGHUP, 0, false},
-	}
-	for _, tt := range tests {
-		cmd, stop := shutdownCommand(tt.sig)
-		if cmd != tt.cmd || stop != tt.stop {
-			t.Errorf("shutdownCommand(%v) = %#x, %v; want %#x, %v", tt.sig, cmd, stop, tt.cmd, tt.stop)
-		}
-	}
-}
-
 // TestReaper starts commands through a running reaper, which reaps with
 // wait4(-1) as PID 1 does, and checks that each status reaches its waiter
 // and that children nobody waits for are reaped too.
 func TestReaper(t *testing.T) {
-	r := newReaper()
+	r := NewReaper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { r.run(ctx); close(done) }()
+	go func() { r.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
 	for _, code := range []int{0, 3, 42} {
@@ -77,8 +57,8 @@ func TestReaper(t *testing.T) {
 	if err := stray.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if !r.waitChildren(30 * time.Second) {
-		t.Errorf("children left after waitChildren")
+	if !r.WaitChildren(30 * time.Second) {
+		t.Errorf("children left after WaitChildren")
 	}
 	if !processDead(stray.Process.Pid) {
 		t.Errorf("stray child %d still there", stray.Process.Pid)

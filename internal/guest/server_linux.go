@@ -38,9 +38,29 @@ type Server struct {
 }
 
 // NewServer returns the agent's server for a process that is not PID 1;
-// RunInit makes its own, whose children go through the init's reaper.
+// PID 1 makes its own with NewInitServer.
 func NewServer(log *slog.Logger) *Server {
 	return &Server{log: log, starter: plainStarter{}, etcDir: "/etc", paths: defaultPaths()}
+}
+
+// Init is what the agent as PID 1 (internal/guest/pid1) lends its server:
+// the reaper every process is started through, and the setters of what
+// only init may change. A server without them (NewServer) starts its
+// processes itself and refuses those routes.
+type Init struct {
+	Reaper *Reaper
+	// SetClock sets the wall clock, for PUT /v1/clock.
+	SetClock func(time.Time) error
+}
+
+// NewInitServer returns the server of the agent as PID 1.
+func NewInitServer(log *slog.Logger, in Init) *Server {
+	s := NewServer(log)
+	if in.Reaper != nil {
+		s.starter = in.Reaper
+	}
+	s.setClock = in.SetClock
+	return s
 }
 
 // Handler returns the agent's routes.

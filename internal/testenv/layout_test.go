@@ -75,8 +75,10 @@ var fences = map[string][]string{
 
 	"internal/agent/channel": {},
 	"internal/agent":         {"api"},
-	"internal/guest":         wire,
-	"cmd/slicer-agent":       join(wire, "internal/guest"),
+	"internal/guest/sysconf": {},
+	"internal/guest":         join(wire, "internal/guest/sysconf"),
+	"internal/guest/pid1":    join(wire, "internal/guest", "internal/guest/sysconf"),
+	"cmd/slicer-agent":       join(wire, "internal/guest", "internal/guest/pid1", "internal/guest/sysconf"),
 
 	"internal/vmstate":      {"api"},
 	"internal/store":        {"api", "internal/vmstate"},
@@ -218,12 +220,16 @@ func contains(list []string, s string) bool {
 // the outside modules each may import directly.
 func TestThirdPartyImports(t *testing.T) {
 	allowed := map[string][]string{
-		"api":              {},
-		"client":           {"github.com/coder/websocket"},
-		"internal/cli":     {"github.com/spf13/cobra", "golang.org/x/sys/unix"},
-		"internal/agent":   {"github.com/hashicorp/yamux"},
-		"internal/guest":   {"github.com/hashicorp/yamux", "golang.org/x/sys/unix", "github.com/creack/pty", "github.com/fsnotify/fsnotify"},
-		"cmd/slicer-agent": {},
+		"api":                    {},
+		"api/shellframe":         {},
+		"internal/agent/channel": {},
+		"client":                 {"github.com/coder/websocket"},
+		"internal/cli":           {"github.com/spf13/cobra", "golang.org/x/sys/unix"},
+		"internal/agent":         {"github.com/hashicorp/yamux"},
+		"internal/guest":         {"github.com/hashicorp/yamux", "golang.org/x/sys/unix", "github.com/creack/pty", "github.com/fsnotify/fsnotify"},
+		"internal/guest/pid1":    {"golang.org/x/sys/unix"},
+		"internal/guest/sysconf": {"golang.org/x/sys/unix"},
+		"cmd/slicer-agent":       {},
 	}
 	for _, p := range listPackages(t) {
 		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")

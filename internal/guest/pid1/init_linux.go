@@ -1,4 +1,10 @@
-package guest
+// Package pid1 runs the agent as the guest's PID 1 in the initramfs: it
+// mounts the kernel file systems, loads the modules, switches to the root
+// disk, applies the system settings of the kernel command line
+// (internal/guest/sysconf), then serves the agent (internal/guest) on the
+// channel and on the control socket while the reaper collects every child,
+// until a signal or a fatal error ends the machine.
+package pid1
 
 import (
 	"context"
@@ -10,6 +16,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openslicer/openslicer/internal/guest"
+	"github.com/openslicer/openslicer/internal/guest/sysconf"
 )
 
 const (
@@ -22,35 +31,33 @@ const (
 	killGrace = 3 * time.Second
 )
 
-// RunInit runs the agent as the guest's PID 1 in the initramfs: it mounts
+// Run runs the agent as the guest's PID 1 in the initramfs: it mounts
 // the kernel filesystems, loads the modules, mounts the root disk and
 // switches to it, sets up the rest of the system, and serves the agent on
 // the virtio-serial port while reaping orphans and waiting for a shutdown
-// signal. Every step is logged with its duration. RunInit never returns,
+// signal. Every step is logged with its duration. Run never returns,
 // since PID 1 exiting panics the kernel: a fatal error is logged and the
 // machine powered off, and so is it when ctx ends.
-func RunInit(ctx context.Context, log *slog.Logger) {
+func Run(ctx context.Context, log *slog.Logger) {
 	// Notify before anything else: a signal Go does not hand to the program
 	// ends it, and that would end the machine.
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT)
-	r := newReaper()
-	go r.run(ctx)
+	r := guest.NewReaper()
+	go r.Run(ctx)
 
 	if err := boot(log); err != nil {
 		log.Error("init failed, powering off", "err", err)
 		shutdown(log, r, unix.LINUX_REBOOT_CMD_POWER_OFF)
 	}
 
-	srv := NewServer(log)
-	srv.starter = r
-	srv.setClock = setSystemClock
+	srv := guest.NewInitServer(log, guest.Init{Reaper: r, SetClock: sysconf.SetClock})
 	go func() {
 		err := srv.ServeDevice(ctx, "")
 		log.Error("agent stopped", "err", err)
 	}()
 	go func() {
-		err := srv.ServeControl(ctx, ControlSocket)
+		err := srv.ServeControl(ctx, guest.ControlSocket)
 		log.Error("control socket stopped", "err", err)
 	}()
 	for {
@@ -91,13 +98,13 @@ func boot(log *slog.Logger) error {
 	}{
 		{"mount kernel filesystems", true, func() error { return mountAll(earlyMounts) }},
 		{"load modules", false, func() error { return loadModules(loadOrderFile) }},
-		{"wait for root disk", true, func() error { return waitForFile(rootDisk, rootDiskWait) }},
+		{"wait for root disk", true, func() error { return sysconf.WaitForFile(rootDisk, rootDiskWait) }},
 		{"mount root disk", true, func() error { return mountAll([]mountSpec{{rootDisk, newRoot, "ext4", 0, ""}}) }},
 		{"switch root", true, switchRoot},
 		{"mount runtime filesystems", false, func() error { return mountAll(lateMounts) }},
-		{"set hostname", false, setHostname},
-		{"bring up loopback", false, loopbackUp},
-		{"configure network", false, networkUp},
+		{"set hostname", false, sysconf.SetHostname},
+		{"bring up loopback", false, sysconf.LoopbackUp},
+		{"configure network", false, sysconf.NetworkUp},
 	}
 	for _, st := range steps {
 		start := time.Now()
@@ -187,21 +194,6 @@ func loadModule(path string) error {
 	return nil
 }
 
-// waitForFile polls for path until it exists or timeout passes.
-func waitForFile(path string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		_, err := os.Stat(path)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not appear within %s: %w", path, timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // switchRoot makes newRoot the root: it drops the initramfs files it knows
 // to free their memory, moves the kernel filesystems over, and moves the
 // new root onto / and chroots into it, as switch_root(8) does.
@@ -229,53 +221,15 @@ func switchRoot() error {
 	return unix.Chdir("/")
 }
 
-// setHostname sets the hostname from the kernel command line, if it names
-// one, and writes /etc/hostname to match.
-func setHostname() error {
-	cmdline, err := os.ReadFile("/proc/cmdline")
-	if err != nil {
-		return err
-	}
-	name, ok := kernelParam(string(cmdline), hostnameParam)
-	if !ok || name == "" {
-		return nil
-	}
-	if err := unix.Sethostname([]byte(name)); err != nil {
-		return fmt.Errorf("set hostname %q: %w", name, err)
-	}
-	return os.WriteFile("/etc/hostname", []byte(name+"\n"), 0o644)
-}
-
-// loopbackUp sets the loopback interface up.
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("read lo flags: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("set lo up: %w", err)
-	}
-	return nil
-}
-
 // shutdown ends the machine: every process gets SIGTERM, then SIGKILL if
 // it is still there after killGrace; file systems are synced and the root
 // remounted read-only; then reboot(2) with cmd. It never returns.
-func shutdown(log *slog.Logger, r *reaper, cmd int) {
+func shutdown(log *slog.Logger, r *guest.Reaper, cmd int) {
 	_ = unix.Kill(-1, unix.SIGTERM)
-	if !r.waitChildren(killGrace) {
+	if !r.WaitChildren(killGrace) {
 		log.Warn("processes still running after SIGTERM, killing them")
 		_ = unix.Kill(-1, unix.SIGKILL)
-		r.waitChildren(time.Second)
+		r.WaitChildren(time.Second)
 	}
 	unix.Sync()
 	for _, m := range []string{"/dev/shm", "/dev/pts", "/tmp", "/run"} {

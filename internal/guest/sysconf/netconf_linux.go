@@ -1,4 +1,4 @@
-package guest
+package sysconf
 
 import (
 	"encoding/binary"
@@ -15,10 +15,10 @@ import (
 // nicWait bounds the wait for the NIC to appear once its driver is loaded.
 const nicWait = 5 * time.Second
 
-// networkUp configures the NIC the kernel command line describes (ip=):
+// NetworkUp configures the NIC the kernel command line describes (ip=):
 // the address, the link up, the default route, and /etc/resolv.conf. With
 // no ip= parameter the VM has no NIC and there is nothing to do.
-func networkUp() error {
+func NetworkUp() error {
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return err
@@ -26,7 +26,7 @@ func networkUp() error {
 	// The kernel hands unknown parameters to init as environment
 	// variables; the guest's processes must not inherit this one.
 	os.Unsetenv(ipParam)
-	v, ok := kernelParam(string(cmdline), ipParam)
+	v, ok := KernelParam(string(cmdline), ipParam)
 	if !ok {
 		return nil
 	}
@@ -34,7 +34,7 @@ func networkUp() error {
 	if err != nil {
 		return err
 	}
-	if err := waitForFile(filepath.Join("/sys/class/net", c.Device), nicWait); err != nil {
+	if err := WaitForFile(filepath.Join("/sys/class/net", c.Device), nicWait); err != nil {
 		return err
 	}
 	if err := setAddress(c); err != nil {

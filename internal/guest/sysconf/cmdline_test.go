@@ -1,9 +1,7 @@
-package guest
+package sysconf
 
 import (
 	"testing"
-
-	"github.com/google/go-cmp/cmp"
 )
 
 func TestKernelParam(t *testing.T) {
@@ -19,17 +17,9 @@ func TestKernelParam(t *testing.T) {
 		{"", hostnameParam, "", false},
 	}
 	for _, tt := range tests {
-		got, found := kernelParam(tt.cmdline, tt.key)
+		got, found := KernelParam(tt.cmdline, tt.key)
 		if got != tt.want || found != tt.found {
-			t.Errorf("kernelParam(%q, %q) = %q, %v; want %q, %v", tt.cmdline, tt.key, got, found, tt.want, tt.found)
+			t.Errorf("KernelParam(%q, %q) = %q, %v; want %q, %v", tt.cmdline, tt.key, got, found, tt.want, tt.found)
 		}
-	}
-}
-
-func TestParseLoadOrder(t *testing.T) {
-	in := "/lib/modules/virtio_ring.ko\n\n# comment\n  /lib/modules/virtio.ko  \n/lib/modules/virtio_mmio.ko"
-	want := []string{"/lib/modules/virtio_ring.ko", "/lib/modules/virtio.ko", "/lib/modules/virtio_mmio.ko"}
-	if diff := cmp.Diff(want, parseLoadOrder(in)); diff != "" {
-		t.Errorf("parseLoadOrder (-want +got):\n%s", diff)
 	}
 }
