@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/api/cpv1"
 )
 
 // Copy (spec §3.8): the pure part. What a request asks for is worked out
@@ -108,7 +109,7 @@ func parseUpload(q url.Values, h http.Header, contentLength int64) (upload, erro
 		}
 		u.perm = &m
 	}
-	if u.exclude, err = parseExcludes(q["exclude"]); err != nil {
+	if u.exclude, err = cpv1.ParseExcludes(q["exclude"]); err != nil {
 		return upload{}, err
 	}
 	u.size, err = declaredSize(u.tar, h.Get(api.HeaderUnpackedSize), contentLength)
@@ -132,7 +133,7 @@ func parseDownload(q url.Values) (download, error) {
 	if d.uid, d.gid, err = queryOwner(q); err != nil {
 		return download{}, err
 	}
-	d.exclude, err = parseExcludes(q["exclude"])
+	d.exclude, err = cpv1.ParseExcludes(q["exclude"])
 	return d, err
 }
 

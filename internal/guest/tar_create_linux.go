@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/openslicer/openslicer/api/cpv1"
 )
 
 // writeTree writes the directory dir to w as a copy tar (spec §3.8):
@@ -34,9 +36,9 @@ func writeTree(ctx context.Context, w io.Writer, dir string, exclude []string, b
 		}
 		rel = filepath.ToSlash(rel)
 		switch {
-		case excluded(rel, exclude) && d.IsDir():
+		case cpv1.Excluded(rel, exclude) && d.IsDir():
 			return filepath.SkipDir
-		case excluded(rel, exclude), !d.IsDir() && !d.Type().IsRegular():
+		case cpv1.Excluded(rel, exclude), !d.IsDir() && !d.Type().IsRegular():
 			return nil
 		}
 		return addEntry(tw, p, rel, d, buf)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/api/cpv1"
 )
 
 // extractor unpacks one tar stream into a directory, which it reaches only
@@ -87,14 +88,14 @@ func (x *extractor) extract(ctx context.Context, r io.Reader) (int64, error) {
 
 // entry extracts one tar entry.
 func (x *extractor) entry(h *tar.Header, r io.Reader) (int64, error) {
-	name, err := entryName(h.Name)
+	name, err := cpv1.EntryName(h.Name)
 	if err != nil {
 		return 0, err
 	}
 	switch {
 	case name == ".":
 		return 0, nil // the destination itself: left as it is
-	case excluded(name, x.exclude):
+	case cpv1.Excluded(name, x.exclude):
 		x.log.Debug("copy: excluded", "entry", name)
 		return 0, nil
 	}

@@ -51,7 +51,7 @@ func TestEveryPackageHasADocComment(t *testing.T) {
 
 // Sets of module packages the fences below are made of.
 var (
-	public = []string{"api", "api/shellframe"}
+	public = []string{"api", "api/cpv1", "api/shellframe"}
 	// wire is what both ends of the agent protocol may share.
 	wire = join(public, "internal/agent", "internal/agent/channel")
 	// vmCore is the core and what it stands on; the guest is not in it.
@@ -60,7 +60,7 @@ var (
 		"internal/network", "internal/secrets", "internal/store", "internal/vmstate",
 	}
 	// host is every package the daemon may link: never the guest.
-	host = join(vmCore, "api/shellframe", "internal/agent/channel", "internal/hypervisor/qemu",
+	host = join(vmCore, public, "internal/agent/channel", "internal/hypervisor/qemu",
 		"internal/image", "internal/image/unpack", "internal/doctor", "internal/githubkeys",
 		"internal/systemd", "internal/vm", "internal/server")
 )
@@ -70,6 +70,7 @@ var (
 var fences = map[string][]string{
 	"api":            {},
 	"api/shellframe": {},
+	"api/cpv1":       {"api"},
 	"client":         public,
 	"internal/cli":   join(public, "client"),
 
@@ -106,8 +107,9 @@ var fences = map[string][]string{
 	"cmd/slicer":       join(host, "client", "internal/cli", "internal/daemon"),
 	"cmd/slicer-bench": join(host, "client", "internal/daemon"),
 
-	"internal/testenv": {},
-	"e2e":              {},
+	"internal/cpv1test": {},
+	"internal/testenv":  {},
+	"e2e":               {},
 }
 
 // direct narrows what some packages may import themselves, where the
@@ -222,6 +224,7 @@ func TestThirdPartyImports(t *testing.T) {
 	allowed := map[string][]string{
 		"api":                    {},
 		"api/shellframe":         {},
+		"api/cpv1":               {},
 		"internal/agent/channel": {},
 		"client":                 {"github.com/coder/websocket"},
 		"internal/cli":           {"github.com/spf13/cobra", "golang.org/x/sys/unix"},
