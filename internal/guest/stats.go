@@ -1,63 +1,18 @@
 package guest
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/openslicer/openslicer/internal/procfile"
 )
 
-// The parsers below read the /proc files behind GET /v1/stats. Each takes
-// a file's content and is tested on samples; stats_linux.go reads the files.
-
-// memInfo is what stats uses of /proc/meminfo, in bytes.
-type memInfo struct {
-	Total, Available uint64
-}
-
-// parseMeminfo reads MemTotal and MemAvailable (kB in the file). A kernel
-// without MemAvailable (before 3.14) gets MemFree+Buffers+Cached instead.
-func parseMeminfo(data []byte) (memInfo, error) {
-	kb := map[string]uint64{}
-	for _, f := range lineFields(data) {
-		if len(f) < 2 {
-			continue
-		}
-		n, err := strconv.ParseUint(f[1], 10, 64)
-		if err != nil {
-			continue
-		}
-		kb[strings.TrimSuffix(f[0], ":")] = n
-	}
-	total, ok := kb["MemTotal"]
-	if !ok {
-		return memInfo{}, fmt.Errorf("meminfo: no MemTotal")
-	}
-	avail, ok := kb["MemAvailable"]
-	if !ok {
-		avail = kb["MemFree"] + kb["Buffers"] + kb["Cached"]
-	}
-	return memInfo{Total: total * 1024, Available: min(avail, total) * 1024}, nil
-}
-
-// parseLoadavg reads the 1, 5 and 15 minute load averages.
-func parseLoadavg(data []byte) ([3]float64, error) {
-	var la [3]float64
-	f := strings.Fields(string(data))
-	if len(f) < 3 {
-		return la, fmt.Errorf("loadavg: %d fields, want at least 3", len(f))
-	}
-	for i := range la {
-		v, err := strconv.ParseFloat(f[i], 64)
-		if err != nil {
-			return la, fmt.Errorf("loadavg: %w", err)
-		}
-		la[i] = v
-	}
-	return la, nil
-}
+// The parsers below read the /proc files behind GET /v1/stats that only
+// the guest reads (those the host reads too, meminfo, loadavg, net/tcp and
+// file-nr, are internal/procfile's). Each takes a file's content and is
+// tested on samples; stats_linux.go reads the files.
 
 // parseUptime reads the seconds since boot from /proc/uptime.
 func parseUptime(data []byte) (time.Duration, error) {
@@ -81,7 +36,7 @@ func formatUptime(d time.Duration) string {
 // countCPUs counts the online CPUs in /proc/stat: its "cpuN" lines.
 func countCPUs(procStat []byte) int {
 	n := 0
-	for _, f := range lineFields(procStat) {
+	for _, f := range procfile.LineFields(procStat) {
 		if rest, ok := strings.CutPrefix(f[0], "cpu"); ok && rest != "" {
 			if _, err := strconv.Atoi(rest); err == nil {
 				n++
@@ -111,7 +66,7 @@ const (
 // flight over the whole virtio disks (vda, vdb, …; not partitions).
 func parseDiskstats(data []byte) diskTotals {
 	var t diskTotals
-	for _, f := range lineFields(data) {
+	for _, f := range procfile.LineFields(data) {
 		if len(f) <= dsInflight || !isVirtioDisk(f[dsName]) {
 			continue
 		}
@@ -158,35 +113,6 @@ func parseNetDev(data []byte) (rx, tx uint64) {
 	return rx, tx
 }
 
-// tcpEstablished is the "st" value of an established socket in
-// /proc/net/tcp and tcp6.
-const tcpEstablished = "01"
-
-// countEstablished counts the established sockets in a /proc/net/tcp or
-// tcp6 file.
-func countEstablished(data []byte) int64 {
-	var n int64
-	for i, f := range lineFields(data) {
-		if i == 0 || len(f) < 4 { // the header
-			continue
-		}
-		if f[3] == tcpEstablished {
-			n++
-		}
-	}
-	return n
-}
-
-// parseFirstInt reads the first number of a file such as
-// /proc/sys/fs/file-nr or /proc/sys/kernel/random/entropy_avail.
-func parseFirstInt(data []byte) (int64, error) {
-	f := strings.Fields(string(data))
-	if len(f) == 0 {
-		return 0, fmt.Errorf("empty")
-	}
-	return strconv.ParseInt(f[0], 10, 64)
-}
-
 // archName is the kernel's (uname -m) name for a Go architecture.
 func archName(goarch string) string {
 	switch goarch {
@@ -221,20 +147,6 @@ func percent(part, whole uint64) float64 {
 		return 0
 	}
 	return float64(part) / float64(whole) * 100
-}
-
-// lineFields splits data into lines of white-space separated fields,
-// dropping empty lines.
-func lineFields(data []byte) [][]string {
-	var out [][]string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) > 0 {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 func parseUintOr0(s string) uint64 {

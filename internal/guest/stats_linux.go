@@ -13,6 +13,7 @@ import (
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/agent"
+	"github.com/openslicer/openslicer/internal/procfile"
 )
 
 // stats answers GET /v1/stats with a snapshot of the guest's resources.
@@ -37,9 +38,9 @@ func (s *Server) snapshot(now time.Time) (*api.Snapshot, error) {
 		}
 		return b
 	}
-	mem, err := parseMeminfo(read("meminfo"))
+	mem, err := procfile.Meminfo(read("meminfo"))
 	errs = append(errs, err)
-	load, err := parseLoadavg(read("loadavg"))
+	load, err := procfile.Loadavg(read("loadavg"))
 	errs = append(errs, err)
 	up, err := parseUptime(read("uptime"))
 	errs = append(errs, err)
@@ -82,12 +83,12 @@ func (s *Server) addOptionalStats(snap *api.Snapshot) {
 
 	rx, tx := parseNetDev(read("net/dev"))
 	snap.NetworkReadTotal, snap.NetworkWriteTotal = float64(rx), float64(tx)
-	snap.OpenConnections = countEstablished(read("net/tcp")) + countEstablished(read("net/tcp6"))
+	snap.OpenConnections = procfile.EstablishedTCP(read("net/tcp")) + procfile.EstablishedTCP(read("net/tcp6"))
 
-	if n, err := parseFirstInt(read("sys/fs/file-nr")); err == nil {
+	if n, err := procfile.FirstInt(read("sys/fs/file-nr")); err == nil {
 		snap.OpenFiles = n
 	}
-	if n, err := parseFirstInt(read("sys/kernel/random/entropy_avail")); err == nil {
+	if n, err := procfile.FirstInt(read("sys/kernel/random/entropy_avail")); err == nil {
 		snap.Entropy = n
 	}
 

@@ -51,44 +51,6 @@ procs_running 1
 	sampleEntropy = "256\n"
 )
 
-func TestParseMeminfo(t *testing.T) {
-	tests := []struct {
-		name    string
-		data    string
-		want    memInfo
-		wantErr bool
-	}{
-		{"sample", sampleMeminfo, memInfo{Total: 233148 * 1024, Available: 190340 * 1024}, false},
-		{"no MemAvailable", "MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 20 kB\nCached: 30 kB\n", memInfo{Total: 1000 * 1024, Available: 150 * 1024}, false},
-		{"available capped at total", "MemTotal: 100 kB\nMemAvailable: 200 kB\n", memInfo{Total: 100 * 1024, Available: 100 * 1024}, false},
-		{"no MemTotal", "MemFree: 100 kB\n", memInfo{}, true},
-		{"empty", "", memInfo{}, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseMeminfo([]byte(tt.data))
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("parseMeminfo error = %v, want error %v", err, tt.wantErr)
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("parseMeminfo (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
-func TestParseLoadavg(t *testing.T) {
-	got, err := parseLoadavg([]byte(sampleLoadavg))
-	if err != nil || got != [3]float64{0.52, 0.18, 0.06} {
-		t.Errorf("parseLoadavg(sample) = %v, %v; want [0.52 0.18 0.06]", got, err)
-	}
-	for _, bad := range []string{"", "0.1 0.2", "x 0.2 0.3 1/2 3"} {
-		if _, err := parseLoadavg([]byte(bad)); err == nil {
-			t.Errorf("parseLoadavg(%q) succeeded, want an error", bad)
-		}
-	}
-}
-
 func TestUptime(t *testing.T) {
 	tests := []struct {
 		data string
@@ -162,34 +124,6 @@ func TestParseNetDev(t *testing.T) {
 	}
 	if rx, tx := parseNetDev(nil); rx != 0 || tx != 0 {
 		t.Errorf("parseNetDev(empty) = %d, %d; want 0, 0", rx, tx)
-	}
-}
-
-func TestCountEstablished(t *testing.T) {
-	if got := countEstablished([]byte(sampleTCP)); got != 2 {
-		t.Errorf("countEstablished(sample) = %d, want 2 (one listener, one TIME_WAIT)", got)
-	}
-	if got := countEstablished(nil); got != 0 {
-		t.Errorf("countEstablished(empty) = %d, want 0", got)
-	}
-}
-
-func TestParseFirstInt(t *testing.T) {
-	tests := []struct {
-		data    string
-		want    int64
-		wantErr bool
-	}{
-		{sampleFileNr, 1184, false},
-		{sampleEntropy, 256, false},
-		{"", 0, true},
-		{"x 1", 0, true},
-	}
-	for _, tt := range tests {
-		got, err := parseFirstInt([]byte(tt.data))
-		if (err != nil) != tt.wantErr || got != tt.want {
-			t.Errorf("parseFirstInt(%q) = %d, %v; want %d, error %v", tt.data, got, err, tt.want, tt.wantErr)
-		}
 	}
 }
 

@@ -53,14 +53,14 @@ func TestEveryPackageHasADocComment(t *testing.T) {
 var (
 	public = []string{"api", "api/cpv1", "api/shellframe"}
 	// wire is what both ends of the agent protocol may share.
-	wire = join(public, "internal/agent", "internal/agent/channel")
+	wire = join(public, "internal/agent", "internal/agent/channel", "internal/procfile")
 	// vmCore is the core and what it stands on; the guest is not in it.
 	vmCore = []string{
 		"api", "internal/agent", "internal/config", "internal/imageref", "internal/hypervisor",
 		"internal/network", "internal/secrets", "internal/store", "internal/vmstate",
 	}
 	// host is every package the daemon may link: never the guest.
-	host = join(vmCore, public, "internal/agent/channel", "internal/hypervisor/qemu",
+	host = join(vmCore, public, "internal/agent/channel", "internal/procfile", "internal/hypervisor/qemu",
 		"internal/image", "internal/image/unpack", "internal/doctor", "internal/githubkeys",
 		"internal/systemd", "internal/vm", "internal/server")
 )
@@ -98,7 +98,7 @@ var fences = map[string][]string{
 	"internal/hypervisor/hypervisortest/agentguest": {"api", "internal/agent", "internal/hypervisor", "internal/hypervisor/hypervisortest"},
 
 	"internal/vm":     vmCore,
-	"internal/server": join(vmCore, "api/shellframe", "internal/vm"),
+	"internal/server": join(vmCore, "api/shellframe", "internal/procfile", "internal/vm"),
 	"internal/doctor": {
 		"api", "internal/config", "internal/image", "internal/image/unpack", "internal/imageref",
 		"internal/network", "internal/hypervisor", "internal/hypervisor/qemu", "internal/agent/channel",
@@ -108,6 +108,7 @@ var fences = map[string][]string{
 	"cmd/slicer-bench": join(host, "client", "internal/daemon"),
 
 	"internal/cpv1test": {},
+	"internal/procfile": {},
 	"internal/testenv":  {},
 	"e2e":               {},
 }
@@ -116,7 +117,7 @@ var fences = map[string][]string{
 // transitive fence allows more: the server reaches the agent, the
 // hypervisor and the store only through the vm package.
 var direct = map[string][]string{
-	"internal/server": {"api", "api/shellframe", "internal/vm", "internal/vmstate"},
+	"internal/server": {"api", "api/shellframe", "internal/procfile", "internal/vm", "internal/vmstate"},
 }
 
 // join returns a new list holding the lists' elements and more.
