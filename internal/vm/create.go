@@ -180,7 +180,7 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, fb age
 	if err := m.checkNamesLocked("", req.Tags); err != nil {
 		return nil, err
 	}
-	rec, err := m.opt.Store.Allocate(g.Name, func(index int, hostname string) store.VM {
+	rec, err := m.opt.Store.Allocate(g.Name, g.Hostname, func(index int, hostname string) store.VM {
 		return store.VM{
 			Hostname: hostname, Group: g.Name, Index: index, CPUs: cpus, RamBytes: ram,
 			Tags: req.Tags, Persistent: req.Persistent, Protected: protected, State: vmstate.Creating, Unanswered: unanswered,
