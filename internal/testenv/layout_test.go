@@ -74,7 +74,10 @@ var fences = map[string][]string{
 	"client":         public,
 	"internal/cli":   join(public, "client"),
 
+	// Leaves both the host and the guest may import.
 	"internal/agent/channel": {},
+	"internal/procfile":      {},
+
 	"internal/agent":         {"api"},
 	"internal/guest/sysconf": {},
 	"internal/guest":         join(wire, "internal/guest/sysconf"),
@@ -108,7 +111,6 @@ var fences = map[string][]string{
 	"cmd/slicer-bench": join(host, "client", "internal/daemon"),
 
 	"internal/cpv1test": {},
-	"internal/procfile": {},
 	"internal/testenv":  {},
 	"e2e":               {},
 }
