@@ -75,11 +75,9 @@ type FirstBoot struct {
 //     the host, answered by HostSecretsHandler.
 //
 // Either way the agent makes its secrets directory (/run/slicer/secrets, a
-// tmpfs) hold exactly that set.
-
-// SecretFile is one secret as a guest gets it: the file
-// /run/slicer/secrets/<Name> holding Data, with mode Permissions and owner
-// UID:GID.
+// tmpfs) hold exactly that set. A SecretFile is one secret as a guest gets
+// it: the file /run/slicer/secrets/<Name> holding Data, with mode
+// Permissions and owner UID:GID.
 type SecretFile struct {
 	Name string `json:"name"`
 	Data []byte `json:"data"` // base64 in JSON
