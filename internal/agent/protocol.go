@@ -11,6 +11,8 @@ const (
 	PathFirstBoot = "/v1/firstboot"
 	PathStats     = "/v1/stats"
 	PathClock     = "/v1/clock"
+	PathPower     = "/v1/power"
+	PathIdentity  = "/v1/identity"
 	PathCopy      = "/v1/cp" // both ways: POST uploads, GET downloads
 	PathSecrets   = "/v1/secrets"
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/agent"
+	"github.com/openslicer/openslicer/internal/guest/sysconf"
 )
 
 // processStart is when this agent process started, for agent_uptime.
@@ -35,6 +36,12 @@ type Server struct {
 	host    hostLink   // the current session, for requests to the host
 	// setClock sets the wall clock; nil (not init) refuses PUT /v1/clock.
 	setClock func(time.Time) error
+	// setIdentity applies an identity; nil (not init) refuses PUT
+	// /v1/identity.
+	setIdentity func(sysconf.Identity) error
+	// doPower powers the guest off or reboots it (agent.PowerOff,
+	// agent.Reboot); nil (not init) refuses POST /v1/power.
+	doPower func(action string) error
 }
 
 // NewServer returns the agent's server for a process that is not PID 1;
@@ -51,6 +58,13 @@ type Init struct {
 	Reaper *Reaper
 	// SetClock sets the wall clock, for PUT /v1/clock.
 	SetClock func(time.Time) error
+	// SetIdentity applies a checked identity, for PUT /v1/identity
+	// (sysconf.ApplyIdentity).
+	SetIdentity func(sysconf.Identity) error
+	// Power powers the guest off or reboots it (agent.PowerOff,
+	// agent.Reboot), for POST /v1/power. It is called after the answer
+	// has gone to the host, and may return before the machine ends.
+	Power func(action string) error
 }
 
 // NewInitServer returns the server of the agent as PID 1.
@@ -59,7 +73,7 @@ func NewInitServer(log *slog.Logger, in Init) *Server {
 	if in.Reaper != nil {
 		s.starter = in.Reaper
 	}
-	s.setClock = in.SetClock
+	s.setClock, s.setIdentity, s.doPower = in.SetClock, in.SetIdentity, in.Power
 	return s
 }
 
@@ -77,6 +91,7 @@ func (s *Server) Handler() http.Handler {
 	s.routeSecrets(mux)
 	s.routeChannel(mux)
 	s.routeClock(mux)
+	s.routeSystem(mux)
 	return mux
 }
 

@@ -51,7 +51,11 @@ func Run(ctx context.Context, log *slog.Logger) {
 		shutdown(log, r, unix.LINUX_REBOOT_CMD_POWER_OFF)
 	}
 
-	srv := guest.NewInitServer(log, guest.Init{Reaper: r, SetClock: sysconf.SetClock})
+	power := make(chan int, 1) // the host's power request (power_linux.go)
+	srv := guest.NewInitServer(log, guest.Init{
+		Reaper: r, SetClock: sysconf.SetClock, Power: powerFunc(power),
+		SetIdentity: func(id sysconf.Identity) error { return sysconf.ApplyIdentity(id, "/") },
+	})
 	go func() {
 		err := srv.ServeDevice(ctx, "")
 		log.Error("agent stopped", "err", err)
@@ -64,6 +68,9 @@ func Run(ctx context.Context, log *slog.Logger) {
 		select {
 		case <-ctx.Done():
 			shutdown(log, r, unix.LINUX_REBOOT_CMD_POWER_OFF)
+		case cmd := <-power:
+			log.Info("shutting down", "asked_by", "host")
+			shutdown(log, r, cmd)
 		case sig := <-sigs:
 			cmd, ok := shutdownCommand(sig)
 			if !ok {

@@ -2,11 +2,8 @@ package sysconf
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"net"
 	"os"
-	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -16,8 +13,9 @@ import (
 const nicWait = 5 * time.Second
 
 // NetworkUp configures the NIC the kernel command line describes (ip=):
-// the address, the link up, the default route, and /etc/resolv.conf. With
-// no ip= parameter the VM has no NIC and there is nothing to do.
+// the address, the link up, the default route, and /etc/resolv.conf, as
+// an identity request's network does (applyNetwork). With no ip= parameter
+// the VM has no NIC and there is nothing to do.
 func NetworkUp() error {
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
@@ -34,80 +32,34 @@ func NetworkUp() error {
 	if err != nil {
 		return err
 	}
-	if err := WaitForFile(filepath.Join("/sys/class/net", c.Device), nicWait); err != nil {
+	if err := applyNetwork(c); err != nil {
 		return err
 	}
-	if err := setAddress(c); err != nil {
-		return err
-	}
-	if c.Gateway.IsValid() {
-		if err := addDefaultRoute(c); err != nil {
+	for _, f := range (Identity{Network: &c}).Files(false) {
+		if err := writeFile(f.Path, f.Data, os.FileMode(f.Mode)); err != nil {
 			return err
-		}
-	}
-	if len(c.DNS) > 0 {
-		if err := os.WriteFile("/etc/resolv.conf", []byte(resolvConf(c.DNS)), 0o644); err != nil {
-			return fmt.Errorf("write /etc/resolv.conf: %w", err)
 		}
 	}
 	return nil
 }
 
-// setAddress gives the NIC its address and netmask (the kernel adds the
-// route to the subnet) and sets it up.
-func setAddress(c netConfig) error {
+// linkUp sets the interface dev up.
+func linkUp(dev string) error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(c.Device)
+	ifr, err := unix.NewIfreq(dev)
 	if err != nil {
 		return err
 	}
-	if err := ifr.SetInet4Addr(c.Address.Addr().AsSlice()); err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFADDR, ifr); err != nil {
-		return fmt.Errorf("set %s address %s: %w", c.Device, c.Address.Addr(), err)
-	}
-	mask := net.CIDRMask(c.Address.Bits(), 32)
-	if err := ifr.SetInet4Addr(mask); err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFNETMASK, ifr); err != nil {
-		return fmt.Errorf("set %s netmask: %w", c.Device, err)
-	}
 	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("read %s flags: %w", c.Device, err)
+		return fmt.Errorf("read %s flags: %w", dev, err)
 	}
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("set %s up: %w", c.Device, err)
-	}
-	return nil
-}
-
-// addDefaultRoute adds "default via gateway dev device" with one netlink
-// request.
-func addDefaultRoute(c netConfig) error {
-	ifc, err := net.InterfaceByName(c.Device)
-	if err != nil {
-		return err
-	}
-	gw := c.Gateway.As4()
-	var oif [4]byte
-	binary.NativeEndian.PutUint32(oif[:], uint32(ifc.Index))
-	rtm := []byte{
-		unix.AF_INET, 0, 0, 0, // family, dst_len, src_len, tos
-		unix.RT_TABLE_MAIN, unix.RTPROT_BOOT, unix.RT_SCOPE_UNIVERSE, unix.RTN_UNICAST,
-		0, 0, 0, 0, // flags
-	}
-	body := append(rtm, rtAttr(unix.RTA_GATEWAY, gw[:])...)
-	body = append(body, rtAttr(unix.RTA_OIF, oif[:])...)
-	flags := unix.NLM_F_REQUEST | unix.NLM_F_ACK | unix.NLM_F_CREATE | unix.NLM_F_EXCL
-	if err := netlinkDo(unix.RTM_NEWROUTE, flags, body); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("add default route via %s: %w", c.Gateway, err)
+		return fmt.Errorf("set %s up: %w", dev, err)
 	}
 	return nil
 }

@@ -10,18 +10,18 @@ import (
 func TestParseIPParam(t *testing.T) {
 	for _, tc := range []struct {
 		in      string
-		want    netConfig
+		want    Network
 		wantErr bool
 	}{
 		{
 			in: "192.168.137.2::192.168.137.1:255.255.255.0:vm-1:eth0:off:8.8.8.8:1.1.1.1",
-			want: netConfig{Device: "eth0", Address: netip.MustParsePrefix("192.168.137.2/24"),
+			want: Network{Device: "eth0", Address: netip.MustParsePrefix("192.168.137.2/24"),
 				Gateway: netip.MustParseAddr("192.168.137.1"),
 				DNS:     []netip.Addr{netip.MustParseAddr("8.8.8.8"), netip.MustParseAddr("1.1.1.1")}},
 		},
 		{
 			in: "169.254.8.2::169.254.8.1:255.255.255.252:sb-1:eth0:off",
-			want: netConfig{Device: "eth0", Address: netip.MustParsePrefix("169.254.8.2/30"),
+			want: Network{Device: "eth0", Address: netip.MustParsePrefix("169.254.8.2/30"),
 				Gateway: netip.MustParseAddr("169.254.8.1")},
 		},
 		{in: "dhcp", wantErr: true},

@@ -19,32 +19,11 @@ func SetHostname() error {
 	if !ok || name == "" {
 		return nil
 	}
-	if err := unix.Sethostname([]byte(name)); err != nil {
-		return fmt.Errorf("set hostname %q: %w", name, err)
-	}
-	return os.WriteFile("/etc/hostname", []byte(name+"\n"), 0o644)
+	return ApplyIdentity(Identity{Hostname: name}, "/")
 }
 
 // LoopbackUp sets the loopback interface up.
-func LoopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("read lo flags: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("set lo up: %w", err)
-	}
-	return nil
-}
+func LoopbackUp() error { return linkUp("lo") }
 
 // SetClock sets the wall clock (CLOCK_REALTIME) to t.
 func SetClock(t time.Time) error {
