@@ -304,7 +304,13 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	}
 	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
 	undo.push(func(context.Context) error { endLife(); return nil })
-	delivered := m.deliverBootData(life, in, client, agent.FirstBoot{Userdata: rec.Userdata, SSHKeys: rec.SSHKeys})
+	var id *agent.Identity
+	if restoreFrom != "" {
+		// Restored, not booted: the command line was not read again.
+		restored := restoredIdentity(rec.Hostname, plan, newEntropy())
+		id = &restored
+	}
+	delivered := m.deliverBootData(life, in, client, id, agent.FirstBoot{Userdata: rec.Userdata, SSHKeys: rec.SSHKeys})
 	in.mu.Lock()
 	if err := in.applyLocked(vmstate.Boot); err != nil {
 		in.mu.Unlock()

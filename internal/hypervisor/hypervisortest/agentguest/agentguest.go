@@ -116,12 +116,10 @@ func (s session) Get(ctx context.Context, key string) (string, error) {
 	return strings.TrimSpace(out), err
 }
 
-// PowerOff asks PID 1 to power off with busybox's poweroff. The exec may
-// not answer (the guest goes away under it), so its error is not one.
+// PowerOff asks the agent to power the guest off (POST /v1/power), which
+// it answers before it acts.
 func (s session) PowerOff(ctx context.Context) error {
-	root := uint32(0)
-	s.c.ExecBuffered(ctx, &api.ExecRequest{Command: "poweroff", UID: &root, GID: &root})
-	return nil
+	return s.c.Power(ctx, agent.PowerOff)
 }
 
 func (s session) Close() error { return s.c.Close() }
