@@ -71,6 +71,27 @@
 //	PUT  /v1/clock      body Clock: sets the guest's wall clock to the
 //	                    host's (after a restore or resume it stood still);
 //	                    204, or 501 from an agent that is not init.
+//	PUT  /v1/identity   body Identity: who the guest is, each field empty
+//	                    left alone: entropy (MinEntropy to MaxEntropy
+//	                    bytes, credited with RNDADDENTROPY, then the kernel
+//	                    RNG reseeded, RNDRESEEDCRNG), hostname
+//	                    (sethostname, /etc/hostname), network (the device's
+//	                    other IPv4 addresses removed, the address set, the
+//	                    link up, the default route replaced, over
+//	                    rtnetlink; /etc/resolv.conf when DNS is given),
+//	                    machine_id (/etc/machine-id, and D-Bus's copy when
+//	                    it is a file). Applied in that order; 204; 400 and
+//	                    nothing applied for a bad field; 501 from an agent
+//	                    that is not init. The daemon sends it after a
+//	                    restore (a booted guest reads its command line).
+//	POST /v1/power      body Power: {"action": "poweroff"|"reboot"}. 202
+//	                    is answered and flushed first; then the agent as
+//	                    PID 1 ends every process, syncs, remounts / read-
+//	                    only and calls reboot(2), and an agent beside
+//	                    another init signals PID 1 (SIGRTMIN+4 poweroff,
+//	                    SIGRTMIN+5 reboot, as systemd takes them). No
+//	                    program of the guest is run. 400 another action;
+//	                    501 from an agent that is neither.
 //	GET  /v1/shell      query: uid, gid, shell, cwd (all optional); headers
 //	                    Connection: Upgrade, Upgrade: slicer-shell. Starts
 //	                    the shell (default: the user's login shell, else
