@@ -109,3 +109,32 @@ func TestShutdownAsksAgent(t *testing.T) {
 		waitState(t, e, resp.Hostname, "stopped")
 	}
 }
+
+// TestShutdownOfAnOldAgent: an agent older than the power route (404) is
+// asked the way it was then, with busybox's command through exec; an agent
+// that has the route is never sent an exec (TestShutdownAsksAgent's fake
+// has no exec route).
+func TestShutdownOfAnOldAgent(t *testing.T) {
+	agents := &fakeAgents{}
+	fake := &hypervisortest.Fake{Agent: agents.serve}
+	e := newEnv(t, fake)
+	ctx := context.Background()
+	resp, err := e.m.Create(ctx, "sbox", api.CreateNodeRequest{Persistent: true}, CreateOptions{Wait: WaitAgent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan string, 1)
+	agents.mu.Lock()
+	agents.exec = func(cmd string) {
+		ran <- cmd
+		fake.Last(resp.Hostname).Exit()
+	}
+	agents.mu.Unlock()
+	if err := e.m.Shutdown(ctx, resp.Hostname, ActionReboot); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if cmd := <-ran; cmd != "reboot" {
+		t.Errorf("old agent was asked to exec %q, want reboot", cmd)
+	}
+	waitState(t, e, resp.Hostname, "stopped")
+}

@@ -104,6 +104,9 @@ type fakeAgents struct {
 	// has been answered; unset, the route is missing (404), as in an
 	// agent older than it.
 	power func(action string)
+	// exec, when set, is called with the command of an exec, answered
+	// with exit code 0; unset, the route is missing.
+	exec func(cmd string)
 }
 
 func (f *fakeAgents) serve(conn net.Conn) {
@@ -155,6 +158,17 @@ func (f *fakeAgents) serve(conn net.Conn) {
 		}
 		w.WriteHeader(http.StatusAccepted)
 		go f.powerFunc()(p.Action)
+	})
+	mux.HandleFunc("POST /v1/exec", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		run := f.exec
+		f.mu.Unlock()
+		if run == nil {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode(api.ExecResult{})
+		go run(r.URL.Query().Get("cmd"))
 	})
 	http.Serve(sess, mux) // until the host goes away
 }
