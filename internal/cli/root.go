@@ -108,6 +108,8 @@ func newVMCmd(g *globals) *cobra.Command {
 		newBgCmd(g),
 		newShellCmd(g),
 		newForwardCmd(g),
+		newCommitCmd(g),
+		newForkCmd(g, nil),
 	)
 	cmd.AddCommand(newLifecycleCmds(g)...)
 	return cmd

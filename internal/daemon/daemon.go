@@ -87,7 +87,7 @@ func Run(ctx context.Context, opt Options) error {
 		defer netHost.Close()
 	}
 
-	for _, dir := range []string{paths.DataDir, filepath.Dir(paths.State), paths.Disks, paths.Run, paths.Logs, paths.Images} {
+	for _, dir := range []string{paths.DataDir, filepath.Dir(paths.State), paths.Disks, paths.Commits, paths.Run, paths.Logs, paths.Images} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
@@ -137,6 +137,7 @@ func Run(ctx context.Context, opt Options) error {
 		Config: cfg, Backend: backend, Store: st, Images: images, Clone: cloner.Clone, Secrets: sec,
 		Keys: keys, DisksDir: paths.Disks, RunDir: paths.Run, LogDir: paths.Logs, Log: opt.Log,
 		Accelerator: accel.Accelerator, BootWatchdog: vm.BootWatchdogFor(cfg, accel.Accel.KVM),
+		Layers: &image.DiskLayers{Log: opt.Log}, CommitsDir: paths.Commits,
 	}
 	if netHost != nil {
 		vopt.Network = netHost

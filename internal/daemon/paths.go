@@ -11,6 +11,7 @@ type Paths struct {
 	DataDir string // working files: disks, the .slicer state directory, relative sockets
 	State   string // bbolt state file
 	Disks   string // <hostname>.img root disks
+	Commits string // <commit id>/ directories, each holding a commit's read-only disk layer
 	Run     string // one directory per VM: sockets and pidfile
 	Logs    string // <hostname>.txt serial consoles
 	Images  string // built images cache
@@ -29,6 +30,7 @@ func ResolvePaths(dataDir, cwd string) Paths {
 			DataDir: cwd,
 			State:   filepath.Join(cwd, ".slicer", "state.db"),
 			Disks:   cwd,
+			Commits: filepath.Join(cwd, ".slicer", "commits"),
 			Run:     runDirFor(cwd),
 			Logs:    "/var/log/slicer",
 			Images:  "/var/lib/slicer/images",
@@ -43,6 +45,7 @@ func ResolvePaths(dataDir, cwd string) Paths {
 		DataDir: dataDir,
 		State:   filepath.Join(dataDir, ".slicer", "state.db"),
 		Disks:   filepath.Join(dataDir, "disks"),
+		Commits: filepath.Join(dataDir, "commits"),
 		Run:     filepath.Join(dataDir, "run"),
 		Logs:    filepath.Join(dataDir, "logs"),
 		Images:  filepath.Join(dataDir, "images"),

@@ -11,7 +11,7 @@ import (
 func TestResolvePathsDefaults(t *testing.T) {
 	got := ResolvePaths("", "/srv/work")
 	want := Paths{
-		DataDir: "/srv/work", State: "/srv/work/.slicer/state.db", Disks: "/srv/work",
+		DataDir: "/srv/work", State: "/srv/work/.slicer/state.db", Disks: "/srv/work", Commits: "/srv/work/.slicer/commits",
 		Run: runDirFor("/srv/work"), Logs: "/var/log/slicer", Images: "/var/lib/slicer/images",
 		Token: "/var/lib/slicer/auth/token", Secrets: "/srv/work/.secrets",
 	}

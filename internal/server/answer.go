@@ -31,7 +31,13 @@ import (
 // store write had the record been marked answered before (or after) the
 // whole answer went out.
 func answerCreate(ctx context.Context, w http.ResponseWriter, log *slog.Logger, resp api.CreateNodeResponse, commit func() error) error {
-	body, err := json.Marshal(resp)
+	return answerJSON(ctx, w, log, http.StatusCreated, resp.Hostname, resp, commit)
+}
+
+// answerJSON answers as answerCreate does, with status and any JSON object
+// v made for the VM hostname (a fork's answer is 200).
+func answerJSON(ctx context.Context, w http.ResponseWriter, log *slog.Logger, status int, hostname string, v any, commit func() error) error {
+	body, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
@@ -40,7 +46,7 @@ func answerCreate(ctx context.Context, w http.ResponseWriter, log *slog.Logger, 
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusCreated)
+	w.WriteHeader(status)
 	rc := http.NewResponseController(w)
 	if _, err := w.Write(head); err != nil {
 		return fmt.Errorf("write answer: %w", err)
@@ -62,7 +68,7 @@ func answerCreate(ctx context.Context, w http.ResponseWriter, log *slog.Logger, 
 		err = rc.Flush()
 	}
 	if err != nil {
-		log.Warn("answer of a create cut short after it was recorded", "vm", resp.Hostname, "err", err)
+		log.Warn("answer cut short after it was recorded", "vm", hostname, "err", err)
 	}
 	return nil
 }

@@ -60,16 +60,17 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("PATCH /secrets/{name}", s.withSecrets(s.updateSecret))
 	mux.HandleFunc("DELETE /secrets/{name}", s.withSecrets(s.deleteSecret))
 
+	// Cold-fork commits (spec §3.14, commits.go): the mux prefers the more
+	// specific pattern, so /vm/commits… is matched before /vm/{hostname}…,
+	// which reserves "commits" (never a hostname anyway: hostnames are
+	// <group>-N).
+	mux.HandleFunc("POST /vm/{hostname}/commit", s.commitVM)
+	mux.HandleFunc("GET /vm/commits", s.listCommits)
+	mux.HandleFunc("DELETE /vm/commits/{id}", s.deleteCommit)
+	mux.HandleFunc("POST /vm/commits/{id}/fork", s.forkCommit)
+
 	// Documented routes this daemon does not build yet: 501 naming them
-	// (notbuilt.go). Cold-fork commits (spec §3.14): the mux prefers the
-	// more specific pattern, so /vm/commits… is matched before
-	// /vm/{hostname}…, which reserves "commits" (never a hostname anyway:
-	// hostnames are <group>-N).
-	mux.HandleFunc("POST /vm/{hostname}/commit", s.notBuilt("cold-fork commits"))
-	mux.HandleFunc("GET /vm/commits", s.notBuilt("cold-fork commits"))
-	mux.HandleFunc("DELETE /vm/commits/{id}", s.notBuilt("cold-fork commits"))
-	mux.HandleFunc("POST /vm/commits/{id}/fork", s.notBuilt("cold-fork commits"))
-	// The proxy admin API (spec §3.15).
+	// (noroute.go). The proxy admin API (spec §3.15).
 	mux.HandleFunc("POST /proxy/v1/clients", s.notBuilt("the egress proxy"))
 	mux.HandleFunc("GET /proxy/v1/clients", s.notBuilt("the egress proxy"))
 	mux.HandleFunc("GET /proxy/v1/clients/{name}", s.notBuilt("the egress proxy"))

@@ -51,6 +51,7 @@ func newTestServerWith(t testing.TB, token string, sec SecretStore) *httptest.Se
 	m := vm.New(vm.Options{
 		Config: cfg, Backend: &hypervisortest.Fake{}, Store: st, Images: images{}, Clone: clone,
 		DisksDir: dir, RunDir: filepath.Join(dir, "run"), LogDir: filepath.Join(dir, "logs"), Log: log,
+		Layers: copyLayers{}, CommitsDir: filepath.Join(dir, "commits"),
 	})
 	ts := httptest.NewServer(New(Options{Manager: m, Log: log, Token: token, Info: api.Info{Version: "test", Accelerator: "tcg", AcceleratorReason: "this host has no /dev/kvm"}, Secrets: sec}).Handler())
 	t.Cleanup(func() {

@@ -10,6 +10,8 @@
 //	  <hostname>       -> JSON VM record
 //	counters/
 //	  <host group>     -> last allocated index, decimal
+//	commits/
+//	  <commit id>      -> JSON Commit record (commits.go)
 //
 // Names are allocated from the per-group counter, which only ever grows, so
 // a name is never handed out twice, across restarts included. The store
@@ -38,6 +40,7 @@ var (
 	bucketMeta     = []byte("meta")
 	bucketVMs      = []byte("vms")
 	bucketCounters = []byte("counters")
+	bucketCommits  = []byte("commits")
 	keyVersion     = []byte("version")
 )
 
@@ -78,6 +81,26 @@ type VM struct {
 	// (slicer up --suspend-on-shutdown) to the state it had, running or
 	// paused: the next start restores it to that state.
 	RestoreAtStart vmstate.State `json:"restore_at_start,omitempty"`
+
+	// Commits and forks (commits.go).
+	//
+	// CommitID is the latest commit taken of this VM; DiskBase is the
+	// commit whose layer the VM's disk is copy-on-write over (its latest
+	// commit, or for a fork the commit it was forked from until it is
+	// committed itself); ParentCommit is the commit a fork was made from.
+	CommitID     string `json:"commit_id,omitempty"`
+	DiskBase     string `json:"disk_base,omitempty"`
+	ParentCommit string `json:"parent_commit,omitempty"`
+	// NoSecrets marks a VM granted no secrets at all (a fork asked for
+	// "secrets": []), which an empty Secrets cannot say: it means all.
+	NoSecrets bool `json:"no_secrets,omitempty"`
+	// GuestHostname, when set, is the name the guest is given instead of
+	// Hostname: a fork without the hostname fix-up keeps its source's.
+	GuestHostname string `json:"guest_hostname,omitempty"`
+	// Unfinished marks a fork whose finalisation (its agent up, its
+	// fix-ups applied) is not done: the next daemon reclaims it, as the
+	// fork would have, had finalisation failed.
+	Unfinished bool `json:"unfinished,omitempty"`
 }
 
 // Store is an open state file.
@@ -95,7 +118,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketVMs, bucketCounters} {
+		for _, b := range [][]byte{bucketMeta, bucketVMs, bucketCounters, bucketCommits} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -185,10 +185,10 @@ func TestDaemonLinksNoGuestCode(t *testing.T) {
 	t.Fatal("cmd/slicer not found")
 }
 
-// TestArchitectureListsEveryPackage keeps the package table of
-// docs/ARCHITECTURE.md and the fences in step: every package of the
-// module but the commands has a row, and every row names a package.
-func TestArchitectureListsEveryPackage(t *testing.T) {
+// architectureRows returns the packages docs/ARCHITECTURE.md gives a row
+// in its package table.
+func architectureRows(t *testing.T) map[string]bool {
+	t.Helper()
 	doc, err := os.ReadFile("../../docs/ARCHITECTURE.md")
 	if err != nil {
 		t.Fatal(err)
@@ -197,17 +197,58 @@ func TestArchitectureListsEveryPackage(t *testing.T) {
 	for _, m := range regexp.MustCompile("(?m)^\\| `([^`]+)` \\|").FindAllStringSubmatch(string(doc), -1) {
 		listed[m[1]] = true
 	}
+	if len(listed) == 0 {
+		t.Fatal("docs/ARCHITECTURE.md has no package rows")
+	}
+	return listed
+}
+
+// TestArchitectureListsEveryPackage keeps the package table of
+// docs/ARCHITECTURE.md true: every package of the module, the commands
+// included, has a row, and every row names a package.
+func TestArchitectureListsEveryPackage(t *testing.T) {
+	listed := architectureRows(t)
 	have := map[string]bool{}
 	for _, p := range listPackages(t) {
 		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
 		have[rel] = true
-		if !listed[rel] && !strings.HasPrefix(rel, "cmd/") {
+		if !listed[rel] {
 			t.Errorf("package %s has no row in docs/ARCHITECTURE.md", rel)
 		}
 	}
 	for name := range listed {
 		if !have[name] {
 			t.Errorf("docs/ARCHITECTURE.md lists %s, which is not a package", name)
+		}
+	}
+}
+
+// TestFencesMatchArchitecture keeps the fence table and the package table
+// of docs/ARCHITECTURE.md in step: every package the document lists has a
+// fence, and every fence is for a package the document lists, so no
+// package escapes the fences and no fence outlives its package.
+func TestFencesMatchArchitecture(t *testing.T) {
+	listed := architectureRows(t)
+	for name := range listed {
+		if _, ok := fences[name]; !ok {
+			t.Errorf("docs/ARCHITECTURE.md lists %s, which has no fence in layout_test.go", name)
+		}
+	}
+	for name, allowed := range fences {
+		if !listed[name] {
+			t.Errorf("fence for %s, which docs/ARCHITECTURE.md does not list", name)
+		}
+		for _, dep := range allowed {
+			if !listed[dep] {
+				t.Errorf("fence of %s allows %s, which docs/ARCHITECTURE.md does not list", name, dep)
+			}
+		}
+	}
+	for name, allowed := range direct {
+		for _, dep := range allowed {
+			if !contains(fences[name], dep) {
+				t.Errorf("%s may import %s itself but its fence does not allow it", name, dep)
+			}
 		}
 	}
 }

@@ -25,6 +25,7 @@ func (e *env) nextWith(t *testing.T, backend hypervisor.Backend, others ...hyper
 		Config: e.m.opt.Config, Backend: backend, Backends: others, Store: e.store, Images: e.m.opt.Images, Clone: fakeClone,
 		DisksDir: e.m.opt.DisksDir, RunDir: e.m.opt.RunDir, LogDir: e.m.opt.LogDir,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Network: e.m.opt.Network,
+		Layers: e.m.opt.Layers, CommitsDir: e.m.opt.CommitsDir,
 	})
 	t.Cleanup(func() { m.Close(context.Background(), StopDetach) })
 	return m, m.Recover(context.Background())

@@ -3,7 +3,18 @@ package vm
 import (
 	"fmt"
 	"strings"
+
+	"github.com/openslicer/openslicer/internal/store"
 )
+
+// guestName is the name a VM's guest is given: its hostname, unless it
+// keeps another (a fork without the hostname fix-up keeps its source's).
+func guestName(rec store.VM) string {
+	if rec.GuestHostname != "" {
+		return rec.GuestHostname
+	}
+	return rec.Hostname
+}
 
 // GuestCmdline returns the guest's part of a VM's kernel command line
 // (hypervisor.Spec.Cmdline): the agent's slicer.* parameters, then extra

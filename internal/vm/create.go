@@ -83,7 +83,7 @@ func (m *Manager) create(ctx context.Context, g config.HostGroup, req api.Create
 	defer close(in.created)
 	log := m.log.With("vm", in.rec.Hostname, "group", g.Name)
 
-	if err := m.start(ctx, log, g, in, true, "", &undo); err != nil {
+	if err := m.start(ctx, log, g, in, m.imageDisk, "", &undo); err != nil {
 		return api.CreateNodeResponse{}, m.fail(ctx, log, &undo, err)
 	}
 	if err := m.wait(ctx, in, opt); err != nil {
@@ -173,14 +173,7 @@ func checkCreate(g config.HostGroup, req api.CreateNodeRequest, opt CreateOption
 // client is still to be answered) and enters it in the table, so that lists
 // show it and a delete can abort it.
 func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, fb agent.FirstBoot, cpus int, ram int64, protected, unanswered bool, abort context.CancelFunc, undo *undoStack) (*instance, error) {
-	// The table lock covers the name check and the insert, so two creates
-	// cannot take the same friendly name.
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.checkNamesLocked("", req.Tags); err != nil {
-		return nil, err
-	}
-	rec, err := m.opt.Store.Allocate(g.Name, g.Hostname, func(index int, hostname string) store.VM {
+	return m.allocateWith(g, req.Tags, req.Network, abort, undo, func(index int, hostname string) store.VM {
 		return store.VM{
 			Hostname: hostname, Group: g.Name, Index: index, CPUs: cpus, RamBytes: ram,
 			Tags: req.Tags, Persistent: req.Persistent, Protected: protected, State: vmstate.Creating, Unanswered: unanswered,
@@ -189,6 +182,20 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, fb age
 			Disk:      m.diskPath(hostname), RunDir: m.runDir(hostname), Backend: m.opt.Backend.Name(),
 		}
 	})
+}
+
+// allocateWith allocates the next name in g and writes the record build
+// returns for it, planning its network with the override (a VM with tags
+// may not take another's friendly name), and enters it in the table.
+func (m *Manager) allocateWith(g config.HostGroup, tags []string, override *api.CreateNodeNetworkPolicy, abort context.CancelFunc, undo *undoStack, build func(index int, hostname string) store.VM) (*instance, error) {
+	// The table lock covers the name check and the insert, so two creates
+	// cannot take the same friendly name.
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.checkNamesLocked("", tags); err != nil {
+		return nil, err
+	}
+	rec, err := m.opt.Store.Allocate(g.Name, g.Hostname, build)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +203,7 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, fb age
 
 	in := &instance{rec: rec, created: make(chan struct{}), abort: abort}
 	if g.Network != nil {
-		if err := m.assignPlanLocked(g, in, req.Network); err != nil {
+		if err := m.assignPlanLocked(g, in, override); err != nil {
 			return nil, errors.Join(err, undo.run(context.Background()))
 		}
 		if err := m.opt.Store.Put(in.rec); err != nil {
@@ -213,10 +220,21 @@ func (m *Manager) allocate(g config.HostGroup, req api.CreateNodeRequest, fb age
 	return in, nil
 }
 
+// diskMaker makes a new VM's root disk at dst and returns its format
+// ("raw" or "qcow2"); img and size are its group's image and disk size.
+// It must leave nothing at dst when it fails.
+type diskMaker func(ctx context.Context, img BootImage, size int64, dst string) (format string, err error)
+
+// imageDisk is a create's disk: a clone of the group's image.
+func (m *Manager) imageDisk(ctx context.Context, img BootImage, size int64, dst string) (string, error) {
+	return m.opt.Clone(ctx, img.RootFS, dst, size)
+}
+
 // start starts the machine of in with the backend its record names: first
-// cloning its disk when fresh (a relaunch boots the disk it has), restored
-// from the state directory restoreFrom when that is set.
-func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGroup, in *instance, fresh bool, restoreFrom string, undo *undoStack) error {
+// making its disk with newDisk when that is set (a relaunch or restore
+// boots the disk it has), restored from the state directory restoreFrom
+// when that is set.
+func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGroup, in *instance, newDisk diskMaker, restoreFrom string, undo *undoStack) error {
 	imgName := m.opt.Config.ImageFor(g)
 	img, err := m.opt.Images.Resolve(ctx, imgName)
 	if err != nil {
@@ -233,10 +251,11 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	if err != nil {
 		return err
 	}
+	fresh := newDisk != nil
 	if fresh {
-		format, err := m.opt.Clone(ctx, img.RootFS, rec.Disk, size)
+		format, err := newDisk(ctx, img, size, rec.Disk)
 		if err != nil {
-			return fmt.Errorf("clone root disk: %w", err)
+			return fmt.Errorf("make root disk: %w", err)
 		}
 		undo.push(func(context.Context) error { return removeFile(rec.Disk) })
 		in.mu.Lock()
@@ -259,11 +278,11 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 
 	netArg := ""
 	if plan != nil {
-		netArg = plan.Guest.KernelArg(rec.Hostname, guestNIC)
+		netArg = plan.Guest.KernelArg(guestName(rec), guestNIC)
 	}
 	spec := hypervisor.Spec{
 		ID: rec.RunDir, Name: rec.Hostname, VCPUs: rec.CPUs, MemoryBytes: rec.RamBytes,
-		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: GuestCmdline(rec.Hostname, g.KernelArgs, netArg),
+		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: GuestCmdline(guestName(rec), g.KernelArgs, netArg),
 		Disks:  []hypervisor.Disk{{Path: rec.Disk, Format: diskFormat(rec)}},
 		RunDir: rec.RunDir, ConsoleLog: m.logPath(rec.Hostname), RestoreFrom: restoreFrom,
 	}

@@ -162,18 +162,25 @@ func (m *Manager) reclaimAtClose(ctx context.Context) error {
 }
 
 // Recover reconciles the store with what is running after a daemon start:
-// records of VMs caught mid-create or whose create was never answered, and
-// of ephemeral VMs, are reclaimed with their processes, disks and sockets;
+// commits cut short are undone first (recoverCommits); records of VMs
+// caught mid-create, whose create was never answered or whose fork was
+// never finished, and of ephemeral VMs, are reclaimed with their
+// processes, disks and sockets;
 // persistent VMs still running are re-attached, and those that are gone are
 // kept as stopped. Each VM is handled by the backend its record names; a
 // VM whose backend this daemon does not have is left alone (record, disk,
 // processes and network kept, not listed) and reported in the error.
 func (m *Manager) Recover(ctx context.Context) error {
+	// Commits first: a commit cut short gives its source's disk back.
+	commitErr := m.recoverCommits()
+	if commitErr != nil {
+		m.log.Error("recover commits", "err", commitErr)
+	}
 	recs, err := m.opt.Store.List()
 	if err != nil {
 		return err
 	}
-	var errs []error
+	errs := []error{commitErr}
 	live := map[string]bool{} // VMs whose machine runs with a network
 	for _, rec := range recs {
 		backend, err := m.backendFor(rec)
@@ -194,8 +201,8 @@ func (m *Manager) Recover(ctx context.Context) error {
 		in.plan = plan
 		in.machine = m.attach(ctx, backend, rec)
 		_, known := m.groups[rec.Group]
-		if rec.State == vmstate.Creating || rec.Unanswered || !rec.Persistent || !known {
-			m.log.Info("reclaiming vm left by an earlier daemon", "vm", rec.Hostname, "state", rec.State, "unanswered", rec.Unanswered)
+		if rec.State == vmstate.Creating || rec.Unanswered || rec.Unfinished || !rec.Persistent || !known {
+			m.log.Info("reclaiming vm left by an earlier daemon", "vm", rec.Hostname, "state", rec.State, "unanswered", rec.Unanswered, "unfinished", rec.Unfinished)
 			if plan != nil && plan.Naming == network.NamingInstance {
 				in.plan = nil // its network goes with every other leftover, in one pass below
 			} // a plan from before instance ids: that pass does not see its objects, its teardown does

@@ -12,6 +12,9 @@
 // States and which operation may run in which are vmstate's table; state.go
 // applies it.
 //
+// Commits make a stopped VM's disk a read-only layer, and forks are new
+// VMs whose disks are copy-on-write over one (commit.go, fork.go).
+//
 // Locking: Manager.mu guards the table; each instance's mu guards its state.
 // Slow work (cloning, booting, waiting for the agent, every call into the
 // hypervisor) runs with no lock held.
@@ -98,7 +101,11 @@ type Options struct {
 	// ShutdownTimeout bounds how long a graceful daemon stop waits for
 	// guests to power off; zero means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
-	Log             *slog.Logger
+	// Layers makes commit layers and forks' disks over them, kept under
+	// CommitsDir (commit.go); without them commits are ErrNotImplemented.
+	Layers     Layers
+	CommitsDir string
+	Log        *slog.Logger
 }
 
 // Manager owns every VM of the daemon.
@@ -118,6 +125,8 @@ type Manager struct {
 	// closing is closed when the daemon stops, releasing the watchers.
 	closing   chan struct{}
 	closeOnce sync.Once
+	// commits orders commits, forks and commit deletes (commit.go).
+	commits commitLocks
 }
 
 // instance is one VM known to the manager.

@@ -107,8 +107,12 @@ func (m *Manager) Describe(hostname string) (api.VMDescription, error) {
 		return api.VMDescription{}, err
 	}
 	node := in.node()
+	in.mu.Lock()
+	commit, parent := in.rec.CommitID, in.rec.ParentCommit
+	in.mu.Unlock()
 	return api.VMDescription{
 		Node: node, Storage: "image", Image: m.opt.Config.Image,
+		CommitID: commit, ParentCommitID: parent,
 		Network: m.networkDescription(in),
 	}, nil
 }

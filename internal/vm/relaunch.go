@@ -43,7 +43,7 @@ func (m *Manager) restart(ctx context.Context, hostname string, op vmstate.Op, r
 
 	log := m.log.With("vm", hostname, "group", g.Name)
 	var undo undoStack
-	err = m.start(ctx, log, g, in, false, restoreFrom, &undo)
+	err = m.start(ctx, log, g, in, nil, restoreFrom, &undo)
 	if err == nil {
 		err = m.wait(ctx, in, opt)
 	}

@@ -106,6 +106,9 @@ func (m *Manager) vmSecrets(in *instance) ([]agent.SecretFile, error) {
 	}
 	in.mu.Lock()
 	scope := in.rec.Secrets
+	if in.rec.NoSecrets {
+		scope = []string{} // granted none (a fork asked so)
+	}
 	in.mu.Unlock()
 	return scopedFiles(all, scope), nil
 }

@@ -48,6 +48,7 @@ func (e *env) next(t *testing.T) *Manager {
 		Config: e.m.opt.Config, Backend: e.fake, Store: e.store, Images: e.m.opt.Images, Clone: fakeClone,
 		DisksDir: e.m.opt.DisksDir, RunDir: e.m.opt.RunDir, LogDir: e.m.opt.LogDir,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Network: e.m.opt.Network,
+		Layers: e.m.opt.Layers, CommitsDir: e.m.opt.CommitsDir,
 	})
 	t.Cleanup(func() { m.Close(context.Background(), StopShutDown) })
 	ctx := context.Background()

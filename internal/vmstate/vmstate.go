@@ -56,6 +56,9 @@ const (
 	Pausing    State = "pausing"
 	Resuming   State = "resuming"
 	Suspending State = "suspending"
+	// Committing is the Via state of a commit: the stopped VM's disk is
+	// being made a read-only layer.
+	Committing State = "committing"
 )
 
 // stateInfo is what the daemon shows of a state.
@@ -78,10 +81,11 @@ var states = map[State]stateInfo{
 	Pausing:    {"Pausing", "", false},
 	Resuming:   {"Resuming", "", false},
 	Suspending: {"Suspending", "", false},
+	Committing: {"Committing", "", false},
 }
 
 // All lists every state, stored ones first, in the order of the docs.
-var All = []State{Creating, Running, Paused, Suspended, Stopped, Gone, Pausing, Resuming, Suspending}
+var All = []State{Creating, Running, Paused, Suspended, Stopped, Gone, Pausing, Resuming, Suspending, Committing}
 
 // Label is the state's display name ("Suspended"); a value this daemon
 // does not know (a record from a newer one) is shown as it is.
@@ -117,6 +121,7 @@ const (
 	Shutdown Op = "shutdown" // ask the guest to power off or reboot; its exit follows
 	Delete   Op = "delete"   // stop the machine, remove disk and record
 	Detach   Op = "detach"   // leave the machine running for the next daemon
+	Commit   Op = "commit"   // make a stopped VM's disk a read-only layer to fork from
 	// Guest operations: they need the agent, and change nothing.
 	Exec    Op = "exec"
 	Shell   Op = "shell"
@@ -175,6 +180,9 @@ var Rules = []Rule{
 	{Op: Shutdown, From: []State{Running, Paused}},
 	{Op: Delete, From: []State{Creating, Running, Paused, Suspended, Stopped, Pausing, Resuming, Suspending}, To: Gone},
 	{Op: Detach, From: []State{Running, Paused}, To: Gone},
+	// A commit works on the disk of a stopped VM, which nothing may start
+	// or remove meanwhile: Committing allows no other op.
+	{Op: Commit, From: []State{Stopped}, Via: Committing, To: Stopped},
 	{Op: Exec, From: guestStates},
 	{Op: Shell, From: guestStates},
 	{Op: Forward, From: guestStates},

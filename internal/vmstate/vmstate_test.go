@@ -13,29 +13,30 @@ import (
 // allowed is the state machine written out by hand, every op against
 // every state: a letter is the state the op leaves the VM in (= unchanged),
 // a dot a refusal. Columns: gone, creating, running, paused, suspended,
-// stopped, pausing, resuming, suspending.
+// stopped, pausing, resuming, suspending, committing.
 var allowed = `
-create       C . . . . . . . .
-boot         . R . . . . . . .
-pause        . . P . . . . . .
-resume       . . . R . . . . .
-suspend      . . U U . . . . .
-restore      . . . . C . . . .
-relaunch     . . . . . C . . .
-exit         . . S S . . S S .
-shutdown     . . = = . . . . .
-delete       . G G G G G G G G
-detach       . . G G . . . . .
-exec         . = = . . . . . .
-shell        . = = . . . . . .
-forward      . = = . . . . . .
-health       . = = . . . . . .
-stats        . = = . . . . . .
-guest        . = = . . . . . .
-sync-secrets . . = . . . . . .
+create       C . . . . . . . . .
+boot         . R . . . . . . . .
+pause        . . P . . . . . . .
+resume       . . . R . . . . . .
+suspend      . . U U . . . . . .
+restore      . . . . C . . . . .
+relaunch     . . . . . C . . . .
+exit         . . S S . . S S . .
+shutdown     . . = = . . . . . .
+delete       . G G G G G G G G .
+detach       . . G G . . . . . .
+exec         . = = . . . . . . .
+shell        . = = . . . . . . .
+forward      . = = . . . . . . .
+health       . = = . . . . . . .
+stats        . = = . . . . . . .
+guest        . = = . . . . . . .
+sync-secrets . . = . . . . . . .
+commit       . . . . . S . . . .
 `
 
-var columns = []State{Gone, Creating, Running, Paused, Suspended, Stopped, Pausing, Resuming, Suspending}
+var columns = []State{Gone, Creating, Running, Paused, Suspended, Stopped, Pausing, Resuming, Suspending, Committing}
 
 var letters = map[string]State{"C": Creating, "R": Running, "P": Paused, "U": Suspended, "S": Stopped, "G": Gone, "=": ""}
 
@@ -81,7 +82,7 @@ func TestEveryTransition(t *testing.T) {
 // be one no other op leaves a VM in, and only Exit and Delete may
 // interrupt it.
 func TestViaStates(t *testing.T) {
-	via := map[Op]State{Pause: Pausing, Resume: Resuming, Suspend: Suspending}
+	via := map[Op]State{Pause: Pausing, Resume: Resuming, Suspend: Suspending, Commit: Committing}
 	for _, r := range Rules {
 		if want := via[r.Op]; r.Via != want {
 			t.Errorf("%s runs through %q, want %q", r.Op, r.Via, want)
@@ -90,9 +91,19 @@ func TestViaStates(t *testing.T) {
 			t.Errorf("%s leaves a vm in %s, which is never stored", r.Op, r.To)
 		}
 	}
-	for _, s := range []State{Pausing, Resuming, Suspending} {
+	for _, s := range []State{Pausing, Resuming, Suspending, Committing} {
 		if s.Stored() || s.Status() != "" {
 			t.Errorf("%s is stored or shown", s)
+		}
+		if s == Committing {
+			// A commit works on a stopped VM's disk: it has no machine to
+			// exit, and a delete must wait for the layer to be made.
+			for _, r := range Rules {
+				if Allowed(r.Op, s) {
+					t.Errorf("%s may run while a vm is %s", r.Op, s)
+				}
+			}
+			continue
 		}
 		for _, r := range Rules {
 			if Allowed(r.Op, s) && r.Op != Exit && r.Op != Delete {
