@@ -218,7 +218,7 @@ func TestRestoreGivesIdentity(t *testing.T) {
 	c, ctx := d.client, context.Background()
 	node := createNet(t, c, "ri", nil)
 	host, root := node.Hostname, u32(0)
-	const identity = "cat /proc/sys/kernel/hostname; hostname; cat /etc/hostname; ip -4 -o addr show dev eth0 | awk '{print $4}'; ip route show default; grep nameserver /etc/resolv.conf"
+	const identity = "cat /proc/sys/kernel/hostname; hostname; cat /etc/hostname; ip -4 -o addr show dev eth0 | awk '{print $4}'; ip route | grep ^default; grep nameserver /etc/resolv.conf"
 	_, errOut, code := execIn(t, c, host, &api.ExecRequest{Shell: "/bin/sh", UID: root, Command: "echo stale-name > /proc/sys/kernel/hostname && " +
 		"ip addr flush dev eth0 && ip addr add 10.123.0.77/24 dev eth0 && ip route add default via 10.123.0.99 && " +
 		"echo 'nameserver 192.0.2.1' > /etc/resolv.conf"}, nil)
