@@ -35,7 +35,7 @@ const (
 // the kernel filesystems, loads the modules, mounts the root disk and
 // switches to it, sets up the rest of the system, and serves the agent on
 // the virtio-serial port while reaping orphans and waiting for a shutdown
-// signal. Every step is logged with its duration. Run never returns,
+// signal or the host's power request (power_linux.go). Every step is logged with its duration. Run never returns,
 // since PID 1 exiting panics the kernel: a fatal error is logged and the
 // machine powered off, and so is it when ctx ends.
 func Run(ctx context.Context, log *slog.Logger) {
