@@ -19,7 +19,7 @@ setup:
 
 build:
 	go build -ldflags '$(LDFLAGS)' -o $(BIN)/slicer ./cmd/slicer
-	CGO_ENABLED=0 go build -ldflags '$(LDFLAGS) -X github.com/openslicer/openslicer/internal/agent.Version=$(VERSION)' -o $(BIN)/slicer-agent ./cmd/slicer-agent
+	CGO_ENABLED=0 go build -ldflags '$(LDFLAGS) -X github.com/openslicer/openslicer/internal/guest.Version=$(VERSION)' -o $(BIN)/slicer-agent ./cmd/slicer-agent
 
 demo: setup build
 	./scripts/demo.sh

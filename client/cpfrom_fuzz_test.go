@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/api/cpv1"
 )
 
 // FuzzCpFromVM plays a hostile guest answering a download (GET
@@ -182,11 +183,11 @@ func fzCheckExtracted(t *testing.T, target string, tarball []byte, exclude []str
 		if err != nil {
 			t.Fatalf("success for a tar that does not read: %v", err)
 		}
-		name, err := entryName(h.Name)
+		name, err := cpv1.EntryName(h.Name)
 		if err != nil {
 			t.Fatalf("success for a tar with entry %q: %v", h.Name, err)
 		}
-		if name == "." || excluded(name, exclude) || h.Typeflag != tar.TypeReg {
+		if name == "." || cpv1.Excluded(name, exclude) || h.Typeflag != tar.TypeReg {
 			continue
 		}
 		body, err := io.ReadAll(tr)

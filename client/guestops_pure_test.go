@@ -192,17 +192,3 @@ func TestExtractHostileTar(t *testing.T) {
 		t.Error("a file was written through a symlink outside the destination")
 	}
 }
-
-func TestExcluded(t *testing.T) {
-	for _, tc := range []struct {
-		rel  string
-		want bool
-	}{
-		{"node_modules", true}, {"a/node_modules", true}, {"x.log", true}, {"sub/x.log", true},
-		{"sub/keep.txt", false}, {"build/out", true}, {"keep", false},
-	} {
-		if got := excluded(tc.rel, []string{"node_modules", "*.log", "build/*"}); got != tc.want {
-			t.Errorf("excluded(%q) = %t, want %t", tc.rel, got, tc.want)
-		}
-	}
-}

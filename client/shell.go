@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,45 +11,35 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/api/shellframe"
 )
 
 // maxMessage bounds one WebSocket message read by the shell and forward
 // clients.
 const maxMessage = 16 << 20
 
-// shellHeader is the size of a shell frame's type and length.
-const shellHeader = 5
-
 // EncodeShellFrame returns one shell frame: the type byte, the payload
-// length as 4 big-endian bytes, then the payload.
+// length as 4 big-endian bytes, then the payload (api/shellframe).
 func EncodeShellFrame(typ byte, payload []byte) []byte {
-	b := make([]byte, shellHeader+len(payload))
-	b[0] = typ
-	binary.BigEndian.PutUint32(b[1:shellHeader], uint32(len(payload)))
-	copy(b[shellHeader:], payload)
-	return b
+	return shellframe.New(typ, payload)
 }
 
 // DecodeShellFrame splits one shell message into its type and payload. A
-// message shorter than its header or its declared length is an error.
+// message shorter than its header or its declared length, or declaring
+// more than shellframe.MaxPayload, is an error; bytes after the declared
+// payload are dropped.
 func DecodeShellFrame(b []byte) (typ byte, payload []byte, err error) {
-	if len(b) < shellHeader {
-		return 0, nil, fmt.Errorf("shell frame of %d bytes is shorter than its header", len(b))
+	f, err := shellframe.Parse(b)
+	if err != nil {
+		return 0, nil, err
 	}
-	n := binary.BigEndian.Uint32(b[1:shellHeader])
-	if uint64(n) > uint64(len(b)-shellHeader) {
-		return 0, nil, fmt.Errorf("shell frame declares %d payload bytes but has %d", n, len(b)-shellHeader)
-	}
-	return b[0], b[shellHeader : shellHeader+int(n)], nil
+	return f.Type(), f.Payload(), nil
 }
 
 // WindowSizePayload encodes a terminal size for an api.ShellWindowSize
 // frame: columns then rows, each a big-endian uint32.
 func WindowSizePayload(cols, rows uint32) []byte {
-	b := make([]byte, 8)
-	binary.BigEndian.PutUint32(b[:4], cols)
-	binary.BigEndian.PutUint32(b[4:], rows)
-	return b
+	return shellframe.WindowSizePayload(cols, rows)
 }
 
 // ShellOptions choose the user, shell and directory of a shell session.

@@ -9,11 +9,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
+
+	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/api/cpv1"
 )
 
 // tarEntry is one file or directory of a tree to send, relative to the
@@ -27,30 +28,19 @@ type tarEntry struct {
 	mtime time.Time
 }
 
-// excluded reports whether a relative path matches one of the globs, on
-// its whole path or its base name.
-func excluded(rel string, globs []string) bool {
-	base := path.Base(rel)
-	for _, g := range globs {
-		g = strings.TrimSuffix(g, "/")
-		if ok, _ := path.Match(g, rel); ok {
-			return true
-		}
-		if ok, _ := path.Match(g, base); ok {
-			return true
-		}
-	}
-	return false
-}
-
 // collectTree lists the regular files and directories under root, in walk
-// order, without root itself and without what the globs exclude (an
-// excluded directory drops its whole subtree). Symlinks, devices and
-// sockets are skipped. It also returns the total size of the files.
+// order, without root itself and without what the exclude globs leave out
+// (cp-v1's rules, api/cpv1: an excluded directory drops its whole
+// subtree). Symlinks, devices and sockets are skipped. It also returns the
+// total size of the files. A bad glob is an error of class api.ErrInvalid.
 func collectTree(root string, exclude []string) ([]tarEntry, int64, error) {
+	globs, err := cpv1.ParseExcludes(exclude)
+	if err != nil {
+		return nil, 0, err
+	}
 	var entries []tarEntry
 	var total int64
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -62,7 +52,7 @@ func collectTree(root string, exclude []string) ([]tarEntry, int64, error) {
 			return err
 		}
 		rel = filepath.ToSlash(rel)
-		if excluded(rel, exclude) {
+		if cpv1.Excluded(rel, globs) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
@@ -131,12 +121,17 @@ func copyFileInto(w io.Writer, p string, size int64) error {
 }
 
 // extractTar unpacks a tar stream into the directory dir, which must
-// exist. Only regular files and directories are written; every entry must
-// stay inside dir (no absolute names, no "..", no following symlinks out,
-// which os.Root enforces). Files are written to a temporary name and
-// renamed into place. Modes and mtimes are kept; uid and gid, when not
-// negative, are applied to everything written.
+// exist. Only regular files and directories are written; names and
+// exclude globs follow cp-v1's rules (api/cpv1: no empty names, NUL bytes,
+// absolute names or ".." components, which refuse the copy), and no
+// symlink is followed out (os.Root enforces it). Files are written to a
+// temporary name and renamed into place. Modes and mtimes are kept; uid
+// and gid, when not negative, are applied to everything written.
 func extractTar(r io.Reader, dir string, exclude []string, uid, gid int) error {
+	globs, err := cpv1.ParseExcludes(exclude)
+	if err != nil {
+		return err
+	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return fmt.Errorf("open destination %q: %w", dir, err)
@@ -157,12 +152,16 @@ func extractTar(r io.Reader, dir string, exclude []string, uid, gid int) error {
 		if err != nil {
 			return fmt.Errorf("read tar: %w", err)
 		}
-		name, err := entryName(h.Name)
+		rel, err := cpv1.EntryName(h.Name)
 		if err != nil {
 			return err
 		}
-		if name == "." || excluded(name, exclude) {
+		if rel == "." || cpv1.Excluded(rel, globs) {
 			continue
+		}
+		name, err := localName(rel)
+		if err != nil {
+			return err
 		}
 		mode := fs.FileMode(h.Mode).Perm()
 		switch h.Typeflag {
@@ -195,14 +194,15 @@ func extractTar(r io.Reader, dir string, exclude []string, uid, gid int) error {
 	return nil
 }
 
-// entryName validates a tar entry name and returns it cleaned, with the
-// platform's separators.
-func entryName(n string) (string, error) {
-	clean := path.Clean(strings.TrimSuffix(n, "/"))
-	if n == "" || path.IsAbs(n) || !filepath.IsLocal(filepath.FromSlash(clean)) && clean != "." {
-		return "", fmt.Errorf("tar entry %q escapes the destination", n)
+// localName is an entry name cpv1.EntryName accepted, with the platform's
+// separators. It must also be local on this platform: filepath.IsLocal
+// refuses, on Windows, reserved names such as NUL.
+func localName(rel string) (string, error) {
+	name := filepath.FromSlash(rel)
+	if !filepath.IsLocal(name) {
+		return "", fmt.Errorf("%w: tar entry %q is not a local name here", api.ErrInvalid, rel)
 	}
-	return filepath.FromSlash(clean), nil
+	return name, nil
 }
 
 // extractFile writes one file through a temporary name in its directory.

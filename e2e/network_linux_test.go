@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -201,4 +202,57 @@ func lastOctet(ip string) int {
 	var n int
 	fmt.Sscanf(ip[strings.LastIndex(ip, ".")+1:], "%d", &n)
 	return n
+}
+
+// TestRestoreGivesIdentity: a guest restored from its memory image takes
+// the hostname and address the daemon gives it through the agent, not
+// the ones the image holds. The test gives the running guest another
+// hostname, address, default route and resolv.conf before it is
+// suspended; after the restore, the guest itself reports its own again,
+// and it reaches its gateway.
+func TestRestoreGivesIdentity(t *testing.T) {
+	testenv.RequireE2E(t)
+	testenv.RequireRoot(t)
+	lab := newNetLab(t)
+	d := startDaemonIn(t, lab.host, fmt.Sprintf(netGroupYAML, "ri", bridgeNet))
+	c, ctx := d.client, context.Background()
+	node := createNet(t, c, "ri", nil)
+	host, root := node.Hostname, u32(0)
+	const identity = "cat /proc/sys/kernel/hostname; hostname; cat /etc/hostname; ip -4 -o addr show dev eth0 | awk '{print $4}'; ip route | grep ^default; grep nameserver /etc/resolv.conf"
+	_, errOut, code := execIn(t, c, host, &api.ExecRequest{Shell: "/bin/sh", UID: root, Command: "echo stale-name > /proc/sys/kernel/hostname && " +
+		"ip addr flush dev eth0 && ip addr add 10.123.0.77/24 dev eth0 && ip route add default via 10.123.0.99 && " +
+		"echo 'nameserver 192.0.2.1' > /etc/resolv.conf"}, nil)
+	if code != 0 {
+		t.Fatalf("give the guest a stale identity: exit %d: %s", code, errOut)
+	}
+	stale, _, _ := execIn(t, c, host, &api.ExecRequest{Shell: "/bin/sh", Command: identity}, nil)
+	if want := "stale-name\nstale-name\n" + host + "\n10.123.0.77/24\ndefault via 10.123.0.99 dev eth0 \nnameserver 192.0.2.1\n"; stale != want {
+		t.Fatalf("guest before suspend:\n%s\nwant:\n%s", stale, want)
+	}
+
+	if err := c.Suspend(ctx, host); err != nil {
+		t.Fatalf("Suspend: %v", err)
+	}
+	if err := c.Restore(ctx, host, "agent", 2*time.Minute); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	got, _, _ := execIn(t, c, host, &api.ExecRequest{Shell: "/bin/sh", Command: identity}, nil)
+	if want := host + "\n" + host + "\n" + host + "\n" + node.IP + "\ndefault via 10.123.0.1 dev eth0 \nnameserver 203.0.113.53\n"; got != want {
+		t.Errorf("guest after restore:\n%s\nwant:\n%s", got, want)
+	}
+	if !pings(t, c, host, "10.123.0.1") {
+		t.Errorf("%s cannot ping its gateway after restore", host)
+	}
+	if _, err := c.DeleteNode(ctx, "ri", host); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fieldsOf is s with its lines' white space made single spaces.
+func fieldsOf(s string) string {
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		lines = append(lines, strings.Join(strings.Fields(l), " "))
+	}
+	return strings.Join(lines, "\n")
 }

@@ -1,5 +1,5 @@
 // Command slicer-agent is the OpenSlicer guest agent. Started by the kernel
-// as PID 1 of the initramfs it is the guest's init (see agent.RunInit);
+// as PID 1 of the initramfs it is the guest's init (see internal/guest/pid1);
 // otherwise it takes a subcommand:
 //
 //	slicer-agent version
@@ -17,7 +17,9 @@
 // Build it static: CGO_ENABLED=0 go build -ldflags='-s -w' ./cmd/slicer-agent
 package main
 
-import "os"
+import (
+	"os"
+)
 
 func main() {
 	os.Exit(run(os.Args[1:]))

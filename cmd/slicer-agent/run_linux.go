@@ -11,13 +11,15 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/openslicer/openslicer/internal/agent"
+	"github.com/openslicer/openslicer/internal/agent/channel"
+	"github.com/openslicer/openslicer/internal/guest"
+	"github.com/openslicer/openslicer/internal/guest/pid1"
 )
 
 func run(args []string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if os.Getpid() == 1 {
-		agent.RunInit(context.Background(), log) // never returns
+		pid1.Run(context.Background(), log) // never returns
 	}
 	if len(args) == 0 {
 		usage(os.Stderr)
@@ -25,7 +27,7 @@ func run(args []string) int {
 	}
 	switch args[0] {
 	case "version":
-		fmt.Println(agent.Version)
+		fmt.Println(guest.Version)
 		return 0
 	case "serve":
 		return serve(args[1:], log)
@@ -44,7 +46,7 @@ func run(args []string) int {
 
 func serve(args []string, log *slog.Logger) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	device := fs.String("device", "", `agent channel: a virtio-serial port device or a unix socket (default: the port named "`+agent.PortName+`")`)
+	device := fs.String("device", "", `agent channel: a virtio-serial port device or a unix socket (default: the port named "`+channel.PortName+`")`)
 	debug := fs.Bool("debug", false, "log at debug level")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -58,7 +60,7 @@ func serve(args []string, log *slog.Logger) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := agent.NewServer(log).ServeDevice(ctx, *device)
+	err := guest.NewServer(log).ServeDevice(ctx, *device)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("serve", "err", err)
 		return 1

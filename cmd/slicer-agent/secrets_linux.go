@@ -10,7 +10,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/openslicer/openslicer/internal/agent"
+	"github.com/openslicer/openslicer/internal/guest"
 )
 
 // secretsCmd is "slicer-agent secrets sync": it asks the agent (PID 1) to
@@ -23,7 +23,7 @@ func secretsCmd(args []string, log *slog.Logger) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	names, err := agent.SyncSecrets(ctx, agent.ControlSocket)
+	names, err := guest.SyncSecrets(ctx, guest.ControlSocket)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "slicer-agent secrets sync: %v\n", err)
 		return 1

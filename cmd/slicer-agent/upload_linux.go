@@ -7,13 +7,13 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/openslicer/openslicer/internal/agent"
+	"github.com/openslicer/openslicer/internal/guest"
 )
 
 // uploadCmd is "slicer-agent upload check|finalise|abort", the guest half
-// of the SDK's chunked copies (see agent.RunUpload).
+// of the SDK's chunked copies (see guest.RunUpload).
 func uploadCmd(args []string, log *slog.Logger) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return agent.RunUpload(ctx, log, args, os.Stdout, os.Stderr)
+	return guest.RunUpload(ctx, log, args, os.Stdout, os.Stderr)
 }

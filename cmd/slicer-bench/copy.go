@@ -36,11 +36,13 @@ func measureCopy(ctx context.Context, c *client.Client, host, tmp string, n int)
 		return nil, err
 	}
 	root := new(uint32)
-	// The guest's copy of the file is the raw baseline's source too.
-	if err := c.CpToVM(ctx, host, src, "/root/www/bench.bin", client.CopyOptions{UID: root, GID: root}); err != nil {
+	// The guest's copy of the file is the raw baseline's source too. It is
+	// in /srv/www, which the guest's default user may read: the client's
+	// download acts as that user.
+	if err := c.CpToVM(ctx, host, src, "/srv/www/bench.bin", client.CopyOptions{UID: root, GID: root}); err != nil {
 		return nil, fmt.Errorf("seed copy: %w", err)
 	}
-	web, err := c.ExecBackground(ctx, host, &api.ExecRequest{Command: "httpd", Args: []string{"-f", "-p", "127.0.0.1:9101", "-h", "/root/www"}, UID: root})
+	web, err := c.ExecBackground(ctx, host, &api.ExecRequest{Command: "httpd", Args: []string{"-f", "-p", "127.0.0.1:9101", "-h", "/srv/www"}, UID: root})
 	if err != nil {
 		return nil, fmt.Errorf("start guest httpd: %w", err)
 	}
@@ -59,7 +61,7 @@ func measureCopy(ctx context.Context, c *client.Client, host, tmp string, n int)
 			return nil, fmt.Errorf("cp in: %w", err)
 		}
 		in.add(d)
-		d, err = timed(func() error { return c.CpFromVM(ctx, host, "/root/www/bench.bin", dst, client.CopyOptions{}) })
+		d, err = timed(func() error { return c.CpFromVM(ctx, host, "/srv/www/bench.bin", dst, client.CopyOptions{}) })
 		if err != nil {
 			return nil, fmt.Errorf("cp out: %w", err)
 		}

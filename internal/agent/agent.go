@@ -1,14 +1,16 @@
-// Package agent is the guest protocol of OpenSlicer, both ends of it: the
-// agent that runs inside every VM (linux files: Server, RunInit) and the
-// host-side Client the daemon uses to reach it.
+// Package agent is the guest protocol of OpenSlicer and the host's end of
+// it: the routes and bodies both ends share (protocol.go), and the Client
+// the daemon reaches every VM's agent with. The agent that runs inside the
+// VM is internal/guest, which the daemon never links; the name of the
+// channel is internal/agent/channel, which the hypervisor backends share.
 //
 // The protocol, bottom to top:
 //
 //  1. One byte stream per VM. On QEMU it is a virtio-serial port named
-//     "slicer.agent" (PortName): the host connects to the unix socket behind
-//     QEMU's chardev, the guest opens /dev/vportNpM. Opening the port fails
-//     with ENXIO until the host has connected, and a host disconnect reads
-//     as EOF; the guest retries and reopens, so a disconnect only means
+//     "slicer.agent" (channel.PortName): the host connects to the unix
+//     socket behind QEMU's chardev, the guest opens /dev/vportNpM. Opening
+//     the port fails with ENXIO until the host has connected, and a host
+//     disconnect reads as EOF; the guest retries and reopens, so a disconnect only means
 //     "wait for the next host".
 //  2. hashicorp/yamux multiplexes that stream. The host is the yamux client
 //     and opens the streams of the routes below; the guest is the yamux
@@ -69,11 +71,32 @@
 //	PUT  /v1/clock      body Clock: sets the guest's wall clock to the
 //	                    host's (after a restore or resume it stood still);
 //	                    204, or 501 from an agent that is not init.
+//	PUT  /v1/identity   body Identity: who the guest is, each field empty
+//	                    left alone: entropy (MinEntropy to MaxEntropy
+//	                    bytes, credited with RNDADDENTROPY, then the kernel
+//	                    RNG reseeded, RNDRESEEDCRNG), hostname
+//	                    (sethostname, /etc/hostname), network (the device's
+//	                    other IPv4 addresses removed, the address set, the
+//	                    link up, the default route replaced, over
+//	                    rtnetlink; /etc/resolv.conf when DNS is given),
+//	                    machine_id (/etc/machine-id, and D-Bus's copy when
+//	                    it is a file). Applied in that order; 204; 400 and
+//	                    nothing applied for a bad field; 501 from an agent
+//	                    that is not init. The daemon sends it after a
+//	                    restore (a booted guest reads its command line).
+//	POST /v1/power      body Power: {"action": "poweroff"|"reboot"}. 202
+//	                    is answered and flushed first; then the agent as
+//	                    PID 1 ends every process, syncs, remounts / read-
+//	                    only and calls reboot(2), and an agent beside
+//	                    another init signals PID 1 (SIGRTMIN+4 poweroff,
+//	                    SIGRTMIN+5 reboot, as systemd takes them). No
+//	                    program of the guest is run. 400 another action;
+//	                    501 from an agent that is neither.
 //	GET  /v1/shell      query: uid, gid, shell, cwd (all optional); headers
 //	                    Connection: Upgrade, Upgrade: slicer-shell. Starts
 //	                    the shell (default: the user's login shell, else
 //	                    /bin/sh) on a PTY as a session leader, then answers
-//	                    101 and the stream carries ShellFrames both ways:
+//	                    101 and the stream carries shell frames (api/shellframe) both ways:
 //	                    data and window sizes in, data out; a shutdown
 //	                    frame or the host's EOF hangs the shell up; when it
 //	                    exits the agent sends api.ShellSessionClose and
@@ -88,16 +111,16 @@
 //	                    Content-Length, X-Slicer-Unpacked-Size): cp-v1 and
 //	                    legacy modes, cp(1)-like destinations, writes
 //	                    through temp files, a tar staged and moved into
-//	                    place whole (tar_stage_linux.go), 507 when the
-//	                    declared size does not fit (before the body is
-//	                    read). Answer: 200 {"path","bytes"}.
+//	                    place whole (guest's tar_stage_linux.go), 507
+//	                    when the declared size does not fit (before the
+//	                    body is read). Answer: 200 {"path","bytes"}.
 //	GET  /v1/cp         download, likewise public: the file's bytes or the
 //	                    directory's tar, X-Slicer-Source-Type,
 //	                    X-Slicer-Source-Name-Base64 (cp-v1) and
 //	                    X-Slicer-File-Mode (files). "slicer-agent upload"
-//	                    (RunUpload) finalises chunked uploads.
+//	                    (guest.RunUpload) finalises chunked uploads.
 //	                    Copies, fs routes and watches act as the user they
-//	                    are for (identity.go): uid and gid in the query,
+//	                    are for (guest's identity.go): uid and gid in the query,
 //	                    none for the image's default user, 0 for root; 403
 //	                    for what that user may not do. A NUL byte in a
 //	                    path or glob is 400 naming the parameter.
@@ -119,7 +142,7 @@
 //	GET  /v1/fs/watch   the public watch query and Last-Event-ID header of
 //	                    spec §3.10. text/event-stream of "watch" events
 //	                    (api.FSWatchEvent), a comment every 15 s; 400 or
-//	                    404 before the stream starts (see fsWatch).
+//	                    404 before the stream starts (see guest fsWatch).
 //	PUT  /v1/secrets    body: the VM's complete set of secrets, JSON
 //	                    []SecretFile (data base64). /run/slicer/secrets
 //	                    (root, 0755) is made to hold exactly those files,
@@ -165,35 +188,13 @@ import (
 	"github.com/openslicer/openslicer/api"
 )
 
-// Version is the agent's version, reported by health. Release builds set it
-// with -ldflags "-X github.com/openslicer/openslicer/internal/agent.Version=…".
-var Version = "dev"
-
-// PortName is the name of the virtio-serial port the agent listens on.
-const PortName = "slicer.agent"
-
-// Routes of the agent's HTTP API.
-const (
-	pathHealth    = "/v1/health"
-	pathExec      = "/v1/exec"
-	pathFirstBoot = "/v1/firstboot"
-	pathStats     = "/v1/stats"
-
-	pathClock = "/v1/clock"
-
-	pathChannelSink   = "/v1/channel/sink"
-	pathChannelSource = "/v1/channel/source"
-)
-
-const contentTypeNDJSON = "application/x-ndjson"
-
-// yamuxConfig returns the session settings both ends use. Timeouts are
+// YamuxConfig returns the session settings both ends use. Timeouts are
 // generous because a guest under TCG emulation is slow. StreamOpenTimeout
 // is off: the host opens streams before the guest agent is up, and they
 // wait in the channel until it is. keepAlive is set by the guest only: a
 // paused VM cannot answer pings, and the host must not drop its session
 // (and the exec streams on it) because of a pause.
-func yamuxConfig(log *slog.Logger, keepAlive bool) *yamux.Config {
+func YamuxConfig(log *slog.Logger, keepAlive bool) *yamux.Config {
 	c := yamux.DefaultConfig()
 	c.LogOutput = nil
 	c.Logger = yamuxLogger{log}
@@ -224,14 +225,15 @@ func (l yamuxLogger) emit(msg string) {
 	l.log.Log(context.Background(), level, strings.TrimSpace(msg))
 }
 
-// writeJSON writes v as a JSON response with status.
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON writes v as a JSON response with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// writeError writes err as an api.ErrorResponse with the status of its class.
-func writeError(w http.ResponseWriter, err error) {
-	writeJSON(w, api.StatusOf(err), api.ErrorResponse{Error: err.Error()})
+// WriteError writes err as an api.ErrorResponse with the status of its
+// class: how either end answers an error before the first byte of a body.
+func WriteError(w http.ResponseWriter, err error) {
+	WriteJSON(w, api.StatusOf(err), api.ErrorResponse{Error: err.Error()})
 }

@@ -84,7 +84,7 @@ func (c *Client) Close() error {
 // Health asks the agent for its health.
 func (c *Client) Health(ctx context.Context) (*api.AgentHealthResponse, error) {
 	var h api.AgentHealthResponse
-	if err := c.doJSON(ctx, http.MethodGet, pathHealth, nil, &h); err != nil {
+	if err := c.doJSON(ctx, http.MethodGet, PathHealth, nil, &h); err != nil {
 		return nil, err
 	}
 	return &h, nil
@@ -99,13 +99,13 @@ func (c *Client) Health(ctx context.Context) (*api.AgentHealthResponse, error) {
 // DefaultUser the image does not have is an error that unwraps to
 // api.ErrInvalid.
 func (c *Client) FirstBoot(ctx context.Context, fb FirstBoot) error {
-	return c.doJSON(ctx, http.MethodPut, pathFirstBoot, fb, nil)
+	return c.doJSON(ctx, http.MethodPut, PathFirstBoot, fb, nil)
 }
 
 // Stats asks the agent for a snapshot of the guest's resource usage.
 func (c *Client) Stats(ctx context.Context) (*api.Snapshot, error) {
 	var s api.Snapshot
-	if err := c.doJSON(ctx, http.MethodGet, pathStats, nil, &s); err != nil {
+	if err := c.doJSON(ctx, http.MethodGet, PathStats, nil, &s); err != nil {
 		return nil, err
 	}
 	return &s, nil
@@ -168,7 +168,7 @@ func (c *Client) Exec(ctx context.Context, req *api.ExecRequest, stdin io.Reader
 		q.Set("stdin", "true")
 		body = struct{ io.Reader }{stdin} // the transport must not close the caller's reader
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent"+pathExec+"?"+q.Encode(), body)
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent"+PathExec+"?"+q.Encode(), body)
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +178,7 @@ func (c *Client) Exec(ctx context.Context, req *api.ExecRequest, stdin io.Reader
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
-		return nil, responseError(hreq, resp)
+		return nil, ResponseError(hreq, resp)
 	}
 	return resp.Body, nil
 }
@@ -190,7 +190,7 @@ func (c *Client) ExecBuffered(ctx context.Context, req *api.ExecRequest) (*api.E
 	q.Del("stdin")
 	q.Set("buffered", "true")
 	var res api.ExecResult
-	if err := c.doJSON(ctx, http.MethodPost, pathExec+"?"+q.Encode(), nil, &res); err != nil {
+	if err := c.doJSON(ctx, http.MethodPost, PathExec+"?"+q.Encode(), nil, &res); err != nil {
 		return nil, err
 	}
 	return &res, nil
@@ -220,7 +220,7 @@ func (c *Client) doJSON(ctx context.Context, method, target string, in, out any)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return responseError(hreq, resp)
+		return ResponseError(hreq, resp)
 	}
 	if out == nil {
 		return nil
@@ -231,8 +231,8 @@ func (c *Client) doJSON(ctx context.Context, method, target string, in, out any)
 	return nil
 }
 
-// responseError turns a non-2xx answer into an *api.Error.
-func responseError(req *http.Request, resp *http.Response) error {
+// ResponseError turns a non-2xx answer into an *api.Error.
+func ResponseError(req *http.Request, resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	msg := strings.TrimSpace(string(b))
 	var er api.ErrorResponse
@@ -277,7 +277,7 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial agent: %w", err)
 	}
-	mux, err := yamux.Client(conn, yamuxConfig(c.log, false))
+	mux, err := yamux.Client(conn, YamuxConfig(c.log, false))
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("start yamux session: %w", err)

@@ -20,7 +20,7 @@ func (c *Client) PutSecrets(ctx context.Context, files []SecretFile) error {
 	if files == nil {
 		files = []SecretFile{} // the empty set, not null
 	}
-	return c.doJSON(ctx, http.MethodPut, pathSecrets, files, nil)
+	return c.doJSON(ctx, http.MethodPut, PathSecrets, files, nil)
 }
 
 // ServeGuest sets the handler for the requests the guest sends the host,
@@ -39,7 +39,7 @@ func (c *Client) ServeGuest(h http.Handler) {
 func (c *Client) serveGuest(mux *yamux.Session, h http.Handler) {
 	if h == nil {
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			writeError(w, fmt.Errorf("%s %s: the host serves no requests from this guest: %w", r.Method, r.URL.Path, api.ErrNotImplemented))
+			WriteError(w, fmt.Errorf("%s %s: the host serves no requests from this guest: %w", r.Method, r.URL.Path, api.ErrNotImplemented))
 		})
 	}
 	hs := &http.Server{
@@ -49,4 +49,24 @@ func (c *Client) serveGuest(mux *yamux.Session, h http.Handler) {
 	}
 	err := hs.Serve(mux) // returns once the session has ended
 	c.log.Debug("stopped serving guest requests", "err", err)
+}
+
+// HostSecretsHandler answers the guest's pull, GET /v1/host/secrets, with
+// the JSON []SecretFile list returns: the set of the VM whose client serves
+// it (Client.ServeGuest). An error of list is answered with the status of
+// its api error class.
+func HostSecretsHandler(list func(ctx context.Context) ([]SecretFile, error)) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PathHostSecrets, func(w http.ResponseWriter, r *http.Request) {
+		files, err := list(r.Context())
+		if err != nil {
+			WriteError(w, fmt.Errorf("list secrets for the guest: %w", err))
+			return
+		}
+		if files == nil {
+			files = []SecretFile{}
+		}
+		WriteJSON(w, http.StatusOK, files)
+	})
+	return mux
 }

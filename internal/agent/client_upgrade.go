@@ -14,11 +14,11 @@ import (
 
 // OpenShell starts an interactive shell in the guest (query: uid, gid,
 // shell, cwd, as the public shell endpoint takes them) and returns the
-// stream, which carries ShellFrames both ways: send data, window sizes,
+// stream, which carries shell frames (api/shellframe) both ways: send data, window sizes,
 // heartbeats and a shutdown; receive data, then api.ShellSessionClose and
 // EOF when the shell has exited. Closing the stream hangs the shell up.
 func (c *Client) OpenShell(ctx context.Context, query url.Values) (net.Conn, error) {
-	return c.Upgrade(ctx, pathShell, query, ShellProtocol)
+	return c.Upgrade(ctx, PathShell, query, ShellProtocol)
 }
 
 // DialForward connects to upstream in the guest (host:port, or unix:/path)
@@ -27,7 +27,7 @@ func (c *Client) OpenShell(ctx context.Context, query url.Values) (net.Conn, err
 // has closed its side. An upstream that cannot be reached is an error
 // that unwraps to api.ErrUnavailable.
 func (c *Client) DialForward(ctx context.Context, upstream string) (net.Conn, error) {
-	return c.Upgrade(ctx, pathForward, url.Values{"upstream": {upstream}}, ForwardProtocol)
+	return c.Upgrade(ctx, PathForward, url.Values{"upstream": {upstream}}, ForwardProtocol)
 }
 
 // Upgrade asks the agent route path to switch the stream to protocol
@@ -76,7 +76,7 @@ func handshake(st *stream, req *http.Request, protocol string) (*bufio.Reader, e
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		defer resp.Body.Close()
-		return nil, responseError(req, resp)
+		return nil, ResponseError(req, resp)
 	}
 	if got := resp.Header.Get("Upgrade"); !strings.EqualFold(got, protocol) {
 		return nil, fmt.Errorf("agent %s: switched to %q, want %q", req.URL.Path, got, protocol)

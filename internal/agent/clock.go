@@ -14,5 +14,5 @@ type Clock struct {
 // SetClock sets the guest's wall clock to now. An agent that is not the
 // guest's init answers with an error that unwraps to api.ErrNotImplemented.
 func (c *Client) SetClock(ctx context.Context, now time.Time) error {
-	return c.doJSON(ctx, http.MethodPut, pathClock, Clock{UnixNano: now.UnixNano()}, nil)
+	return c.doJSON(ctx, http.MethodPut, PathClock, Clock{UnixNano: now.UnixNano()}, nil)
 }

@@ -196,7 +196,9 @@ func (g HostGroup) VMCount() int {
 	return *g.Count
 }
 
-// Hostname is the name of the group's n-th VM: "<name>-<n>".
+// Hostname is the name of the group's n-th VM: "<name>-<n>". It is the one
+// place the rule is written: the store allocates n (store.Allocate takes
+// this function), and network plans name VMs with it.
 func (g HostGroup) Hostname(n int) string {
 	return fmt.Sprintf("%s-%d", g.Name, n)
 }

@@ -21,8 +21,8 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/openslicer/openslicer/api"
-	"github.com/openslicer/openslicer/internal/agent"
 	"github.com/openslicer/openslicer/internal/config"
+	"github.com/openslicer/openslicer/internal/guest"
 	"github.com/openslicer/openslicer/internal/hypervisor/hypervisortest"
 	"github.com/openslicer/openslicer/internal/store"
 	"github.com/openslicer/openslicer/internal/vm"
@@ -33,7 +33,7 @@ import (
 // routes with 204), and returns the server and the VM.
 func newPassThroughEnv(t *testing.T, cp http.Handler) (*httptest.Server, string) {
 	t.Helper()
-	real := agent.NewServer(slog.New(slog.NewTextHandler(io.Discard, nil))).Handler()
+	real := guest.NewServer(slog.New(slog.NewTextHandler(io.Discard, nil))).Handler()
 	guest := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/v1/health":
@@ -168,7 +168,7 @@ const earlyRounds = 5
 // copy route: it answers 507 from its statfs check without reading any of
 // the body, while the client has sent the headers only.
 func TestGuestEarlyAnswerRealAgent(t *testing.T) {
-	ts, vmName := newPassThroughEnv(t, agent.NewServer(slog.New(slog.NewTextHandler(io.Discard, nil))).Handler())
+	ts, vmName := newPassThroughEnv(t, guest.NewServer(slog.New(slog.NewTextHandler(io.Discard, nil))).Handler())
 	q := url.Values{"path": {filepath.Join(t.TempDir(), "big")}, "uid": {fmt.Sprint(os.Getuid())}, "gid": {fmt.Sprint(os.Getgid())}}
 	for range earlyRounds {
 		br, resp := stalledUpload(t, ts, "/vm/"+vmName+"/cp?"+q.Encode(), int64(1)<<50, 0)
@@ -213,7 +213,7 @@ func TestGuestBodyUnread(t *testing.T) {
 // the daemon to the agent, which refuses it with a 400 naming the path
 // (it was a 500 from the kernel's EINVAL).
 func TestGuestNULPath(t *testing.T) {
-	ts, vmName := newPassThroughEnv(t, agent.NewServer(slog.New(slog.NewTextHandler(io.Discard, nil))).Handler())
+	ts, vmName := newPassThroughEnv(t, guest.NewServer(slog.New(slog.NewTextHandler(io.Discard, nil))).Handler())
 	q := url.Values{"path": {"/tmp/a\x00b"}, "uid": {fmt.Sprint(os.Getuid())}, "gid": {fmt.Sprint(os.Getgid())}}
 	for _, method := range []string{http.MethodGet, http.MethodPost} {
 		req, err := http.NewRequest(method, ts.URL+"/vm/"+vmName+"/cp?"+q.Encode(), strings.NewReader("x"))

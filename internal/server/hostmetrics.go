@@ -7,10 +7,14 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/openslicer/openslicer/internal/procfile"
 )
 
 // hostCollector reports the host's load, memory, egress bytes, open files
-// and open TCP connections, read from /proc and /sys at scrape time.
+// and open TCP connections, read from /proc and /sys at scrape time (the
+// /proc files with internal/procfile, as the guest reads its own). A file
+// that cannot be read or parsed leaves its metrics out.
 type hostCollector struct{}
 
 func gauge(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
@@ -37,74 +41,36 @@ func (hostCollector) Collect(ch chan<- prometheus.Metric) {
 	emit := func(key string, v float64) {
 		ch <- prometheus.MustNewConstMetric(hostDescs[key], prometheus.GaugeValue, v)
 	}
-	if l, ok := parseLoadavg(readFile("/proc/loadavg")); ok {
+	if l, err := procfile.Loadavg(readBytes("/proc/loadavg")); err == nil {
 		emit("load1", l[0])
 		emit("load5", l[1])
 		emit("load15", l[2])
 	}
-	mem := parseMeminfo(readFile("/proc/meminfo"))
-	emit("memTotal", float64(mem["MemTotal"]))
-	emit("memAvail", float64(mem["MemAvailable"]))
+	if mem, err := procfile.Meminfo(readBytes("/proc/meminfo")); err == nil {
+		emit("memTotal", float64(mem.Total))
+		emit("memAvail", float64(mem.Available))
+	}
 	if dev := defaultRouteDevice(readFile("/proc/net/route")); dev != "" {
 		emit("egressTx", readNumber("/sys/class/net/"+dev+"/statistics/tx_bytes"))
 		emit("egressRx", readNumber("/sys/class/net/"+dev+"/statistics/rx_bytes"))
 	}
-	if f := strings.Fields(readFile("/proc/sys/fs/file-nr")); len(f) > 0 {
-		n, _ := strconv.ParseFloat(f[0], 64)
-		emit("openFiles", n)
+	if n, err := procfile.FirstInt(readBytes("/proc/sys/fs/file-nr")); err == nil {
+		emit("openFiles", float64(n))
 	}
-	emit("openConns", float64(countEstablished(readFile("/proc/net/tcp"))+countEstablished(readFile("/proc/net/tcp6"))))
+	emit("openConns", float64(procfile.EstablishedTCP(readBytes("/proc/net/tcp"))+procfile.EstablishedTCP(readBytes("/proc/net/tcp6"))))
 }
 
-func readFile(path string) string {
+// readBytes returns the file's content; nothing when it cannot be read.
+func readBytes(path string) []byte {
 	b, _ := os.ReadFile(path)
-	return string(b)
+	return b
 }
+
+func readFile(path string) string { return string(readBytes(path)) }
 
 func readNumber(path string) float64 {
 	n, _ := strconv.ParseFloat(strings.TrimSpace(readFile(path)), 64)
 	return n
-}
-
-func parseLoadavg(s string) ([3]float64, bool) {
-	var l [3]float64
-	f := strings.Fields(s)
-	if len(f) < 3 {
-		return l, false
-	}
-	for i := range l {
-		v, err := strconv.ParseFloat(f[i], 64)
-		if err != nil {
-			return l, false
-		}
-		l[i] = v
-	}
-	return l, true
-}
-
-// parseMeminfo returns /proc/meminfo's values in bytes.
-func parseMeminfo(s string) map[string]uint64 {
-	out := map[string]uint64{}
-	sc := bufio.NewScanner(strings.NewReader(s))
-	for sc.Scan() {
-		key, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(rest)
-		if len(f) == 0 {
-			continue
-		}
-		v, err := strconv.ParseUint(f[0], 10, 64)
-		if err != nil {
-			continue
-		}
-		if len(f) > 1 && f[1] == "kB" {
-			v *= 1024
-		}
-		out[key] = v
-	}
-	return out
 }
 
 // defaultRouteDevice returns the interface of the IPv4 default route in
@@ -118,17 +84,4 @@ func defaultRouteDevice(s string) string {
 		}
 	}
 	return ""
-}
-
-// countEstablished counts the TCP sockets in state ESTABLISHED (01) in a
-// /proc/net/tcp listing.
-func countEstablished(s string) int {
-	n := 0
-	sc := bufio.NewScanner(strings.NewReader(s))
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) > 3 && f[3] == "01" {
-			n++
-		}
-	}
-	return n
 }

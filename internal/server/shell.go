@@ -12,7 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/openslicer/openslicer/api"
-	"github.com/openslicer/openslicer/internal/agent"
+	"github.com/openslicer/openslicer/api/shellframe"
 )
 
 // maxMessage bounds one WebSocket message read from a client, as the
@@ -81,7 +81,7 @@ func shellToGuest(ctx context.Context, ws *websocket.Conn, guest net.Conn) (webs
 		if typ != websocket.MessageBinary {
 			continue
 		}
-		f, err := agent.ParseShellFrame(msg)
+		f, err := shellframe.Parse(msg)
 		if err != nil {
 			return websocket.StatusUnsupportedData, err.Error()
 		}
@@ -99,9 +99,9 @@ func shellToGuest(ctx context.Context, ws *websocket.Conn, guest net.Conn) (webs
 // session-close frame gets one made up.
 func shellToClient(ctx context.Context, guest net.Conn, ws *websocket.Conn) (websocket.StatusCode, string) {
 	for {
-		f, err := agent.ReadShellFrame(guest)
+		f, err := shellframe.Read(guest)
 		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
-			f = agent.NewShellFrame(api.ShellSessionClose, nil)
+			f = shellframe.New(api.ShellSessionClose, nil)
 		} else if err != nil {
 			return websocket.StatusInternalError, "guest shell stream failed"
 		}

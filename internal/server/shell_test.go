@@ -23,8 +23,8 @@ import (
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/client"
-	"github.com/openslicer/openslicer/internal/agent"
 	"github.com/openslicer/openslicer/internal/config"
+	"github.com/openslicer/openslicer/internal/guest"
 	"github.com/openslicer/openslicer/internal/hypervisor/hypervisortest"
 	"github.com/openslicer/openslicer/internal/store"
 	"github.com/openslicer/openslicer/internal/vm"
@@ -91,7 +91,7 @@ func newGuestEnvWith(t *testing.T, agentFor func(*slog.Logger) http.Handler) *gu
 // touch this host's system files: other routes (first boot) answer 204
 // without doing anything.
 func limitedAgent(log *slog.Logger) http.Handler {
-	h := agent.NewServer(log).Handler()
+	h := guest.NewServer(log).Handler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/v1/health", "/v1/shell", "/v1/forward":

@@ -17,7 +17,9 @@
 //	  <template id>    -> JSON Template record (templates.go)
 //
 // Names are allocated from the per-group counter, which only ever grows, so
-// a name is never handed out twice, across restarts included.
+// a name is never handed out twice, across restarts included. The store
+// counts; what the n-th VM of a group is called is the config's rule
+// (config.HostGroup.Hostname), which the caller hands to Allocate.
 package store
 
 import (
@@ -160,17 +162,19 @@ func Open(path string) (*Store, error) {
 func (s *Store) Close() error { return s.db.Close() }
 
 // Allocate allocates the next name in group and writes the record that
-// build returns for it, in one transaction.
-func (s *Store) Allocate(group string, build func(index int, hostname string) VM) (VM, error) {
+// build returns for it, in one transaction. name is the group's naming
+// rule: the hostname of its index-th VM. An index whose name a record
+// holds already is skipped.
+func (s *Store) Allocate(group string, name func(index int) string, build func(index int, hostname string) VM) (VM, error) {
 	var rec VM
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		counters, vms := tx.Bucket(bucketCounters), tx.Bucket(bucketVMs)
 		n, _ := strconv.Atoi(string(counters.Get([]byte(group))))
 		for {
 			n++
-			name := fmt.Sprintf("%s-%d", group, n)
-			if vms.Get([]byte(name)) == nil {
-				rec = build(n, name)
+			host := name(n)
+			if vms.Get([]byte(host)) == nil {
+				rec = build(n, host)
 				break
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/config"
 	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
@@ -25,7 +26,7 @@ func open(t *testing.T, path string) *Store {
 
 func alloc(t *testing.T, s *Store, group string) VM {
 	t.Helper()
-	rec, err := s.Allocate(group, func(i int, name string) VM {
+	rec, err := s.Allocate(group, config.HostGroup{Name: group}.Hostname, func(i int, name string) VM {
 		return VM{Hostname: name, Group: group, Index: i, State: vmstate.Creating}
 	})
 	if err != nil {

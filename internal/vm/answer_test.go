@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/config"
 	"github.com/openslicer/openslicer/internal/hypervisor/hypervisortest"
 	"github.com/openslicer/openslicer/internal/store"
 	"github.com/openslicer/openslicer/internal/vmstate"
@@ -115,7 +116,7 @@ func TestRecoverRemovesHalfWrittenFiles(t *testing.T) {
 	e := newEnv(t, &hypervisortest.Fake{})
 	zero := 0
 	e.m.opt.Config.HostGroups[0].Count = &zero
-	rec, err := e.store.Allocate("sbox", func(index int, host string) store.VM {
+	rec, err := e.store.Allocate("sbox", config.HostGroup{Name: "sbox"}.Hostname, func(index int, host string) store.VM {
 		return store.VM{Hostname: host, Group: "sbox", Index: index, State: vmstate.Creating, Persistent: true,
 			Disk: e.m.diskPath(host), RunDir: e.m.runDir(host)}
 	})

@@ -135,6 +135,16 @@ type forkGuests struct {
 	secrets  map[string][]string // the names last pushed, by guest
 	exitCode int
 	guests   int
+	// machineIDs are the machine ids sent through the identity route,
+	// identities the whole requests.
+	machineIDs []string
+	identities []agent.Identity
+}
+
+func (g *forkGuests) identityList() []agent.Identity {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]agent.Identity(nil), g.identities...)
 }
 
 func (g *forkGuests) serve(conn net.Conn) {
@@ -179,8 +189,23 @@ func (g *forkGuests) serve(conn net.Conn) {
 		g.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("PUT /v1/identity", func(w http.ResponseWriter, r *http.Request) {
+		var idy agent.Identity
+		json.NewDecoder(r.Body).Decode(&idy)
+		g.mu.Lock()
+		g.machineIDs = append(g.machineIDs, idy.MachineID)
+		g.identities = append(g.identities, idy)
+		g.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	http.Serve(sess, mux)
+}
+
+func (g *forkGuests) machineIDList() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string(nil), g.machineIDs...)
 }
 
 func (g *forkGuests) execList() []string {

@@ -143,7 +143,7 @@ func (m *Manager) identifyClone(ctx context.Context, in *instance, t store.Templ
 	if err := m.waitAgent(ctx, in, timeout); err != nil {
 		return err
 	}
-	return m.freshIdentity(ctx, in, t.Name)
+	return m.freshIdentity(ctx, in)
 }
 
 // markAnswered records that the create of in is being answered: from now
@@ -239,7 +239,7 @@ func (m *Manager) allocateWith(g config.HostGroup, tags []string, override *api.
 	if err := m.checkNamesLocked("", tags); err != nil {
 		return nil, err
 	}
-	rec, err := m.opt.Store.Allocate(g.Name, build)
+	rec, err := m.opt.Store.Allocate(g.Name, g.Hostname, build)
 	if err != nil {
 		return nil, err
 	}
@@ -367,7 +367,15 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	}
 	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
 	undo.push(func(context.Context) error { endLife(); return nil })
-	delivered := m.deliverBootData(life, in, client, agent.FirstBoot{Userdata: rec.Userdata, SSHKeys: rec.SSHKeys})
+	var id *agent.Identity
+	if restoreFrom != "" && !m.isTemplateState(restoreFrom) {
+		// Restored, not booted: the command line was not read again. (A
+		// template's clone is given a new identity by freshIdentity,
+		// before its create answers.)
+		restored := restoredIdentity(rec.Hostname, plan, newEntropy())
+		id = &restored
+	}
+	delivered := m.deliverBootData(life, in, client, id, agent.FirstBoot{Userdata: rec.Userdata, SSHKeys: rec.SSHKeys})
 	in.mu.Lock()
 	if err := in.applyLocked(vmstate.Boot); err != nil {
 		in.mu.Unlock()

@@ -94,14 +94,15 @@ func uniqueKeys(keys []string) []string {
 	return out
 }
 
-// deliverBootData hands the guest agent, once it answers, the host's
-// clock (a restored guest's stood still while it was suspended), the VM's
-// secrets and then fb (in that order, so that userdata finds the secrets),
+// deliverBootData hands the guest agent, once it answers, its identity
+// when id is set (a restored guest's, identity.go), the host's clock (a
+// restored guest's stood still while it was suspended), the VM's secrets
+// and then fb (in that order, so that userdata finds the secrets),
 // for the life of the machine. The agent acts on fb once per disk, so
 // delivering it again on a relaunch or re-attach is harmless. A failure is
 // logged, not fatal. The channel is closed once both are delivered, have
 // failed, or the machine's life has ended.
-func (m *Manager) deliverBootData(life context.Context, in *instance, client *agent.Client, fb agent.FirstBoot) <-chan struct{} {
+func (m *Manager) deliverBootData(life context.Context, in *instance, client *agent.Client, id *agent.Identity, fb agent.FirstBoot) <-chan struct{} {
 	in.mu.Lock()
 	log := m.log.With("vm", in.rec.Hostname)
 	in.mu.Unlock()
@@ -113,6 +114,9 @@ func (m *Manager) deliverBootData(life context.Context, in *instance, client *ag
 		}
 		ctx, cancel := context.WithTimeout(life, time.Minute)
 		defer cancel()
+		if id != nil {
+			giveIdentity(ctx, log, client, *id)
+		}
 		syncClock(ctx, log, client)
 		if err := m.pushSecrets(ctx, in, client); err != nil && life.Err() == nil {
 			log.Warn("deliver secrets", "err", err)

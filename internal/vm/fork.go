@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/agent"
 	"github.com/openslicer/openslicer/internal/config"
 	"github.com/openslicer/openslicer/internal/network"
 	"github.com/openslicer/openslicer/internal/store"
@@ -345,19 +346,26 @@ func (m *Manager) forkResponse(in *instance, c store.Commit, running bool) api.F
 // fixupTimeout bounds the run of a child's fix-ups (ssh-keygen included).
 const fixupTimeout = 2 * time.Minute
 
-// applyFixups runs the fix-ups of a fork in its guest, as root, through
-// the agent's exec: one shell script (fixupScript). The hostname itself
-// comes from the kernel command line at boot.
+// applyFixups applies the fix-ups of a fork in its guest: a new machine
+// id through the agent's identity route (PUT /v1/identity, no program of
+// the guest's needed), the rest as root through the agent's exec, one
+// shell script (fixupScript): they edit files of the guest's own tools.
+// The hostname itself comes from the kernel command line at boot.
 func (m *Manager) applyFixups(ctx context.Context, in *instance, source string, fixups []string) error {
 	in.mu.Lock()
 	host, client := in.rec.Hostname, in.agent
 	in.mu.Unlock()
-	script := fixupScript(fixups, source, host, newMachineID())
+	ctx, cancel := context.WithTimeout(ctx, fixupTimeout)
+	defer cancel()
+	if slices.Contains(fixups, api.FixupMachineID) {
+		if err := client.SetIdentity(ctx, agent.Identity{MachineID: newMachineID()}); err != nil {
+			return fmt.Errorf("vm %q: fix-up machine-id: %w", host, err)
+		}
+	}
+	script := fixupScript(fixups, source, host)
 	if script == "" {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, fixupTimeout)
-	defer cancel()
 	root := uint32(0)
 	res, err := client.ExecBuffered(ctx, &api.ExecRequest{Command: script, Shell: "/bin/sh", UID: &root, GID: &root})
 	if err != nil {
@@ -378,18 +386,18 @@ func newMachineID() string {
 }
 
 // fixupScript is the shell script that applies fixups to a child named
-// child, forked from source, giving it machineID; "" when there is
-// nothing to run. Hostnames are <group>-N and machineID is hex, so none
-// needs quoting beyond single quotes.
+// child, forked from source; "" when there is nothing to run. Hostnames
+// are <group>-N, so none needs quoting beyond single quotes.
 //
 //   - hostname: the kernel command line names the child, and the agent
 //     sets it and writes /etc/hostname at boot; here /etc/hosts entries
 //     naming the source are made to name the child.
-//   - machine-id: /etc/machine-id (and a real /var/lib/dbus/machine-id)
-//     get a new ID.
+//   - machine-id: not here; applyFixups sends the new ID through the
+//     agent's identity route, which writes /etc/machine-id (and a real
+//     /var/lib/dbus/machine-id).
 //   - ssh-host-keys: when the disk has SSH host keys, they are removed
 //     and new ones made (ssh-keygen -A).
-func fixupScript(fixups []string, source, child, machineID string) string {
+func fixupScript(fixups []string, source, child string) string {
 	var b strings.Builder
 	for _, f := range fixups {
 		switch f {
@@ -400,14 +408,6 @@ func fixupScript(fixups []string, source, child, machineID string) string {
   rm -f /etc/.hosts.fork
 fi
 `, source, child)
-		case api.FixupMachineID:
-			fmt.Fprintf(&b, `printf '%%s\n' '%[1]s' > /etc/.machine-id.fork
-mv -f /etc/.machine-id.fork /etc/machine-id
-chmod 0444 /etc/machine-id
-if [ -f /var/lib/dbus/machine-id ] && [ ! -L /var/lib/dbus/machine-id ]; then
-  printf '%%s\n' '%[1]s' > /var/lib/dbus/machine-id
-fi
-`, machineID)
 		case api.FixupSSHHostKeys:
 			b.WriteString(`if ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1; then
   rm -f /etc/ssh/ssh_host_*

@@ -96,18 +96,21 @@ func TestPlanFork(t *testing.T) {
 
 // The fix-up script does what each fix-up names, and nothing for none.
 func TestFixupScript(t *testing.T) {
-	if s := fixupScript(nil, "sbox-1", "sbox-2", "ab"); s != "" {
+	if s := fixupScript(nil, "sbox-1", "sbox-2"); s != "" {
 		t.Errorf("no fixups: script %q, want none", s)
 	}
-	all := fixupScript(api.AllFixups, "sbox-1", "sbox-2", "0123abcd")
-	for _, want := range []string{"set -e", "old='sbox-1'", "new='sbox-2'", "/etc/hosts", "'0123abcd' > /etc/.machine-id.fork", "/etc/machine-id", "ssh-keygen -A", "rm -f /etc/ssh/ssh_host_*", "sync"} {
+	all := fixupScript(api.AllFixups, "sbox-1", "sbox-2")
+	for _, want := range []string{"set -e", "old='sbox-1'", "new='sbox-2'", "/etc/hosts", "ssh-keygen -A", "rm -f /etc/ssh/ssh_host_*", "sync"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("script lacks %q:\n%s", want, all)
 		}
 	}
-	only := fixupScript([]string{api.FixupMachineID}, "sbox-1", "sbox-2", "ff")
-	if strings.Contains(only, "ssh-keygen") || strings.Contains(only, "hosts") {
-		t.Errorf("machine-id only script does more:\n%s", only)
+	if strings.Contains(all, "machine-id") {
+		t.Errorf("script writes the machine id, which the identity route does:\n%s", all)
+	}
+	// The machine id goes through the agent: nothing to exec for it.
+	if only := fixupScript([]string{api.FixupMachineID}, "sbox-1", "sbox-2"); only != "" {
+		t.Errorf("machine-id only: script %q, want none", only)
 	}
 }
 
@@ -150,8 +153,11 @@ func TestForkChild(t *testing.T) {
 		t.Errorf("describe of the child: parent_commit_id %q, %v", d.ParentCommitID, err)
 	}
 	execs := guests.execList()
-	if len(execs) != 1 || !strings.Contains(execs[0], "machine-id") || !strings.Contains(execs[0], "ssh-keygen") || !strings.Contains(execs[0], "'"+src+"'") {
+	if len(execs) != 1 || !strings.Contains(execs[0], "ssh-keygen") || !strings.Contains(execs[0], "'"+src+"'") {
 		t.Errorf("fix-ups run: %q", execs)
+	}
+	if ids := guests.machineIDList(); len(ids) != 1 || len(ids[0]) != 32 {
+		t.Errorf("machine ids sent through the identity route: %q, want one new one", ids)
 	}
 	if m := e.fake.Last(resp.Hostname); m == nil || !strings.Contains(m.Spec.Cmdline, "slicer.hostname=sbox-2") {
 		t.Errorf("child boots with cmdline %v, want its own name", m)
@@ -163,6 +169,9 @@ func TestForkChild(t *testing.T) {
 	}
 	if n := len(guests.execList()); n != 1 {
 		t.Errorf("fork with fixups [] ran %d more execs, want none", n-1)
+	}
+	if n := len(guests.machineIDList()); n != 1 {
+		t.Errorf("fork with fixups [] sent %d more machine ids, want none", n-1)
 	}
 	brec := e.record(t, bare.Hostname)
 	if m := e.fake.Last(bare.Hostname); m == nil || GuestCmdline(src, "", "") != m.Spec.Cmdline {

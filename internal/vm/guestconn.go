@@ -10,7 +10,7 @@ import (
 
 // Shell starts an interactive shell in a VM's guest; q holds uid, gid,
 // shell and cwd as the public shell endpoint takes them. The returned
-// connection carries shell frames both ways (agent.ShellFrame) until the
+// connection carries shell frames both ways (api/shellframe) until the
 // guest sends a session close and EOF; closing it hangs the shell up.
 // Errors come before anything runs: 404 unknown VM, 409 paused or
 // stopped, 503 starting, or the agent's own (400 bad query or shell).

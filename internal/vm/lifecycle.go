@@ -246,7 +246,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 		}
 		life, endLife := context.WithCancel(context.WithoutCancel(ctx))
 		in.agent, in.endLife = m.newAgent(in, in.machine), endLife
-		in.delivered = m.deliverBootData(life, in, in.agent, agent.FirstBoot{Userdata: rec.Userdata, SSHKeys: rec.SSHKeys})
+		in.delivered = m.deliverBootData(life, in, in.agent, nil, agent.FirstBoot{Userdata: rec.Userdata, SSHKeys: rec.SSHKeys})
 		m.log.Info("re-attached persistent vm", "vm", rec.Hostname, "backend", backend.Name())
 		m.watch(in)
 	}

@@ -256,19 +256,33 @@ func (m *Manager) List(f Filter) ([]api.Node, error) {
 	}
 	m.mu.Unlock()
 
-	out := []api.Node{}
+	// A group's VMs are listed in the order of their records' index, the
+	// n of their name (config.HostGroup.Hostname).
+	type entry struct {
+		node  api.Node
+		index int
+	}
+	var entries []entry
 	for _, in := range insts {
-		n := in.node()
+		n, index := in.node(), in.index()
 		if (f.Group == "" || n.HostGroup == f.Group) && matchTags(n.Tags, f.Tag, f.TagPrefix) {
-			out = append(out, n)
+			entries = append(entries, entry{n, index})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].HostGroup != out[j].HostGroup {
-			return out[i].HostGroup < out[j].HostGroup
+	sort.Slice(entries, func(i, j int) bool {
+		a, b := entries[i], entries[j]
+		if a.node.HostGroup != b.node.HostGroup {
+			return a.node.HostGroup < b.node.HostGroup
 		}
-		return nodeIndex(out[i].Hostname) < nodeIndex(out[j].Hostname)
+		if a.index != b.index {
+			return a.index < b.index
+		}
+		return a.node.Hostname < b.node.Hostname
 	})
+	out := make([]api.Node, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, e.node)
+	}
 	return out, nil
 }
 
@@ -282,12 +296,6 @@ func matchTags(tags []string, exact, prefix string) bool {
 		}
 	}
 	return false
-}
-
-func nodeIndex(hostname string) int {
-	var n int
-	fmt.Sscanf(hostname[strings.LastIndex(hostname, "-")+1:], "%d", &n)
-	return n
 }
 
 // IsProtected reports whether hostname is a VM declared by a group's count.
@@ -310,6 +318,13 @@ func (m *Manager) get(hostname string) (*instance, error) {
 		return nil, fmt.Errorf("vm %q: %w", hostname, api.ErrNotFound)
 	}
 	return in, nil
+}
+
+// index is the n of the VM's name in its group.
+func (in *instance) index() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.rec.Index
 }
 
 func (in *instance) node() api.Node {

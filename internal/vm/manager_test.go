@@ -111,6 +111,31 @@ func TestCreateListDelete(t *testing.T) {
 	e.assertEmpty(t)
 }
 
+// TestListOrder lists a group's VMs in the order of their number, which
+// is not the order of their names past 9.
+func TestListOrder(t *testing.T) {
+	e := newEnv(t, &hypervisortest.Fake{})
+	var want []string
+	for range 11 {
+		resp, err := e.m.Create(context.Background(), "sbox", api.CreateNodeRequest{}, CreateOptions{})
+		if err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+		want = append(want, resp.Hostname)
+	}
+	nodes, err := e.m.List(Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range nodes {
+		got = append(got, n.Hostname)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) || got[9] != "sbox-10" {
+		t.Errorf("List order = %v, want %v", got, want)
+	}
+}
+
 func TestCreateRejects(t *testing.T) {
 	e := newEnv(t, &hypervisortest.Fake{})
 	for _, tc := range []struct {

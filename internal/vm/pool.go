@@ -292,7 +292,7 @@ func (m *Manager) allocatePool(g config.HostGroup, abort context.CancelFunc, und
 }
 
 // warmUp runs, once, what a take and a caller's first exec will run in a
-// new pool VM: the hostname script (renaming the guest to its own name)
+// new pool VM: the identity route (renaming the guest to its own name)
 // and an exec of true as the default user. A guest's first exec costs
 // several times its later ones (under TCG, QEMU translates every guest
 // code path the first time it runs, and keeps the translation), so this
@@ -304,7 +304,7 @@ func (m *Manager) warmUp(ctx context.Context, log *slog.Logger, in *instance) {
 	in.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := m.setGuestHostname(ctx, client, name, name); err != nil {
+	if err := m.setGuestHostname(ctx, client, name); err != nil {
 		log.Warn("warm up pool vm", "err", err)
 		return
 	}

@@ -138,7 +138,7 @@ func (m *Manager) becomeNode(ctx context.Context, in *instance, pool string, opt
 	go func() {
 		defer wg.Done()
 		t := time.Now()
-		hostErr = m.setGuestHostname(tctx, client, pool, host)
+		hostErr = m.setGuestHostname(tctx, client, host)
 		hostTook = time.Since(t)
 	}()
 	if !hasUserdata(fb.Userdata) {
@@ -169,38 +169,15 @@ func (m *Manager) becomeNode(ctx context.Context, in *instance, pool string, opt
 	return nil
 }
 
-// setGuestHostname renames a pool VM's guest from its pool name to its
-// node name: the kernel's hostname, /etc/hostname, and /etc/hosts entries
-// naming the old one, in one exec as root through the agent. A relaunch
-// boots with the node name on its command line anyway. The agent's
-// identity routes (issue 12) are to take this over.
-func (m *Manager) setGuestHostname(ctx context.Context, client *agent.Client, old, name string) error {
-	script := hostnameScript(old, name)
-	root := uint32(0)
-	res, err := client.ExecBuffered(ctx, &api.ExecRequest{Command: script, Shell: "/bin/sh", UID: &root, GID: &root})
-	if err != nil {
+// setGuestHostname renames a pool VM's guest to its node name through
+// the agent's identity route: the kernel's hostname, /etc/hostname, and
+// the /etc/hosts entries naming the old one. A relaunch boots with the
+// node name on its command line anyway.
+func (m *Manager) setGuestHostname(ctx context.Context, client *agent.Client, name string) error {
+	if err := client.SetIdentity(ctx, agent.Identity{Hostname: name}); err != nil {
 		return fmt.Errorf("set hostname: %w", err)
 	}
-	if res.ExitCode != 0 || res.Error != "" {
-		return fmt.Errorf("set hostname failed (exit %d): %s", res.ExitCode,
-			firstNonEmpty(res.Error, res.Stderr, "no output"))
-	}
 	return nil
-}
-
-// hostnameScript renames a guest from old to name: the kernel's
-// hostname, /etc/hostname, and /etc/hosts entries naming old. Both are
-// "<group>-..." names, which need no quoting beyond single quotes. Nothing
-// is synced to disk: a relaunch names the guest on its command line.
-func hostnameScript(old, name string) string {
-	return fmt.Sprintf(`printf '%%s' '%[2]s' > /proc/sys/kernel/hostname || exit 1
-printf '%%s\n' '%[2]s' > /etc/hostname
-if [ -f /etc/hosts ] && grep -qw '%[1]s' /etc/hosts; then
-  awk -v old='%[1]s' -v new='%[2]s' '{ for (i = 2; i <= NF; i++) if ($i == old) $i = new; print }' /etc/hosts > /etc/.hosts.pool
-  cat /etc/.hosts.pool > /etc/hosts
-  rm -f /etc/.hosts.pool
-fi
-`, old, name)
 }
 
 // hasUserdata reports whether a userdata script is anything to run (as

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +30,7 @@ import (
 type poolGuests struct {
 	mu         sync.Mutex
 	execs      []string
+	hostnames  []string // the hostnames sent through the identity route
 	firstBoots []agent.FirstBoot
 }
 
@@ -50,6 +52,14 @@ func (g *poolGuests) serve(conn net.Conn) {
 		g.mu.Unlock()
 		json.NewEncoder(w).Encode(api.ExecResult{})
 	})
+	mux.HandleFunc("PUT /v1/identity", func(w http.ResponseWriter, r *http.Request) {
+		var id agent.Identity
+		json.NewDecoder(r.Body).Decode(&id)
+		g.mu.Lock()
+		g.hostnames = append(g.hostnames, id.Hostname)
+		g.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("PUT /v1/firstboot", func(w http.ResponseWriter, r *http.Request) {
 		var fb agent.FirstBoot
 		json.NewDecoder(r.Body).Decode(&fb)
@@ -60,6 +70,12 @@ func (g *poolGuests) serve(conn net.Conn) {
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	http.Serve(sess, mux)
+}
+
+func (g *poolGuests) names() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string(nil), g.hostnames...)
 }
 
 func (g *poolGuests) seen() ([]string, []agent.FirstBoot) {
@@ -115,9 +131,12 @@ func TestPoolTakeAndRefill(t *testing.T) {
 	if len(fbs) != 0 {
 		t.Fatalf("pool vms got first-boot data before being taken: %+v", fbs)
 	}
-	// Each pool VM was warmed up: its hostname script, then true.
-	if len(warm) != 4 || warm[1] != "true" || warm[3] != "true" || !strings.Contains(warm[0], "/proc/sys/kernel/hostname") {
-		t.Fatalf("warm-up execs = %q", warm)
+	// Each pool VM was warmed up: its own name through the identity
+	// route, then true.
+	warmNames := guests.names()
+	if len(warm) != 2 || warm[0] != "true" || warm[1] != "true" || len(warmNames) != 2 ||
+		!slices.Contains(warmNames, "sbox-w1") || !slices.Contains(warmNames, "sbox-w2") {
+		t.Fatalf("warm-up execs = %q, hostnames %q", warm, warmNames)
 	}
 	if _, err := e.m.get("sbox-w1"); err == nil {
 		t.Fatal("a pool vm is reachable by its pool name")
@@ -143,18 +162,13 @@ func TestPoolTakeAndRefill(t *testing.T) {
 	if _, err := e.store.Get("sbox-w1"); err == nil {
 		t.Fatal("the pool record is still there")
 	}
-	execs, fbs := guests.seen()
+	_, fbs = guests.seen()
 	if len(fbs) != 1 || fbs[0].Userdata != "echo hi" || len(fbs[0].SSHKeys) != 1 {
 		t.Fatalf("first-boot data = %+v, want the request's, once", fbs)
 	}
-	renames := 0
-	for _, x := range execs[len(warm):] { // a refill's warm-up may follow
-		if strings.Contains(x, "'sbox-1' > /proc/sys/kernel/hostname") {
-			renames++
-		}
-	}
-	if renames != 1 {
-		t.Fatalf("execs after the warm-ups = %q, want one that names the guest sbox-1", execs[len(warm):])
+	after := guests.names()[len(warmNames):] // a refill's warm-up may follow
+	if n := countOf(after, "sbox-1"); n != 1 {
+		t.Fatalf("hostnames after the warm-ups = %q, want sbox-1 once", after)
 	}
 	nodes, _ := e.m.List(Filter{})
 	if len(nodes) != 1 || nodes[0].Hostname != "sbox-1" || nodes[0].Tags[0] != "job=1" {
@@ -480,4 +494,15 @@ func TestPoolTakenVMRelaunchAndSuspend(t *testing.T) {
 		spec.ConsoleLog != filepath.Join(e.dir, "logs", "sbox-w1.txt") || !strings.Contains(spec.Cmdline, "slicer.hostname=sbox-1") {
 		t.Fatalf("relaunched spec: %+v", spec)
 	}
+}
+
+// countOf is how many times s holds v.
+func countOf(s []string, v string) int {
+	n := 0
+	for _, x := range s {
+		if x == v {
+			n++
+		}
+	}
+	return n
 }

@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -107,22 +108,28 @@ func (m *Manager) Shutdown(ctx context.Context, hostname, action string) error {
 	return nil
 }
 
-// stopGuest asks the guest's init to reboot or power off (busybox's
-// reboot and poweroff signal PID 1, which is the agent) and waits for the
-// machine to exit, killing it after timeout. The request waits for an
-// agent that is not up yet.
+// stopGuest asks the guest's agent to reboot or power off (POST
+// /v1/power; the agent shuts the guest down itself, or asks the guest's
+// own init) and waits for the machine to exit, killing it after timeout.
+// The request waits for an agent that is not up yet. Only an agent older
+// than the power route (it answers 404, a VM a daemon upgrade left
+// running) is asked the way it was then: busybox's reboot or poweroff, run
+// as root, which signal PID 1.
 func (m *Manager) stopGuest(ctx context.Context, hostname string, machine hypervisor.Machine, client *agent.Client, action string, timeout time.Duration) {
-	cmd := "poweroff"
-	if action == ActionReboot {
-		cmd = "reboot"
-	}
-	root := uint32(0)
+	power := powerAction(action)
 	if client != nil {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-		// The call may not return: the guest goes away under it.
 		go func() {
 			defer cancel()
-			client.ExecBuffered(actx, &api.ExecRequest{Command: cmd, UID: &root, GID: &root})
+			err := client.Power(actx, power)
+			if errors.Is(err, api.ErrNotFound) {
+				root := uint32(0)
+				// The call may not return: the guest goes away under it.
+				_, err = client.ExecBuffered(actx, &api.ExecRequest{Command: power, UID: &root, GID: &root})
+			}
+			if err != nil && actx.Err() == nil {
+				m.log.Warn("ask guest to "+power, "vm", hostname, "err", err)
+			}
 		}()
 	}
 	select {
@@ -131,4 +138,12 @@ func (m *Manager) stopGuest(ctx context.Context, hostname string, machine hyperv
 		m.log.Warn("guest did not stop in time: killing it", "vm", hostname, "action", action, "after", timeout)
 		machine.Kill(context.WithoutCancel(ctx))
 	}
+}
+
+// powerAction is the agent's power action for a shutdown action.
+func powerAction(action string) string {
+	if action == ActionReboot {
+		return agent.Reboot
+	}
+	return agent.PowerOff
 }

@@ -86,18 +86,27 @@ func TestScopedFiles(t *testing.T) {
 }
 
 // fakeGuest is the guest end of one agent session: it answers health,
-// first boot and the push of secrets, keeping the last set pushed.
+// first boot, the push of secrets, identities and power requests, keeping
+// the last set pushed and every identity.
 type fakeGuest struct {
 	sess *yamux.Session
 
-	mu     sync.Mutex
-	pushed []agent.SecretFile // nil until the first push
+	mu         sync.Mutex
+	pushed     []agent.SecretFile // nil until the first push
+	identities []agent.Identity
 }
 
 // fakeAgents serves every agent channel of a fake backend.
 type fakeAgents struct {
 	mu     sync.Mutex
 	guests []*fakeGuest
+	// power, when set, is called with a power request's action after it
+	// has been answered; unset, the route is missing (404), as in an
+	// agent older than it.
+	power func(action string)
+	// exec, when set, is called with the command of an exec, answered
+	// with exit code 0; unset, the route is missing.
+	exec func(cmd string)
 }
 
 func (f *fakeAgents) serve(conn net.Conn) {
@@ -130,7 +139,58 @@ func (f *fakeAgents) serve(conn net.Conn) {
 		g.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("PUT /v1/identity", func(w http.ResponseWriter, r *http.Request) {
+		var id agent.Identity
+		if err := json.NewDecoder(r.Body).Decode(&id); err != nil {
+			http.Error(w, "bad identity", http.StatusBadRequest)
+			return
+		}
+		g.mu.Lock()
+		g.identities = append(g.identities, id)
+		g.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /v1/power", func(w http.ResponseWriter, r *http.Request) {
+		var p agent.Power
+		if f := f.powerFunc(); f == nil || json.NewDecoder(r.Body).Decode(&p) != nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		go f.powerFunc()(p.Action)
+	})
+	mux.HandleFunc("POST /v1/exec", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		run := f.exec
+		f.mu.Unlock()
+		if run == nil {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode(api.ExecResult{})
+		go run(r.URL.Query().Get("cmd"))
+	})
 	http.Serve(sess, mux) // until the host goes away
+}
+
+func (f *fakeAgents) powerFunc() func(string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.power
+}
+
+// identities returns every identity the guests were given, in the order
+// of the guests' sessions.
+func (f *fakeAgents) identities() []agent.Identity {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []agent.Identity
+	for _, g := range f.guests {
+		g.mu.Lock()
+		out = append(out, g.identities...)
+		g.mu.Unlock()
+	}
+	return out
 }
 
 // pushedSets returns, for every guest pushed to, the names and values it

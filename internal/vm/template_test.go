@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/agent"
 	"github.com/openslicer/openslicer/internal/config"
 	"github.com/openslicer/openslicer/internal/store"
 )
@@ -42,39 +41,6 @@ func TestTemplateKey(t *testing.T) {
 		if k == base {
 			t.Errorf("the key did not change with the %s", name)
 		}
-	}
-}
-
-// TestIdentityScript: the script names the clone, replaces the
-// template's name in /etc/hosts, sets a machine-id only where there is
-// one, and writes exactly the seed's bytes into /dev/urandom (checked by
-// running that line with /bin/sh into a file).
-func TestIdentityScript(t *testing.T) {
-	seed := make([]byte, 64)
-	for i := range seed {
-		seed[i] = byte(i * 37) // every kind of byte: NUL, quote, backslash, high
-	}
-	seed[5], seed[6] = '\'', '\\'
-	s := identityScript("g-template", "g-3", "0123456789abcdef0123456789abcdef", seed)
-	for _, want := range []string{"'g-3' > /proc/sys/kernel/hostname", "'g-3' > /etc/hostname", "old='g-template' -v new='g-3'",
-		"if [ -f /etc/machine-id ]", "0123456789abcdef0123456789abcdef"} {
-		if !strings.Contains(s, want) {
-			t.Errorf("script lacks %q:\n%s", want, s)
-		}
-	}
-	var line string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.HasSuffix(l, "> /dev/urandom") {
-			line = l
-		}
-	}
-	out := filepath.Join(t.TempDir(), "seed")
-	cmd := exec.Command("/bin/sh", "-c", strings.TrimSuffix(line, "/dev/urandom")+`"$0"`, out)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v %s", line, err, msg)
-	}
-	if got, _ := os.ReadFile(out); !bytes.Equal(got, seed) {
-		t.Errorf("the entropy line writes %x, want %x", got, seed)
 	}
 }
 
@@ -132,10 +98,11 @@ func TestTemplateCreates(t *testing.T) {
 			t.Errorf("%s: disk %q, want an overlay over %s", h, disk, tpl.Layer)
 		}
 	}
-	execs := guests.execList()
-	if len(execs) != 2 || !strings.Contains(execs[0], "'"+hosts[0]+"' > /proc/sys/kernel/hostname") ||
-		!strings.Contains(execs[1], "'"+hosts[1]+"' > /proc/sys/kernel/hostname") {
-		t.Errorf("identity scripts run: %q", execs)
+	ids := guests.identityList()
+	if len(ids) != 2 || ids[0].Hostname != hosts[0] || ids[1].Hostname != hosts[1] ||
+		ids[0].MachineID == "" || ids[0].MachineID == ids[1].MachineID ||
+		len(ids[0].Entropy) < agent.MinEntropy || bytes.Equal(ids[0].Entropy, ids[1].Entropy) {
+		t.Errorf("identities given: %+v, want each clone its own name, machine-id and entropy", ids)
 	}
 
 	small, err := e.m.Create(ctx, "snap", api.CreateNodeRequest{CPUs: 1}, CreateOptions{})
@@ -151,8 +118,8 @@ func TestTemplateCreates(t *testing.T) {
 			t.Errorf("%s: want a cold boot, got machine %+v", h, m)
 		}
 	}
-	if n := len(guests.execList()); n != 2 {
-		t.Errorf("%d identity scripts after cold creates, want still 2", n)
+	if n := len(guests.identityList()); n != 2 {
+		t.Errorf("%d identities given after cold creates, want still 2", n)
 	}
 }
 
@@ -265,7 +232,8 @@ func TestPoolOfSnapshotGroup(t *testing.T) {
 	if m := e.fake.Last(rec.MachineName); m == nil || m.Spec.RestoreFrom != tpls[0].StateDir {
 		t.Errorf("%s: machine %+v, want it restored from %s", rec.MachineName, m, tpls[0].StateDir)
 	}
-	if execs := strings.Join(guests.execList(), "\n"); !strings.Contains(execs, "'"+rec.MachineName+"' > /proc/sys/kernel/hostname") {
-		t.Errorf("no identity given to the pool clone %s at fill: %q", rec.MachineName, execs)
+	ids := guests.identityList()
+	if len(ids) < 2 || ids[0].Hostname != rec.MachineName || ids[0].MachineID == "" || len(ids[0].Entropy) == 0 || ids[len(ids)-1].Hostname != resp.Hostname {
+		t.Errorf("identities given: %+v, want the clone's own (%s) at fill, then its node name %s", ids, rec.MachineName, resp.Hostname)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/agent/channel"
 	"github.com/openslicer/openslicer/internal/hypervisor"
 )
 
@@ -19,9 +20,6 @@ const (
 	pidFile     = "qemu.pid"
 	// defaultConsole is used when Spec.ConsoleLog is empty.
 	defaultConsole = "console.log"
-	// agentPortName is the virtio-serial port name the guest agent looks
-	// for under /sys/class/virtio-ports/*/name.
-	agentPortName = "slicer.agent"
 	// agentPortID is the port's device id, which QEMU names in the
 	// VSERPORT_CHANGE events it sends when the guest opens or closes it.
 	agentPortID = "agentport"
@@ -102,7 +100,7 @@ func (a Accel) String() string {
 // Args returns the qemu-system-x86_64 arguments that boot spec on a
 // microvm machine with the given accelerator. The process daemonizes once
 // the machine is set up, writing its pid to RunDir/qemu.pid; the guest
-// agent's channel is a virtio-serial port named "slicer.agent" behind
+// agent's channel is a virtio-serial port named channel.PortName behind
 // RunDir/agent.sock, and QMP listens on RunDir/qmp.sock. A guest reboot
 // ends the process (-no-reboot). The kernel command line is bootArgs, then
 // spec.Cmdline. With spec.RestoreFrom the machine loads the migration
@@ -173,7 +171,7 @@ func args(spec hypervisor.Spec, accel Accel, l load) ([]string, error) {
 	args = append(args,
 		"-device", "virtio-serial-device",
 		"-chardev", "socket,id="+agentChardevID+",server=on,wait=off,path="+optValue(filepath.Join(spec.RunDir, agentSocket)),
-		"-device", "virtserialport,chardev="+agentChardevID+",name="+agentPortName+",id="+agentPortID,
+		"-device", "virtserialport,chardev="+agentChardevID+",name="+channel.PortName+",id="+agentPortID,
 	)
 	for i, d := range spec.Disks {
 		args = append(args, diskArgs(i, d)...)

@@ -6,6 +6,7 @@ package agentguest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -116,12 +117,18 @@ func (s session) Get(ctx context.Context, key string) (string, error) {
 	return strings.TrimSpace(out), err
 }
 
-// PowerOff asks PID 1 to power off with busybox's poweroff. The exec may
-// not answer (the guest goes away under it), so its error is not one.
+// PowerOff asks the agent to power the guest off (POST /v1/power), which
+// it answers before it acts. An image whose agent is older than the route
+// (404) is asked as it was then, with busybox's poweroff, whose exec may
+// not answer (the guest goes away under it).
 func (s session) PowerOff(ctx context.Context) error {
-	root := uint32(0)
-	s.c.ExecBuffered(ctx, &api.ExecRequest{Command: "poweroff", UID: &root, GID: &root})
-	return nil
+	err := s.c.Power(ctx, agent.PowerOff)
+	if errors.Is(err, api.ErrNotFound) {
+		root := uint32(0)
+		s.c.ExecBuffered(ctx, &api.ExecRequest{Command: "poweroff", UID: &root, GID: &root})
+		return nil
+	}
+	return err
 }
 
 func (s session) Close() error { return s.c.Close() }

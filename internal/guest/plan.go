@@ -1,0 +1,200 @@
+package guest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/openslicer/openslicer/api"
+)
+
+// defaultUID is the image's unprivileged user, used when a request names no
+// uid (Slicer's images have "ubuntu" or "slicer" there).
+const defaultUID = 1000
+
+// defaultPath is the PATH commands run with.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// account is one line of /etc/passwd, the fields the agent uses.
+type account struct {
+	Name     string
+	UID, GID uint32
+	Home     string
+}
+
+// group is one line of /etc/group.
+type group struct {
+	GID     uint32
+	Members []string
+}
+
+// parsePasswd reads passwd(5) lines; malformed lines are skipped.
+func parsePasswd(data []byte) []account {
+	var as []account
+	for _, f := range colonLines(data, 7) {
+		uid, err1 := strconv.ParseUint(f[2], 10, 32)
+		gid, err2 := strconv.ParseUint(f[3], 10, 32)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		as = append(as, account{Name: f[0], UID: uint32(uid), GID: uint32(gid), Home: f[5]})
+	}
+	return as
+}
+
+// parseGroup reads group(5) lines; malformed lines are skipped.
+func parseGroup(data []byte) []group {
+	var gs []group
+	for _, f := range colonLines(data, 4) {
+		gid, err := strconv.ParseUint(f[2], 10, 32)
+		if err != nil {
+			continue
+		}
+		g := group{GID: uint32(gid)}
+		if f[3] != "" {
+			g.Members = strings.Split(f[3], ",")
+		}
+		gs = append(gs, g)
+	}
+	return gs
+}
+
+// colonLines splits the non-comment lines of data into n colon-separated
+// fields, dropping lines with fewer.
+func colonLines(data []byte, n int) [][]string {
+	var out [][]string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if f := strings.SplitN(line, ":", n); len(f) == n {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// procSpec is everything needed to start a process.
+type procSpec struct {
+	Argv   []string // Argv[0] is looked up in the PATH of Env unless it has a slash
+	Env    []string
+	Dir    string
+	UID    uint32
+	GID    uint32
+	Groups []uint32 // supplementary groups
+}
+
+// planExec works out how to run req: the user and groups (from the image's
+// accounts), the environment, the working directory and argv. isDir reports
+// whether a directory exists. Errors wrap api.ErrInvalid.
+func planExec(req *api.ExecRequest, accounts []account, groups []group, isDir func(string) bool) (procSpec, error) {
+	user := resolveUser(req.UID, accounts)
+	sp := procSpec{UID: user.UID, GID: user.GID}
+	if req.GID != nil {
+		sp.GID = *req.GID
+	}
+	sp.Groups = memberGroups(user.Name, sp.GID, groups)
+
+	sp.Env = []string{"PATH=" + defaultPath, "HOME=" + user.Home}
+	if user.Name != "" {
+		sp.Env = append(sp.Env, "USER="+user.Name)
+	}
+	for _, e := range req.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return procSpec{}, fmt.Errorf("%w: env %q: want KEY=VALUE", api.ErrInvalid, e)
+		}
+		sp.Env = append(sp.Env, e)
+	}
+
+	sp.Dir = workDir(req.Cwd, user.Home, isDir)
+
+	if req.Shell != "" {
+		sp.Argv = []string{req.Shell, "-c", strings.Join(append([]string{req.Command}, req.Args...), " ")}
+	} else {
+		sp.Argv = append([]string{req.Command}, req.Args...)
+	}
+	return sp, nil
+}
+
+// resolveUser picks the account a command runs as. No uid means the image's
+// uid-1000 user when there is one, else root; an explicit uid is taken as
+// given, with its name, group and home when the image knows it.
+func resolveUser(uid *uint32, accounts []account) account {
+	want := uint32(defaultUID)
+	if uid != nil {
+		want = *uid
+	}
+	for _, a := range accounts {
+		if a.UID == want {
+			return a
+		}
+	}
+	switch {
+	case uid == nil || want == 0:
+		for _, a := range accounts {
+			if a.UID == 0 {
+				return a
+			}
+		}
+		return account{Name: "root", Home: "/root"}
+	default:
+		return account{UID: want, GID: want, Home: "/"}
+	}
+}
+
+// workDir resolves the requested working directory: empty means the user's
+// home, or / when it does not exist; "~" and "~/p" are relative to the home,
+// as are other relative paths.
+func workDir(cwd, home string, isDir func(string) bool) string {
+	switch {
+	case cwd == "":
+		if home != "" && isDir(home) {
+			return home
+		}
+		return "/"
+	case cwd == "~":
+		return home
+	case strings.HasPrefix(cwd, "~/"):
+		return path.Join(home, cwd[2:])
+	case !path.IsAbs(cwd):
+		return path.Join(home, cwd)
+	}
+	return path.Clean(cwd)
+}
+
+// lookPath finds the executable for name in the directories of pathList,
+// the way a shell does. A name with a slash is used as it is. The error
+// reads like os/exec's and wraps exec.ErrNotFound.
+func lookPath(name, pathList string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	for _, dir := range filepath.SplitList(pathList) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("exec: %q: %w", name, exec.ErrNotFound)
+}
+
+// envValue returns the last value of key in env.
+func envValue(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
