@@ -163,7 +163,7 @@ func rawSpec(ctx context.Context, img *image.Image, run string) (hypervisor.Spec
 	}
 	return hypervisor.Spec{
 		ID: run, Name: "bench", VCPUs: 1, MemoryBytes: 256 << 20,
-		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: vm.GuestCmdline("bench", "", ""),
+		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: vm.GuestCmdline("bench", "", "", ""),
 		Disks: []hypervisor.Disk{{Path: disk, Format: "raw"}}, RunDir: run,
 		ConsoleLog: filepath.Join(run, "console.txt"),
 	}, nil

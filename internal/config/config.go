@@ -75,7 +75,18 @@ type HostGroup struct {
 	// Image overrides the top-level image for this group (an OpenSlicer
 	// extension: Slicer has one image per daemon).
 	Image string `yaml:"image,omitempty"`
+	// Init (extension) chooses the guest's PID 1 after boot: "systemd"
+	// hands it to the image's systemd, "agent" keeps the agent; empty
+	// (the default) hands it to systemd when the image's /sbin/init is
+	// systemd. The guest gets it as slicer.init= on its command line.
+	Init string `yaml:"init,omitempty"`
 }
+
+// Init values a host group may set.
+const (
+	InitSystemd = "systemd"
+	InitAgent   = "agent"
+)
 
 // Network is a host group's network. Mode is "bridge" or "isolated".
 type Network struct {

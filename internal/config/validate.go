@@ -158,6 +158,9 @@ func checkGroup(p *problems, path string, g HostGroup, opts ValidateOptions) {
 		checkNetwork(p, path+".network", g)
 	}
 	checkKernelArgs(p, path+".kernel_args", g.KernelArgs)
+	if g.Init != "" && g.Init != InitSystemd && g.Init != InitAgent {
+		p.add(path+".init", "must be %s or %s, got %q", InitSystemd, InitAgent, g.Init)
+	}
 }
 
 // hostnameDigits is how many digits of N a "<name>-N" hostname must leave

@@ -23,9 +23,9 @@ import (
 // them, or whose user disabled them, still comes up reachable.
 
 const (
-	// initParam on the kernel command line (a group's kernel_args) forces
-	// the choice: "systemd" hands PID 1 to systemd when the image has it,
-	// "agent" keeps the agent as PID 1.
+	// initParam on the kernel command line (from a host group's init:)
+	// forces the choice: "systemd" hands PID 1 to systemd when the image
+	// has it, "agent" keeps the agent as PID 1.
 	initParam = "slicer.init"
 
 	sbinInit    = "/sbin/init"
