@@ -166,14 +166,26 @@ func debianLayout(t *testing.T) string {
 // TestDebianSystemd boots the debian image: systemd is PID 1 and the
 // system comes up running or degraded; the agent, now a systemd unit,
 // answers exec as the default user ubuntu, whose sudo knows the VM's
-// hostname; copies and secrets reach the guest; a shutdown goes through
-// systemd and ends the machine.
+// hostname; copies, a shell and secrets reach the guest; a shutdown goes
+// through systemd and ends the machine. A group with init: agent boots
+// the same image with the agent as PID 1.
 func TestDebianSystemd(t *testing.T) {
 	testenv.RequireE2E(t)
 	dir := debianLayout(t)
-	groups := strings.Replace(groupYAML, "%s", "deb", 1) + "    image: oci:" + dir + ":latest\n"
+	groups := strings.Replace(groupYAML, "%s", "deb", 1) + "    image: oci:" + dir + ":latest\n" +
+		strings.Replace(groupYAML, "%s", "debagent", 1) + "    image: oci:" + dir + ":latest\n    init: agent\n"
 	d := startDaemonYAML(t, groups)
 	c, ctx := d.client, context.Background()
+
+	// init: agent keeps the agent as PID 1 in the same image.
+	kept := createReady(t, c, "debagent", api.CreateNodeRequest{})
+	if out, errOut, code := execIn(t, c, kept.Hostname, &api.ExecRequest{Command: "cat", Args: []string{"/proc/1/comm"}}, nil); code != 0 || out != "init\n" {
+		t.Errorf("PID 1 with init: agent = %q %q exit %d, want the agent (init)", out, errOut, code)
+	}
+	if _, err := c.DeleteNode(ctx, "debagent", kept.Hostname); err != nil {
+		t.Fatal(err)
+	}
+
 	node := createReady(t, c, "deb", api.CreateNodeRequest{})
 	h := node.Hostname
 
@@ -216,6 +228,7 @@ func TestDebianSystemd(t *testing.T) {
 	}
 	waitSecret(t, c, h, "deb-token", "s3cret")
 
+	testShell(t, c, h)
 	if logs, err := c.Logs(ctx, h, 100000); err != nil || !strings.Contains(logs.Content, "handing PID 1 to systemd") {
 		t.Errorf("the console does not show the handoff (%v)", err)
 	}
