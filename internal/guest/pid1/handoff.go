@@ -80,10 +80,13 @@ func errBadInitParam(v string) error {
 	return initError(initParam + "=" + v + ": want systemd or agent; the agent stays PID 1")
 }
 
-// agentUnit is the unit that runs the agent under systemd. It starts as
-// early as the root file system allows (no default dependencies: the
-// network and hostname are set before systemd starts), is stopped first
-// at shutdown, and restarts if it ever exits. KillMode=process: a restart
+// agentUnit is the unit that runs the agent under systemd. It has no
+// ordering at all, so it starts as soon as systemd starts jobs: the root
+// file system, network, hostname and /run are ready before systemd runs,
+// and waiting for local-fs.target cost about 3 s of a 10 s debian create
+// under TCG (measured). So userdata, which the agent runs, may start
+// before systemd's own early setup (tmpfiles, sysinit.target) is done.
+// It is stopped first at shutdown, and restarts if it ever exits. KillMode=process: a restart
 // or stop of the agent leaves the commands it started running (they end
 // with the system).
 func agentUnit() string {
@@ -92,7 +95,6 @@ func agentUnit() string {
 Description=OpenSlicer guest agent
 Documentation=https://github.com/openslicer/openslicer
 DefaultDependencies=no
-After=local-fs.target
 Conflicts=shutdown.target
 Before=shutdown.target
 

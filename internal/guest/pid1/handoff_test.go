@@ -102,6 +102,10 @@ func TestAgentUnit(t *testing.T) {
 			t.Errorf("unit lacks %q:\n%s", want, u)
 		}
 	}
+	// Ordered after nothing, so that it starts with systemd's first jobs.
+	if strings.Contains(u, "After=") {
+		t.Errorf("unit waits for something:\n%s", u)
+	}
 	if !strings.HasSuffix(unitWants, "/multi-user.target.wants") {
 		t.Errorf("the unit is enabled in %s, not for multi-user.target", unitWants)
 	}
