@@ -53,7 +53,7 @@ func alpineLikeImage(t *testing.T, env []string, workdir, user string) v1.Image 
 	}
 	dir("bin/", 0o755, 0)
 	file("bin/busybox", string(bb), 0o755)
-	for _, l := range []string{"sh", "cat", "id", "pwd", "env", "ls", "stat", "hostname"} {
+	for _, l := range []string{"sh", "cat", "id", "pwd", "env", "ls", "stat", "hostname", "sha256sum"} {
 		add(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + l, Linkname: "busybox", Mode: 0o777}, "")
 	}
 	dir("etc/", 0o755, 0)
@@ -133,6 +133,10 @@ func TestOCIExecDefaults(t *testing.T) {
 	if code != 0 || out != "ubuntu /home/ubuntu/note.txt\n" {
 		t.Errorf("copied file = %q exit %d, want it owned by ubuntu", out, code)
 	}
+
+	// The SDK's chunked copy runs /usr/local/bin/slicer-agent, which the
+	// image lacks: PID 1 links it to itself.
+	chunkedUpload(t, c, node.Hostname)
 
 	app := createReady(t, c, "app", api.CreateNodeRequest{})
 	out, errOut, code = execIn(t, c, app.Hostname, &api.ExecRequest{Command: `id -un; pwd`, Shell: "/bin/sh"}, nil)
@@ -229,6 +233,7 @@ func TestDebianSystemd(t *testing.T) {
 	waitSecret(t, c, h, "deb-token", "s3cret")
 
 	testShell(t, c, h)
+	chunkedUpload(t, c, h) // /usr/local/bin/slicer-agent is the unit's binary
 	if logs, err := c.Logs(ctx, h, 100000); err != nil || !strings.Contains(logs.Content, "handing PID 1 to systemd") {
 		t.Errorf("the console does not show the handoff (%v)", err)
 	}
