@@ -4,10 +4,14 @@
 //
 //	slicer-agent version
 //	slicer-agent serve [--device PATH]
+//	slicer-agent service
 //	slicer-agent upload check | finalise|abort --manifest PATH [--uid U] [--gid G]
 //	slicer-agent secrets sync
 //
-// serve answers the host on the agent channel without doing init's work,
+// service is the agent as the systemd unit that PID 1 installs in an image
+// that boots systemd, before handing PID 1 over to it: it answers the host
+// on the agent channel and the control socket. serve answers the host on
+// the agent channel without doing init's work,
 // for development and tests: PATH is a virtio-serial port device or a unix
 // socket to dial, and defaults to the port named "slicer.agent". upload
 // assembles the chunks of a chunked copy (Slicer's CpToVMChunked); secrets

@@ -31,6 +31,8 @@ func run(args []string) int {
 		return 0
 	case "serve":
 		return serve(args[1:], log)
+	case "service":
+		return service(args[1:], log)
 	case "upload":
 		return uploadCmd(args[1:], log)
 	case "secrets":
@@ -68,14 +70,33 @@ func serve(args []string, log *slog.Logger) int {
 	return 0
 }
 
+// service is "slicer-agent service": the agent as the systemd unit PID 1
+// installed before it handed PID 1 to systemd (see internal/guest/pid1).
+func service(args []string, log *slog.Logger) int {
+	if len(args) > 0 {
+		fmt.Fprintf(os.Stderr, "slicer-agent service: unexpected argument %q\n", args[0])
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := pid1.Service(ctx, log)
+	if err != nil && ctx.Err() == nil {
+		log.Error("service", "err", err)
+		return 1
+	}
+	return 0
+}
+
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   slicer-agent version
   slicer-agent serve [--device PATH] [--debug]
+  slicer-agent service
   slicer-agent upload check
   slicer-agent upload finalise|abort --manifest PATH [--uid UID] [--gid GID]
   slicer-agent secrets sync
 
-As PID 1 (the initramfs /init) slicer-agent is the guest's init.
+As PID 1 (the initramfs /init) slicer-agent is the guest's init; service is
+the agent under systemd, after PID 1 handed over to it.
 `)
 }

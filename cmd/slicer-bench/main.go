@@ -4,6 +4,9 @@
 //	    init prints its first line: the floor any daemon pays;
 //	(b) POST /hostgroup/{g}/nodes?wait=agent until the response, through a
 //	    real daemon and the public client;
+//	(b') the same create for the debian image (systemd as PID 1, the agent
+//	    a systemd unit), when it is in the image cache: its floor is the
+//	    same (a), since every image boots min's kernel and initramfs;
 //	(c) exec of `true` on a ready VM;
 //	(d)-(i) 64 MiB through the bare agent channel each way (a VM started
 //	    without the daemon, the agent's channel probes), then copied into
@@ -45,14 +48,23 @@ func main() {
 	imageDir := flag.String("image-dir", "/var/lib/slicer/images", "image cache")
 	agentBin := flag.String("agent", "bin/slicer-agent", "slicer-agent binary")
 	accel := flag.String("accel", "", "accelerator mode auto|kvm|tcg (default $SLICER_ACCEL, else auto)")
+	debianBoots := flag.Int("debian-boots", -1, "samples of (b') for the debian image (default: as -boots when it is built, 0 skips)")
 	flag.Parse()
-	if err := run(*boots, *execs, *copies, *imageDir, *agentBin, *accel); err != nil {
+	if *debianBoots < 0 {
+		*debianBoots = 0
+		if _, err := os.Stat(filepath.Join(*imageDir, "oci", "layouts", "debian", "index.json")); err == nil {
+			*debianBoots = *boots
+		} else {
+			fmt.Fprintln(os.Stderr, "debian image not built (slicer image build debian): (b') skipped")
+		}
+	}
+	if err := run(*boots, *execs, *copies, *debianBoots, *imageDir, *agentBin, *accel); err != nil {
 		fmt.Fprintln(os.Stderr, "slicer-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(boots, execs, copies int, imageDir, agentBin, accelFlag string) error {
+func run(boots, execs, copies, debianBoots int, imageDir, agentBin, accelFlag string) error {
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tmp, err := os.MkdirTemp("", "slicer-bench-")
@@ -87,7 +99,7 @@ func run(boots, execs, copies int, imageDir, agentBin, accelFlag string) error {
 			return fmt.Errorf("agent channel: %w", err)
 		}
 	}
-	creates, execTimes, copied, err := measureDaemon(ctx, tmp, imageDir, agentBin, mode, log, boots, execs, copies)
+	creates, debCreates, execTimes, copied, err := measureDaemon(ctx, tmp, imageDir, agentBin, mode, log, boots, debianBoots, execs, copies)
 	if err != nil {
 		return err
 	}
@@ -100,8 +112,14 @@ func run(boots, execs, copies int, imageDir, agentBin, accelFlag string) error {
 	}
 	row("(a) raw qemu boot to first init line", raw)
 	row("(b) create ?wait=agent until response", creates)
+	if len(debCreates) > 0 {
+		row("(b') create, debian image (systemd)", debCreates)
+	}
 	row("(c) exec `true` on a ready VM", execTimes)
 	fmt.Printf("ratio b/a (median): %.2f\n", float64(median(creates))/float64(median(raw)))
+	if len(debCreates) > 0 {
+		fmt.Printf("ratio b'/a (median): %.2f\n", float64(median(debCreates))/float64(median(raw)))
+	}
 	fmt.Printf("\n%-44s %6s %10s %10s\n", "copy (MiB/s, higher is better)", "n", "median", "min")
 	for _, t := range append(channel, copied...) {
 		fmt.Printf("%-44s %6d %10.1f %10.1f\n", t.name, len(t.samples), medianF(t.samples), slices.Min(t.samples))
@@ -145,7 +163,7 @@ func rawSpec(ctx context.Context, img *image.Image, run string) (hypervisor.Spec
 	}
 	return hypervisor.Spec{
 		ID: run, Name: "bench", VCPUs: 1, MemoryBytes: 256 << 20,
-		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: vm.GuestCmdline("bench", "", ""),
+		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: vm.GuestCmdline("bench", "", "", ""),
 		Disks: []hypervisor.Disk{{Path: disk, Format: "raw"}}, RunDir: run,
 		ConsoleLog: filepath.Join(run, "console.txt"),
 	}, nil
@@ -196,13 +214,18 @@ func foreground(args []string) []string {
 
 // measureDaemon starts a daemon in this process and times creates and
 // execs through the public client over its unix socket.
-func measureDaemon(ctx context.Context, tmp, imageDir, agentBin, accelMode string, log *slog.Logger, boots, execs, copies int) (creates, execTimes []time.Duration, copied []throughput, err error) {
+func measureDaemon(ctx context.Context, tmp, imageDir, agentBin, accelMode string, log *slog.Logger, boots, debianBoots, execs, copies int) (creates, debCreates, execTimes []time.Duration, copied []throughput, err error) {
 	data := filepath.Join(tmp, "data")
 	sock := filepath.Join(data, "api.sock")
 	cfg := filepath.Join(tmp, "bench.yaml")
-	yaml := fmt.Sprintf("config:\n  host_groups:\n  - name: bench\n    count: 0\n    vcpu: 1\n    ram_mb: 256\n    storage_size: 1G\n  image: min\n  hypervisor: qemu\n  graceful_shutdown: false\n  api:\n    bind_address: %q\n", sock)
+	const group = "  - name: %s\n    count: 0\n    vcpu: 1\n    ram_mb: 256\n    storage_size: 1G\n"
+	yaml := "config:\n  host_groups:\n" + fmt.Sprintf(group, "bench")
+	if debianBoots > 0 {
+		yaml += fmt.Sprintf(group, "benchdeb") + "    image: debian\n"
+	}
+	yaml += fmt.Sprintf("  image: min\n  hypervisor: qemu\n  graceful_shutdown: false\n  api:\n    bind_address: %q\n", sock)
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	dctx, stop := context.WithCancel(ctx)
 	ready := make(chan string, 1)
@@ -222,16 +245,27 @@ func measureDaemon(ctx context.Context, tmp, imageDir, agentBin, accelMode strin
 	select {
 	case <-ready:
 	case err := <-errc:
-		return nil, nil, nil, fmt.Errorf("daemon: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("daemon: %w", err)
 	}
 	c := client.New(sock, "")
 
+	for range debianBoots {
+		start := time.Now()
+		node, err := c.CreateNode(ctx, "benchdeb", api.CreateNodeRequest{}, client.CreateOptions{Wait: "agent", Timeout: 5 * time.Minute})
+		if err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("create debian: %w", err)
+		}
+		debCreates = append(debCreates, time.Since(start))
+		if _, err := c.DeleteNode(ctx, "benchdeb", node.Hostname); err != nil {
+			return nil, nil, nil, nil, err
+		}
+	}
 	var host string
 	for i := range boots {
 		start := time.Now()
 		node, err := c.CreateNode(ctx, "bench", api.CreateNodeRequest{}, client.CreateOptions{Wait: "agent", Timeout: 2 * time.Minute})
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("create: %w", err)
+			return nil, nil, nil, nil, fmt.Errorf("create: %w", err)
 		}
 		creates = append(creates, time.Since(start))
 		if i == boots-1 {
@@ -239,24 +273,24 @@ func measureDaemon(ctx context.Context, tmp, imageDir, agentBin, accelMode strin
 			break
 		}
 		if _, err := c.DeleteNode(ctx, "bench", node.Hostname); err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 	}
 	for range execs {
 		start := time.Now()
 		res, err := c.ExecBuffered(ctx, host, &api.ExecRequest{Command: "true", UID: new(uint32)})
 		if err != nil || res.ExitCode != 0 {
-			return nil, nil, nil, fmt.Errorf("exec true: %+v %v", res, err)
+			return nil, nil, nil, nil, fmt.Errorf("exec true: %+v %v", res, err)
 		}
 		execTimes = append(execTimes, time.Since(start))
 	}
 	if copies > 0 {
 		if copied, err = measureCopy(ctx, c, host, tmp, copies); err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 	}
 	_, err = c.DeleteNode(ctx, "bench", host)
-	return creates, execTimes, copied, err
+	return creates, debCreates, execTimes, copied, err
 }
 
 func medianF(v []float64) float64 {

@@ -87,7 +87,18 @@ type HostGroup struct {
 	// Warm (extension) is how many VMs the daemon keeps booted and ready
 	// for this group, outside its nodes: a create takes one (pool.go).
 	Warm int `yaml:"warm,omitempty"`
+	// Init (extension) chooses the guest's PID 1 after boot: "systemd"
+	// hands it to the image's systemd, "agent" keeps the agent; empty
+	// (the default) hands it to systemd when the image's /sbin/init is
+	// systemd. The guest gets it as slicer.init= on its command line.
+	Init string `yaml:"init,omitempty"`
 }
+
+// Init values a host group may set.
+const (
+	InitSystemd = "systemd"
+	InitAgent   = "agent"
+)
 
 // Network is a host group's network. Mode is "bridge" or "isolated".
 type Network struct {

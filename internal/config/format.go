@@ -73,6 +73,7 @@ func formatGroup(w *writer, g HostGroup) {
 	w.str(2, "userdata_file", quote(g.UserdataFile))
 	w.str(2, "kernel_args", quote(g.KernelArgs))
 	w.str(2, "image", quote(g.Image))
+	w.str(2, "init", plain(g.Init))
 	if n := g.Network; n != nil {
 		// A network with every setting left out is still a network:
 		// "network:" alone would read back as none.

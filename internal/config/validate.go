@@ -165,6 +165,9 @@ func checkGroup(p *problems, path string, g HostGroup, opts ValidateOptions) {
 		p.add(path+".snapshot", "snapshot templates are not supported yet for a host group with a network")
 	}
 	checkWarm(p, path, g)
+	if g.Init != "" && g.Init != InitSystemd && g.Init != InitAgent {
+		p.add(path+".init", "must be %s or %s, got %q", InitSystemd, InitAgent, g.Init)
+	}
 }
 
 // hostnameDigits is how many digits of N a "<name>-N" hostname must leave

@@ -37,10 +37,10 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 	s.execStream(w, r, req, sp)
 }
 
-// plan works out how to run req from the image's accounts.
+// plan works out how to run req from the image's accounts and defaults.
 func (s *Server) plan(req *api.ExecRequest) (procSpec, error) {
 	accounts, groups := s.readAccounts()
-	return planExec(req, accounts, groups, isDir)
+	return planExec(req, accounts, groups, s.imageConfig(), isDir)
 }
 
 func isDir(p string) bool {

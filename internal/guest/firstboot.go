@@ -57,11 +57,10 @@ func userdataEnv(targetUser, home string) []string {
 }
 
 // firstBootUser picks the account agent.FirstBoot acts for: the one named, which
-// must exist (api.ErrInvalid otherwise), or else the default exec user
-// (uid 1000, or root).
-func firstBootUser(name string, accounts []account) (account, error) {
+// must exist (api.ErrInvalid otherwise), or else def, the default exec user.
+func firstBootUser(name string, def account, accounts []account) (account, error) {
 	if name == "" {
-		return resolveUser(nil, accounts), nil
+		return def, nil
 	}
 	for _, a := range accounts {
 		if a.Name == name {

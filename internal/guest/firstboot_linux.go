@@ -99,7 +99,8 @@ func (s *Server) applyFirstBoot(fb *agent.FirstBoot) error {
 		return fmt.Errorf("check userdata marker: %w", err)
 	}
 
-	user, err := firstBootUser(fb.DefaultUser, s.accounts())
+	accounts, groups := s.readAccounts()
+	user, err := firstBootUser(fb.DefaultUser, s.defaultUser(accounts, groups), accounts)
 	if err != nil {
 		return err
 	}
@@ -129,15 +130,6 @@ func (s *Server) applyFirstBoot(fb *agent.FirstBoot) error {
 	s.fb.runs.Add(1)
 	go s.runUserdata(fb.Userdata, user.Name)
 	return nil
-}
-
-// accounts reads the image's /etc/passwd; a missing one has no accounts.
-func (s *Server) accounts() []account {
-	data, err := os.ReadFile(filepath.Join(s.etcDir, "passwd"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		s.log.Warn("read passwd", "err", err)
-	}
-	return parsePasswd(data)
 }
 
 // installSSHKeys adds keys to user's ~/.ssh/authorized_keys, creating the

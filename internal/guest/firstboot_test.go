@@ -90,7 +90,7 @@ func TestFirstBootUser(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := firstBootUser(tt.user, tt.accounts)
+			got, err := firstBootUser(tt.user, defaultAccount("", tt.accounts, nil), tt.accounts)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("firstBootUser(%q) error = %v, want %v", tt.user, err, tt.wantErr)
 			}

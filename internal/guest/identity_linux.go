@@ -13,7 +13,7 @@ import (
 // the account resolveUser picks, gid replacing its primary group.
 func (s *Server) actor(uid, gid *uint32) (actor, error) {
 	accounts, groups := s.readAccounts()
-	a := resolveUser(uid, accounts)
+	a := resolveUser(uid, s.defaultUser(accounts, groups), accounts)
 	if gid != nil {
 		a.GID = *gid
 	}

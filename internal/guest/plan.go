@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/agent/imageconfig"
 )
 
 // defaultUID is the image's unprivileged user, used when a request names no
@@ -30,6 +31,7 @@ type account struct {
 
 // group is one line of /etc/group.
 type group struct {
+	Name    string
 	GID     uint32
 	Members []string
 }
@@ -56,7 +58,7 @@ func parseGroup(data []byte) []group {
 		if err != nil {
 			continue
 		}
-		g := group{GID: uint32(gid)}
+		g := group{Name: f[0], GID: uint32(gid)}
 		if f[3] != "" {
 			g.Members = strings.Split(f[3], ",")
 		}
@@ -93,28 +95,32 @@ type procSpec struct {
 }
 
 // planExec works out how to run req: the user and groups (from the image's
-// accounts), the environment, the working directory and argv. isDir reports
-// whether a directory exists. Errors wrap api.ErrInvalid.
-func planExec(req *api.ExecRequest, accounts []account, groups []group, isDir func(string) bool) (procSpec, error) {
-	user := resolveUser(req.UID, accounts)
+// accounts), the environment, the working directory and argv, with the
+// image's defaults img where req says nothing (imagedefaults.go). isDir
+// reports whether a directory exists. Errors wrap api.ErrInvalid.
+func planExec(req *api.ExecRequest, accounts []account, groups []group, img imageconfig.Config, isDir func(string) bool) (procSpec, error) {
+	user := resolveUser(req.UID, defaultAccount(img.User, accounts, groups), accounts)
 	sp := procSpec{UID: user.UID, GID: user.GID}
 	if req.GID != nil {
 		sp.GID = *req.GID
 	}
 	sp.Groups = memberGroups(user.Name, sp.GID, groups)
 
-	sp.Env = []string{"PATH=" + defaultPath, "HOME=" + user.Home}
+	base := []string{"PATH=" + defaultPath, "HOME=" + user.Home}
 	if user.Name != "" {
-		sp.Env = append(sp.Env, "USER="+user.Name)
+		base = append(base, "USER="+user.Name)
 	}
 	for _, e := range req.Env {
 		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
 			return procSpec{}, fmt.Errorf("%w: env %q: want KEY=VALUE", api.ErrInvalid, e)
 		}
-		sp.Env = append(sp.Env, e)
 	}
+	sp.Env = mergeEnv(base, img.Env, req.Env)
 
 	sp.Dir = workDir(req.Cwd, user.Home, isDir)
+	if wd := imageWorkDir(img.WorkingDir); req.Cwd == "" && wd != "" && isDir(wd) {
+		sp.Dir = wd
+	}
 
 	if req.Shell != "" {
 		sp.Argv = []string{req.Shell, "-c", strings.Join(append([]string{req.Command}, req.Args...), " ")}
@@ -124,30 +130,22 @@ func planExec(req *api.ExecRequest, accounts []account, groups []group, isDir fu
 	return sp, nil
 }
 
-// resolveUser picks the account a command runs as. No uid means the image's
-// uid-1000 user when there is one, else root; an explicit uid is taken as
-// given, with its name, group and home when the image knows it.
-func resolveUser(uid *uint32, accounts []account) account {
-	want := uint32(defaultUID)
-	if uid != nil {
-		want = *uid
+// resolveUser picks the account a command runs as. No uid means def, the
+// default user (defaultAccount); an explicit uid is taken as given, with
+// its name, group and home when the image knows it.
+func resolveUser(uid *uint32, def account, accounts []account) account {
+	if uid == nil {
+		return def
 	}
 	for _, a := range accounts {
-		if a.UID == want {
+		if a.UID == *uid {
 			return a
 		}
 	}
-	switch {
-	case uid == nil || want == 0:
-		for _, a := range accounts {
-			if a.UID == 0 {
-				return a
-			}
-		}
-		return account{Name: "root", Home: "/root"}
-	default:
-		return account{UID: want, GID: want, Home: "/"}
+	if *uid == 0 {
+		return rootAccount(accounts)
 	}
+	return account{UID: *uid, GID: *uid, Home: "/"}
 }
 
 // workDir resolves the requested working directory: empty means the user's

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/agent/imageconfig"
 )
 
 const testPasswd = `root:x:0:0:root:/root:/bin/sh
@@ -49,6 +50,7 @@ func TestPlanExec(t *testing.T) {
 		name     string
 		req      api.ExecRequest
 		accounts []account
+		img      imageconfig.Config
 		want     procSpec
 	}{
 		{
@@ -110,8 +112,52 @@ func TestPlanExec(t *testing.T) {
 			},
 			want: procSpec{
 				Argv: []string{"/bin/sh", "-c", "ls -l | sort -r"},
-				Env:  []string{"PATH=" + defaultPath, "HOME=/home/slicer", "USER=slicer", "A=1", "PATH=/opt/bin"},
+				Env:  []string{"PATH=/opt/bin", "HOME=/home/slicer", "USER=slicer", "A=1"},
 				Dir:  "/home/slicer/src", UID: 1000, GID: 1000, Groups: []uint32{1000, 999},
+			},
+		},
+		{
+			name: "the image's Env, WorkingDir and User are the defaults",
+			req:  api.ExecRequest{Command: "python3", Args: []string{"-V"}},
+			img: imageconfig.Config{
+				Env:        []string{"PATH=/usr/local/bin:/usr/bin", "LANG=C.UTF-8", "HOME=/srv"},
+				WorkingDir: "/root", User: "other:docker",
+			},
+			want: procSpec{
+				Argv: []string{"python3", "-V"},
+				Env:  []string{"PATH=/usr/local/bin:/usr/bin", "HOME=/srv", "USER=other", "LANG=C.UTF-8"},
+				Dir:  "/root", UID: 1001, GID: 999, Groups: []uint32{999, 10},
+			},
+		},
+		{
+			name: "the request's uid, gid, env and cwd win over the image's",
+			req: api.ExecRequest{
+				Command: "env", UID: ptr(uint32(0)), GID: ptr(uint32(10)), Cwd: "/tmp",
+				Env: []string{"LANG=de_DE.UTF-8", "PATH=/bin"},
+			},
+			img: imageconfig.Config{Env: []string{"PATH=/usr/local/bin", "LANG=C.UTF-8"}, WorkingDir: "/root", User: "other"},
+			want: procSpec{
+				Argv: []string{"env"},
+				Env:  []string{"PATH=/bin", "HOME=/root", "USER=root", "LANG=de_DE.UTF-8"},
+				Dir:  "/tmp", UID: 0, GID: 10, Groups: []uint32{10},
+			},
+		},
+		{
+			name: "a root User leaves the default to uid 1000; a missing WorkingDir to home",
+			req:  api.ExecRequest{Command: "id"},
+			img:  imageconfig.Config{User: "root", WorkingDir: "/app"},
+			want: procSpec{
+				Argv: []string{"id"}, Env: []string{"PATH=" + defaultPath, "HOME=/home/slicer", "USER=slicer"},
+				Dir: "/home/slicer", UID: 1000, GID: 1000, Groups: []uint32{1000, 999},
+			},
+		},
+		{
+			name: "a relative WorkingDir is taken from /",
+			req:  api.ExecRequest{Command: "pwd", UID: ptr(uint32(1000))},
+			img:  imageconfig.Config{WorkingDir: "root"},
+			want: procSpec{
+				Argv: []string{"pwd"}, Env: []string{"PATH=" + defaultPath, "HOME=/home/slicer", "USER=slicer"},
+				Dir: "/root", UID: 1000, GID: 1000, Groups: []uint32{1000, 999},
 			},
 		},
 	}
@@ -121,7 +167,7 @@ func TestPlanExec(t *testing.T) {
 			if tt.accounts != nil {
 				as = tt.accounts
 			}
-			got, err := planExec(&tt.req, as, groups, isDir)
+			got, err := planExec(&tt.req, as, groups, tt.img, isDir)
 			if err != nil {
 				t.Fatalf("planExec: %v", err)
 			}
@@ -134,7 +180,7 @@ func TestPlanExec(t *testing.T) {
 
 func TestPlanExecBadEnv(t *testing.T) {
 	for _, env := range []string{"NOEQUALS", "=value"} {
-		_, err := planExec(&api.ExecRequest{Command: "id", Env: []string{env}}, nil, nil, func(string) bool { return true })
+		_, err := planExec(&api.ExecRequest{Command: "id", Env: []string{env}}, nil, nil, imageconfig.Config{}, func(string) bool { return true })
 		if !errors.Is(err, api.ErrInvalid) {
 			t.Errorf("planExec with env %q: err = %v, want ErrInvalid", env, err)
 		}

@@ -1,12 +1,15 @@
 package guest
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/agent/imageconfig"
 )
 
 // readAccounts reads the image's passwd and group files; a missing file is
@@ -23,12 +26,36 @@ func (s *Server) readAccounts() ([]account, []group) {
 	return parsePasswd(passwd), parseGroup(grp)
 }
 
-// user is the account a request acts as: nil uid means the image's uid-1000
-// user (root when the image has none), 0 means root. gid, when set,
-// replaces the account's primary group.
+// imageConfig reads the image's defaults (imageconfig.Path, under etcDir);
+// a missing file (min) is none, a broken one is logged and none.
+func (s *Server) imageConfig() imageconfig.Config {
+	p := filepath.Join(s.etcDir, strings.TrimPrefix(imageconfig.Path, "/etc/"))
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return imageconfig.Config{}
+	}
+	var c imageconfig.Config
+	if err == nil {
+		c, err = imageconfig.Parse(data)
+	}
+	if err != nil {
+		s.log.Warn("image defaults ignored", "file", p, "err", err)
+	}
+	return c
+}
+
+// defaultUser is the account a request without uid acts as
+// (defaultAccount, with the image's User).
+func (s *Server) defaultUser(accounts []account, groups []group) account {
+	return defaultAccount(s.imageConfig().User, accounts, groups)
+}
+
+// user is the account a request acts as: nil uid means the default user
+// (the image's non-root User, else uid 1000, else root), 0 means root.
+// gid, when set, replaces the account's primary group.
 func (s *Server) user(uid, gid *uint32) account {
-	accounts, _ := s.readAccounts()
-	a := resolveUser(uid, accounts)
+	accounts, groups := s.readAccounts()
+	a := resolveUser(uid, s.defaultUser(accounts, groups), accounts)
 	if gid != nil {
 		a.GID = *gid
 	}

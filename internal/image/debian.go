@@ -126,7 +126,7 @@ func (s *Store) BuildDebian(ctx context.Context, extra []string, progress io.Wri
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(s.Dir, "layouts", "debian")
+	dir := s.debianLayout().Name
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
 	}
@@ -138,7 +138,12 @@ func (s *Store) BuildDebian(ctx context.Context, extra []string, progress io.Wri
 		return nil, fmt.Errorf("write %s: %w", dir, err)
 	}
 	fmt.Fprintf(progress, "debian: OCI layout in %s after %s\n", dir, since(start))
-	return s.pullLocked(ctx, imageref.Debian, imageref.Source{Kind: imageref.OCILayout, Name: dir, Ref: "latest"})
+	return s.pullLocked(ctx, imageref.Debian, s.debianLayout())
+}
+
+// debianLayout is where BuildDebian writes the debian image's OCI layout.
+func (s *Store) debianLayout() imageref.Source {
+	return imageref.Source{Kind: imageref.OCILayout, Name: filepath.Join(s.Dir, "layouts", "debian"), Ref: "latest"}
 }
 
 // debianImage is a one-layer OCI image of a root file system tar, which

@@ -112,6 +112,11 @@ func (r *Resolver) Resolve(ctx context.Context, value string) (*Boot, error) {
 func (r *Resolver) pull(ctx context.Context, src imageref.Source) (*OCIImage, error) {
 	if src.IsBuiltin(imageref.Debian) {
 		img, err := r.OCI.Lookup(imageref.Debian)
+		if errors.Is(err, errOldFormat) {
+			// Built by another version: build its base again from the
+			// layout slicer image build debian wrote.
+			img, err = r.OCI.Pull(ctx, imageref.Debian, r.OCI.debianLayout())
+		}
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("image debian is not built: run slicer image build debian (with the same --image-dir)")
 		}

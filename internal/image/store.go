@@ -1,6 +1,7 @@
 package image
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -26,7 +27,8 @@ import (
 )
 
 // ociFormat changes whenever the same image would build a different base.
-const ociFormat = 1
+// 2: the guest layer (guestlayer.go) is in the base.
+const ociFormat = 2
 
 // Store is the cache of OCI images under Dir (<images>/oci):
 //
@@ -139,6 +141,9 @@ func (s *Store) pullLocked(ctx context.Context, name string, src imageref.Source
 	}
 	dir := s.imageDir(id.String())
 	got, err := loadOCI(dir)
+	if errors.Is(err, errOldFormat) {
+		err = s.dropOld(dir, err)
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		start := time.Now()
 		if err = s.build(ctx, name, img, dir); err == nil {
@@ -236,6 +241,20 @@ func (s *Store) build(ctx context.Context, name string, img v1.Image, dir string
 			return fmt.Errorf("layer %d (%s): %w", i+1, digests[i], err)
 		}
 	}
+	defaults := ExecDefaults{
+		Env: cfg.Config.Env, WorkingDir: cfg.Config.WorkingDir, User: cfg.Config.User,
+		Entrypoint: cfg.Config.Entrypoint, Cmd: cfg.Config.Cmd,
+	}
+	guest, user, err := guestLayer(stage, tree.Want(), defaults)
+	if err != nil {
+		return fmt.Errorf("guest layer: %w", err)
+	}
+	if err := tree.Apply(bytes.NewReader(guest)); err != nil {
+		return fmt.Errorf("guest layer: %w", err)
+	}
+	if user != "" {
+		s.logger().Info("image has no uid-1000 user: added the default user", "image", name, "user", user)
+	}
 	if err := tree.Finish(); err != nil {
 		return err
 	}
@@ -250,11 +269,7 @@ func (s *Store) build(ctx context.Context, name string, img v1.Image, dir string
 	}
 	m := ociManifest{
 		Format: ociFormat, ID: id.String(), Layers: digests, Stats: tree.Stats(),
-		Config: ExecDefaults{
-			Env: cfg.Config.Env, WorkingDir: cfg.Config.WorkingDir, User: cfg.Config.User,
-			Entrypoint: cfg.Config.Entrypoint, Cmd: cfg.Config.Cmd,
-		},
-		Built: time.Now().UTC().Truncate(time.Second),
+		Config: defaults, Built: time.Now().UTC().Truncate(time.Second),
 	}
 	if err := os.WriteFile(filepath.Join(out, "config.json"), rawCfg, 0o644); err != nil {
 		return err
@@ -365,7 +380,31 @@ func applyBlob(ctx context.Context, tree *unpack.Tree, blob string, diffID v1.Ha
 	return nil
 }
 
-// loadOCI reads a built image directory; a missing one is fs.ErrNotExist.
+// errOldFormat is a built image of another format: it is rebuilt when no
+// VM disk uses it. It is also fs.ErrNotExist: the image is not there in
+// the form this version needs.
+var errOldFormat = fmt.Errorf("base of another format: %w", fs.ErrNotExist)
+
+// dropOld removes the image in dir, which loadOCI found in another format
+// (err), so that it is built again; a VM disk that still uses it keeps it,
+// and the error says so.
+func (s *Store) dropOld(dir string, err error) error {
+	users, uerr := DiskUsers(dir)
+	if uerr != nil {
+		return errors.Join(err, uerr)
+	}
+	if len(users) > 0 {
+		return fmt.Errorf("%w; in use by %d VM disk(s) (%s): delete those VMs to rebuild it", err, len(users), strings.Join(users, ", "))
+	}
+	s.logger().Info("rebuilding an image built by another version", "dir", dir)
+	if rerr := os.RemoveAll(dir); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return fs.ErrNotExist
+}
+
+// loadOCI reads a built image directory; a missing one is fs.ErrNotExist,
+// one of another format errOldFormat.
 func loadOCI(dir string) (*OCIImage, error) {
 	data, err := os.ReadFile(filepath.Join(dir, "image.json"))
 	if err != nil {
@@ -376,7 +415,7 @@ func loadOCI(dir string) (*OCIImage, error) {
 		return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, "image.json"), err)
 	}
 	if m.Format != ociFormat {
-		return nil, fmt.Errorf("%s was built by another version (format %d): remove it with slicer image remove: %w", dir, m.Format, fs.ErrNotExist)
+		return nil, fmt.Errorf("%s was built by another version (format %d): %w", dir, m.Format, errOldFormat)
 	}
 	img := &OCIImage{
 		ID: m.ID, Digest: m.Digest, Dir: dir, RootFS: filepath.Join(dir, "rootfs.ext4"),

@@ -168,8 +168,20 @@ func newStore(t testing.TB) *Store {
 
 func checkTwoLayerBase(t *testing.T, img *OCIImage) {
 	t.Helper()
-	if got := lsNames(t, img.RootFS, "/etc"); strings.Join(got, ",") != "keep" {
-		t.Errorf("/etc holds %v, want only keep (gone was whited out)", got)
+	if got := lsNames(t, img.RootFS, "/etc"); strings.Join(got, ",") != "group,keep,passwd,slicer" {
+		t.Errorf("/etc holds %v, want keep (gone was whited out) and the guest layer's files", got)
+	}
+	// The guest layer: the image config for the agent, and the default
+	// user the image lacked.
+	if got, want := debugfsRun(t, img.RootFS, "cat /etc/slicer/image.json"),
+		`"working_dir": "/app"`; !strings.Contains(got, want) || !strings.Contains(got, `"LANG=C.UTF-8"`) {
+		t.Errorf("/etc/slicer/image.json = %q, want the image's exec defaults", got)
+	}
+	if got := debugfsRun(t, img.RootFS, "cat /etc/passwd"); !strings.Contains(got, "ubuntu:x:1000:1000:ubuntu:/home/ubuntu:/bin/sh\n") {
+		t.Errorf("/etc/passwd = %q, want the default user", got)
+	}
+	if s := stat(t, img.RootFS, "/home/ubuntu"); !strings.Contains(s, "User:  1000   Group:  1000") {
+		t.Errorf("/home/ubuntu owner wrong:\n%s", s)
 	}
 	if got := lsNames(t, img.RootFS, "/opt"); strings.Join(got, ",") != "new" {
 		t.Errorf("/opt holds %v, want only new (opaque)", got)
@@ -380,8 +392,8 @@ func TestHostileImages(t *testing.T) {
 	if got := lsNames(t, got.RootFS, "/"); !contains(got, "escaped") {
 		t.Errorf("/ holds %v, want escaped (written through ../../.. resolved at the root)", got)
 	}
-	if got := lsNames(t, got.RootFS, "/etc"); strings.Join(got, ",") != "evil,viaroot" {
-		t.Errorf("/etc holds %v, want evil and viaroot", got)
+	if got := lsNames(t, got.RootFS, "/etc"); strings.Join(got, ",") != "evil,group,passwd,slicer,viaroot" {
+		t.Errorf("/etc holds %v, want evil and viaroot (and the guest layer's files)", got)
 	}
 	if s := stat(t, got.RootFS, "/dev/null"); !strings.Contains(s, "Type: character special") || !strings.Contains(s, "Device major/minor number: 01:03") {
 		t.Errorf("/dev/null in the image:\n%s", s)
@@ -473,3 +485,41 @@ func TestRemoveRefusesAnImageInUse(t *testing.T) {
 type inUse []string
 
 func (u inUse) DisksUsing(context.Context, string) ([]string, error) { return u, nil }
+
+// TestOldFormatIsRebuilt: a base built by an earlier version (another
+// ociFormat) that no VM disk uses is built again on the next pull.
+func TestOldFormatIsRebuilt(t *testing.T) {
+	requireE2fs(t)
+	dir := filepath.Join(t.TempDir(), "layout")
+	lp, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendImage(twoLayers(t)); err != nil {
+		t.Fatal(err)
+	}
+	s := newStore(t)
+	src := imageref.Source{Kind: imageref.OCILayout, Name: dir}
+	first, err := s.Pull(context.Background(), "x", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(first.Dir, "image.json")
+	data, _ := os.ReadFile(manifest)
+	old := strings.Replace(string(data), fmt.Sprintf(`"format": %d`, ociFormat), `"format": 1`, 1)
+	if old == string(data) {
+		t.Fatalf("image.json has no format field: %s", data)
+	}
+	os.WriteFile(manifest, []byte(old), 0o644)
+	if _, err := s.Lookup("x"); !errors.Is(err, errOldFormat) {
+		t.Fatalf("Lookup of an old base: %v, want errOldFormat", err)
+	}
+	again, err := s.Pull(context.Background(), "x", src)
+	if err != nil {
+		t.Fatalf("pull over an old base: %v", err)
+	}
+	checkTwoLayerBase(t, again)
+	if data, _ := os.ReadFile(manifest); !strings.Contains(string(data), fmt.Sprintf(`"format": %d`, ociFormat)) {
+		t.Errorf("image.json after the rebuild: %s", data)
+	}
+}

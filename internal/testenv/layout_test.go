@@ -53,14 +53,14 @@ func TestEveryPackageHasADocComment(t *testing.T) {
 var (
 	public = []string{"api", "api/cpv1", "api/shellframe"}
 	// wire is what both ends of the agent protocol may share.
-	wire = join(public, "internal/agent", "internal/agent/channel", "internal/procfile")
+	wire = join(public, "internal/agent", "internal/agent/channel", "internal/agent/imageconfig", "internal/procfile")
 	// vmCore is the core and what it stands on; the guest is not in it.
 	vmCore = []string{
 		"api", "internal/agent", "internal/config", "internal/imageref", "internal/hypervisor",
 		"internal/network", "internal/secrets", "internal/store", "internal/vmstate",
 	}
 	// host is every package the daemon may link: never the guest.
-	host = join(vmCore, public, "internal/agent/channel", "internal/procfile", "internal/hypervisor/qemu",
+	host = join(vmCore, public, "internal/agent/channel", "internal/agent/imageconfig", "internal/procfile", "internal/hypervisor/qemu",
 		"internal/image", "internal/image/unpack", "internal/doctor", "internal/githubkeys",
 		"internal/systemd", "internal/vm", "internal/server")
 )
@@ -75,8 +75,9 @@ var fences = map[string][]string{
 	"internal/cli":   join(public, "client"),
 
 	// Leaves both the host and the guest may import.
-	"internal/agent/channel": {},
-	"internal/procfile":      {},
+	"internal/agent/channel":     {},
+	"internal/agent/imageconfig": {},
+	"internal/procfile":          {},
 
 	"internal/agent":         {"api"},
 	"internal/guest/sysconf": {},
@@ -89,7 +90,7 @@ var fences = map[string][]string{
 	"internal/imageref":     {},
 	"internal/config":       {"internal/imageref"},
 	"internal/image/unpack": {},
-	"internal/image":        {"api", "internal/image/unpack", "internal/imageref"},
+	"internal/image":        {"api", "internal/agent/imageconfig", "internal/image/unpack", "internal/imageref"},
 	"internal/secrets":      {"api"},
 	"internal/githubkeys":   {"api"},
 	"internal/systemd":      {"api"},
@@ -103,7 +104,7 @@ var fences = map[string][]string{
 	"internal/vm":     vmCore,
 	"internal/server": join(vmCore, "api/shellframe", "internal/procfile", "internal/vm"),
 	"internal/doctor": {
-		"api", "internal/config", "internal/image", "internal/image/unpack", "internal/imageref",
+		"api", "internal/agent/imageconfig", "internal/config", "internal/image", "internal/image/unpack", "internal/imageref",
 		"internal/network", "internal/hypervisor", "internal/hypervisor/qemu", "internal/agent/channel",
 	},
 	"internal/daemon":  host,
@@ -266,17 +267,18 @@ func contains(list []string, s string) bool {
 // the outside modules each may import directly.
 func TestThirdPartyImports(t *testing.T) {
 	allowed := map[string][]string{
-		"api":                    {},
-		"api/shellframe":         {},
-		"api/cpv1":               {},
-		"internal/agent/channel": {},
-		"client":                 {"github.com/coder/websocket"},
-		"internal/cli":           {"github.com/spf13/cobra", "golang.org/x/sys/unix"},
-		"internal/agent":         {"github.com/hashicorp/yamux"},
-		"internal/guest":         {"github.com/hashicorp/yamux", "golang.org/x/sys/unix", "github.com/creack/pty", "github.com/fsnotify/fsnotify"},
-		"internal/guest/pid1":    {"golang.org/x/sys/unix"},
-		"internal/guest/sysconf": {"golang.org/x/sys/unix"},
-		"cmd/slicer-agent":       {},
+		"api":                        {},
+		"api/shellframe":             {},
+		"api/cpv1":                   {},
+		"internal/agent/channel":     {},
+		"internal/agent/imageconfig": {},
+		"client":                     {"github.com/coder/websocket"},
+		"internal/cli":               {"github.com/spf13/cobra", "golang.org/x/sys/unix"},
+		"internal/agent":             {"github.com/hashicorp/yamux"},
+		"internal/guest":             {"github.com/hashicorp/yamux", "golang.org/x/sys/unix", "github.com/creack/pty", "github.com/fsnotify/fsnotify"},
+		"internal/guest/pid1":        {"golang.org/x/sys/unix"},
+		"internal/guest/sysconf":     {"golang.org/x/sys/unix"},
+		"cmd/slicer-agent":           {},
 	}
 	for _, p := range listPackages(t) {
 		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")

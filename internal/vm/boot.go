@@ -26,9 +26,13 @@ func guestName(rec store.VM) string {
 // follows them, as it always has, which changes nothing, since
 // kernel_args may set neither ip= nor slicer.* (config validation
 // reserves them). The agent (PID 1 in the initramfs) reads the slicer.*
-// parameters and ip=.
-func GuestCmdline(hostname, extra, network string) string {
+// parameters and ip=: slicer.hostname, and slicer.init when init (a host
+// group's init: systemd or agent) is set.
+func GuestCmdline(hostname, init, extra, network string) string {
 	args := []string{fmt.Sprintf("slicer.hostname=%s", hostname)}
+	if init != "" {
+		args = append(args, "slicer.init="+init)
+	}
 	if extra = strings.TrimSpace(extra); extra != "" {
 		args = append(args, extra)
 	}

@@ -34,7 +34,7 @@ func TestQEMUKernelCmdlineUnchanged(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			spec := hypervisor.Spec{
 				Name: "sbox-1", VCPUs: 1, MemoryBytes: 256 << 20, Kernel: "/k/vmlinuz", RunDir: "/run/sbox-1",
-				Cmdline: vm.GuestCmdline("sbox-1", tt.kernelArgs, tt.network),
+				Cmdline: vm.GuestCmdline("sbox-1", "", tt.kernelArgs, tt.network),
 			}
 			args, err := qemu.Args(spec, tt.accel)
 			if err != nil {

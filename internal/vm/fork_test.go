@@ -174,7 +174,7 @@ func TestForkChild(t *testing.T) {
 		t.Errorf("fork with fixups [] sent %d more machine ids, want none", n-1)
 	}
 	brec := e.record(t, bare.Hostname)
-	if m := e.fake.Last(bare.Hostname); m == nil || GuestCmdline(src, "", "") != m.Spec.Cmdline {
+	if m := e.fake.Last(bare.Hostname); m == nil || GuestCmdline(src, "", "", "") != m.Spec.Cmdline {
 		t.Errorf("child without the hostname fix-up boots with %+v, want the source's name", m)
 	}
 	if len(brec.Tags) != 0 {

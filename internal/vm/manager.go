@@ -48,8 +48,9 @@ type BootImage struct {
 	Kernel, Initrd, RootFS string
 	// ImageID is the OCI image ID (config digest); "" for the built-in min.
 	ImageID string
-	// Env, WorkingDir and User are the OCI image config's exec defaults,
-	// for the guest side to apply (empty for min).
+	// Env, WorkingDir and User are the OCI image config's exec defaults
+	// (empty for min). The guest takes them from the image's base
+	// (internal/agent/imageconfig), not from here: they are for the record.
 	Env        []string
 	WorkingDir string
 	User       string

@@ -90,7 +90,7 @@ func templateKey(g config.HostGroup, img BootImage, diskBytes int64, backend str
 	for _, part := range []string{
 		backend, img.Kernel, img.Initrd, img.RootFS, img.ImageID,
 		strconv.Itoa(g.VCPU), strconv.FormatInt(g.RAMBytes(), 10), strconv.FormatInt(diskBytes, 10),
-		strings.TrimSpace(g.KernelArgs),
+		strings.TrimSpace(g.KernelArgs), g.Init,
 	} {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
@@ -183,7 +183,7 @@ func (m *Manager) buildTemplate(ctx context.Context, g config.HostGroup, img Boo
 	memFile := filepath.Join(dir, "memory.running")
 	spec := hypervisor.Spec{
 		ID: t.RunDir, Name: t.Name, VCPUs: g.VCPU, MemoryBytes: g.RAMBytes(),
-		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: GuestCmdline(t.Name, g.KernelArgs, ""),
+		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: GuestCmdline(t.Name, g.Init, g.KernelArgs, ""),
 		Disks:  []hypervisor.Disk{{Path: disk, Format: format}},
 		RunDir: t.RunDir, ConsoleLog: m.logPath(id), MemoryFile: memFile,
 	}

@@ -32,6 +32,7 @@ func TestTemplateKey(t *testing.T) {
 		"vcpu":        same(func(g *config.HostGroup) { g.VCPU = 1 }),
 		"ram":         same(func(g *config.HostGroup) { g.RamMB = 1024 }),
 		"kernel args": same(func(g *config.HostGroup) { g.KernelArgs = "debug" }),
+		"init":        same(func(g *config.HostGroup) { g.Init = config.InitAgent }),
 		"disk size":   templateKey(g, img, 2<<30, "qemu"),
 		"backend":     templateKey(g, img, 1<<30, "firecracker"),
 		"kernel":      templateKey(g, BootImage{Kernel: "/j/vmlinuz", Initrd: img.Initrd, RootFS: img.RootFS, ImageID: img.ImageID}, 1<<30, "qemu"),

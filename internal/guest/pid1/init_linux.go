@@ -1,9 +1,11 @@
 // Package pid1 runs the agent as the guest's PID 1 in the initramfs: it
 // mounts the kernel file systems, loads the modules, switches to the root
 // disk, applies the system settings of the kernel command line
-// (internal/guest/sysconf), then serves the agent (internal/guest) on the
-// channel and on the control socket while the reaper collects every child,
-// until a signal or a fatal error ends the machine.
+// (internal/guest/sysconf), then either serves the agent (internal/guest)
+// on the channel and on the control socket while the reaper collects every
+// child, until a signal or a fatal error ends the machine; or, when the
+// image boots systemd, installs the agent as a systemd unit and hands PID 1
+// to systemd (handoff.go), the unit running Service.
 package pid1
 
 import (
@@ -49,6 +51,12 @@ func Run(ctx context.Context, log *slog.Logger) {
 	if err := boot(log); err != nil {
 		log.Error("init failed, powering off", "err", err)
 		shutdown(log, r, unix.LINUX_REBOOT_CMD_POWER_OFF)
+	}
+	if prog := initFor(log); prog != "" {
+		handOff(log, prog) // returns only if systemd could not take over
+	}
+	if err := linkAgentCommand("/proc/1/exe"); err != nil {
+		log.Warn("link "+agentCommand, "err", err)
 	}
 
 	power := make(chan int, 1) // the host's power request (power_linux.go)
@@ -110,6 +118,7 @@ func boot(log *slog.Logger) error {
 		{"switch root", true, switchRoot},
 		{"mount runtime filesystems", false, func() error { return mountAll(lateMounts) }},
 		{"set hostname", false, sysconf.SetHostname},
+		{"add hostname to /etc/hosts", false, addHostname},
 		{"bring up loopback", false, sysconf.LoopbackUp},
 		{"configure network", false, sysconf.NetworkUp},
 	}
