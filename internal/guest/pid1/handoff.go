@@ -1,10 +1,7 @@
 package pid1
 
 import (
-	"bufio"
-	"bytes"
 	"path"
-	"strings"
 )
 
 // The handoff to systemd. When the image boots systemd, PID 1 does what
@@ -108,32 +105,4 @@ OOMScoreAdjust=-900
 [Install]
 WantedBy=multi-user.target
 `
-}
-
-// hostsWithName returns the content of /etc/hosts with hostname on a line
-// of its own (Debian's 127.0.1.1 convention), so that the VM's name
-// resolves (sudo warns "unable to resolve host" otherwise); changed is
-// false when a line already names it. An earlier 127.0.1.1 line (the
-// image's own name) is replaced.
-func hostsWithName(hosts []byte, hostname string) (out []byte, changed bool) {
-	var lines []string
-	replaced := false
-	sc := bufio.NewScanner(bytes.NewReader(hosts))
-	for sc.Scan() {
-		line := sc.Text()
-		fields := strings.Fields(strings.SplitN(line, "#", 2)[0])
-		for _, name := range fields[min(1, len(fields)):] {
-			if name == hostname {
-				return hosts, false
-			}
-		}
-		if len(fields) > 0 && fields[0] == "127.0.1.1" && !replaced {
-			line, replaced = "127.0.1.1\t"+hostname, true
-		}
-		lines = append(lines, line)
-	}
-	if !replaced {
-		lines = append(lines, "127.0.1.1\t"+hostname)
-	}
-	return []byte(strings.Join(lines, "\n") + "\n"), true
 }

@@ -168,7 +168,7 @@ func enableUnit(link, target string) error {
 	return os.Symlink(target, link)
 }
 
-// addHostname puts the hostname in /etc/hosts (hostsWithName).
+// addHostname puts the hostname in /etc/hosts (sysconf.Hosts).
 func addHostname() error {
 	name, err := os.Hostname()
 	if err != nil || name == "" || name == "(none)" {
@@ -179,11 +179,11 @@ func addHostname() error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	out, changed := hostsWithName(data, name)
-	if !changed {
+	out := sysconf.Hosts(string(data), "", name)
+	if out == string(data) {
 		return nil
 	}
-	return writeIfChanged(hostsFile, out, 0o644)
+	return writeIfChanged(hostsFile, []byte(out), 0o644)
 }
 
 // Service runs the agent as the systemd unit PID 1 installed before it

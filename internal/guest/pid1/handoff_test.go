@@ -46,46 +46,6 @@ func TestChooseInit(t *testing.T) {
 	}
 }
 
-func TestHostsWithName(t *testing.T) {
-	tests := []struct {
-		name, in, want string
-		changed        bool
-	}{
-		{
-			name:    "debian image: the image's own name is replaced",
-			in:      "127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n::1\tlocalhost ip6-localhost\n",
-			want:    "127.0.0.1\tlocalhost\n127.0.1.1\tvm-1\n::1\tlocalhost ip6-localhost\n",
-			changed: true,
-		},
-		{
-			name:    "no line for it: one is added",
-			in:      "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback",
-			want:    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tvm-1\n",
-			changed: true,
-		},
-		{name: "no file", in: "", want: "127.0.1.1\tvm-1\n", changed: true},
-		{
-			name: "named already, on any line",
-			in:   "127.0.0.1 localhost\n10.0.0.2 vm-1 vm-1.local\n",
-			want: "127.0.0.1 localhost\n10.0.0.2 vm-1 vm-1.local\n",
-		},
-		{
-			name:    "a comment naming it does not count, nor does an address",
-			in:      "# vm-1 lives here\nvm-1 other\n",
-			want:    "# vm-1 lives here\nvm-1 other\n127.0.1.1\tvm-1\n",
-			changed: true,
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, changed := hostsWithName([]byte(tt.in), "vm-1")
-			if string(got) != tt.want || changed != tt.changed {
-				t.Errorf("hostsWithName(%q) = %q, %v; want %q, %v", tt.in, got, changed, tt.want, tt.changed)
-			}
-		})
-	}
-}
-
 // TestAgentUnit: the unit runs the binary PID 1 copies, as the service
 // subcommand, enabled for the target its symlink is made in.
 func TestAgentUnit(t *testing.T) {

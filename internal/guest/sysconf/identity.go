@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -157,47 +158,62 @@ func staleAddresses(have []netip.Prefix, want netip.Prefix) []netip.Prefix {
 // under returns p inside root (root "/" is p itself).
 func under(root, p string) string { return path.Join(root, p) }
 
-// Hosts returns /etc/hosts, whose text is current, for a guest renamed
-// from old to name: every entry naming old names name instead (comments
-// and other names are kept as they are), and when no entry names name
-// then, a line "127.0.1.1 name" is added, as Debian writes one, so that
-// programs that look their own host up (sudo) find it.
+// Hosts returns /etc/hosts, whose text is current, naming name: the
+// one rule for the boot (old "") and for a guest renamed from old through
+// the identity route. The text is unchanged when an entry names name
+// already. Otherwise every entry naming old names name instead (comments
+// and other names kept); failing that, the first 127.0.1.1 line (Debian's
+// line for the machine's own name, the image's) becomes "127.0.1.1 name";
+// failing that, such a line is added. So the VM's name resolves: sudo
+// warns "unable to resolve host" otherwise.
 func Hosts(current, old, name string) string {
 	lines := strings.SplitAfter(current, "\n")
 	if lines[len(lines)-1] == "" {
 		lines = lines[:len(lines)-1]
 	}
-	named := false
+	hostsEntry := func(line string) (fields []string, comment string, hasComment bool) {
+		body, comment, hasComment := strings.Cut(strings.TrimSuffix(line, "\n"), "#")
+		return strings.Fields(body), comment, hasComment
+	}
+	for _, line := range lines {
+		if fields, _, _ := hostsEntry(line); len(fields) > 1 && slices.ContainsFunc(fields[1:], func(f string) bool { return strings.EqualFold(f, name) }) {
+			return current
+		}
+	}
+	named, loopback := false, -1
 	for i, line := range lines {
-		body, comment, _ := strings.Cut(strings.TrimSuffix(line, "\n"), "#")
-		fields := strings.Fields(body)
+		fields, comment, hasComment := hostsEntry(line)
 		if len(fields) < 2 {
 			continue
+		}
+		if fields[0] == "127.0.1.1" && loopback < 0 {
+			loopback = i
 		}
 		changed := false
 		for j := 1; j < len(fields); j++ {
 			if old != "" && strings.EqualFold(fields[j], old) {
-				fields[j], changed = name, true
+				fields[j], changed, named = name, true, true
 			}
-			named = named || strings.EqualFold(fields[j], name)
 		}
 		if changed {
 			out := fields[0] + "\t" + strings.Join(fields[1:], " ")
-			if strings.Contains(line, "#") {
+			if hasComment {
 				out += " #" + comment
 			}
-			if strings.HasSuffix(line, "\n") {
-				out += "\n"
-			}
-			lines[i] = out
+			lines[i] = out + "\n"
 		}
 	}
-	out := strings.Join(lines, "")
-	if !named {
-		if out != "" && !strings.HasSuffix(out, "\n") {
-			out += "\n"
-		}
-		out += "127.0.1.1\t" + name + "\n"
+	switch {
+	case named:
+	case loopback >= 0:
+		lines[loopback] = "127.0.1.1\t" + name + "\n"
+	default:
+		lines = append(lines, "127.0.1.1\t"+name+"\n")
 	}
-	return out
+	for i, line := range lines[:len(lines)-1] { // a last line without its newline
+		if !strings.HasSuffix(line, "\n") {
+			lines[i] = line + "\n"
+		}
+	}
+	return strings.Join(lines, "")
 }

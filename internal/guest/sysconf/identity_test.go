@@ -101,14 +101,16 @@ func TestStaleAddresses(t *testing.T) {
 
 func TestHosts(t *testing.T) {
 	for _, c := range []struct{ name, cur, old, new, want string }{
-		{"empty file", "", "tpl", "vm-1", "127.0.1.1\tvm-1\n"},
+		{"no file", "", "", "vm-1", "127.0.1.1\tvm-1\n"},
 		{"renamed entry", "127.0.0.1 localhost\n127.0.1.1 tpl\n", "tpl", "vm-1", "127.0.0.1 localhost\n127.0.1.1\tvm-1\n"},
-		{"among names, case", "10.0.0.2\tTPL tpl.local # mine\n", "tpl", "vm-1", "10.0.0.2\tvm-1 tpl.local # mine\n"},
-		{"already named", "127.0.1.1 vm-1\n", "tpl", "vm-1", "127.0.1.1 vm-1\n"},
-		{"comment only names it", "# 127.0.1.1 tpl\n", "tpl", "vm-1", "# 127.0.1.1 tpl\n127.0.1.1\tvm-1\n"},
-		{"address is not a name", "tpl localhost\n", "tpl", "vm-1", "tpl localhost\n127.0.1.1\tvm-1\n"},
-		{"no newline at end", "127.0.0.1 localhost", "", "vm-1", "127.0.0.1 localhost\n127.0.1.1\tvm-1\n"},
-		{"no old name", "127.0.0.1 localhost\n", "", "vm-1", "127.0.0.1 localhost\n127.0.1.1\tvm-1\n"},
+		{"among names, case, comment kept", "10.0.0.2\tTPL tpl.local # mine\n", "tpl", "vm-1", "10.0.0.2\tvm-1 tpl.local # mine\n"},
+		{"named already, on any line", "127.0.0.1 localhost\n10.0.0.2 vm-1 vm-1.local\n", "tpl", "vm-1", "127.0.0.1 localhost\n10.0.0.2 vm-1 vm-1.local\n"},
+		{"a comment naming it does not count, nor does an address", "# vm-1 lives here\nvm-1 other\n", "", "vm-1", "# vm-1 lives here\nvm-1 other\n127.0.1.1\tvm-1\n"},
+		{"boot, debian image: the image's own name is replaced", "127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n::1\tlocalhost ip6-localhost\n", "", "vm-1",
+			"127.0.0.1\tlocalhost\n127.0.1.1\tvm-1\n::1\tlocalhost ip6-localhost\n"},
+		{"boot, no line for it, no newline at the end", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback", "", "vm-1",
+			"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tvm-1\n"},
+		{"rename where the old name is absent: the 127.0.1.1 line", "127.0.1.1 debian\n", "tpl", "vm-1", "127.0.1.1\tvm-1\n"},
 	} {
 		if got := Hosts(c.cur, c.old, c.new); got != c.want {
 			t.Errorf("%s: Hosts(%q, %q, %q) = %q, want %q", c.name, c.cur, c.old, c.new, got, c.want)
