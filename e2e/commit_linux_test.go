@@ -32,12 +32,13 @@ chmod 0755 /usr/bin/ssh-keygen
 `
 
 // parentSetup gives the source VM a file to share, an identity for the
-// fix-ups to change (machine-id, an /etc/hosts entry of its own name, an
-// SSH host key), and the ssh-keygen stand-in.
+// fix-ups to change (machine-id, an /etc/hosts entry of its own name, which
+// the agent writes at boot and this makes sure of, an SSH host key), and
+// the ssh-keygen stand-in.
 const parentSetup = `set -e
 echo parent-data > /root/shared
 printf '%s\n' 0123456789abcdef0123456789abcdef > /etc/machine-id
-echo "127.0.1.1 $(hostname)" >> /etc/hosts
+grep -qw "$(hostname)" /etc/hosts || echo "127.0.1.1 $(hostname)" >> /etc/hosts
 mkdir -p /etc/ssh
 echo parent-key > /etc/ssh/ssh_host_ed25519_key
 ` + sshKeygenStandIn + `sync
@@ -147,7 +148,7 @@ func TestColdFork(t *testing.T) {
 		if id.shared != "parent-data" {
 			t.Errorf("%s sees /root/shared = %q, want the source's file", child, id.shared)
 		}
-		if id.hostname != child || id.etcHostname != child || id.hosts != "127.0.1.1 "+child {
+		if id.hostname != child || id.etcHostname != child || strings.Join(strings.Fields(id.hosts), " ") != "127.0.1.1 "+child {
 			t.Errorf("%s: hostname %q, /etc/hostname %q, hosts %q; want its own name", child, id.hostname, id.etcHostname, id.hosts)
 		}
 		if !hex32.MatchString(id.machineID) || id.machineID == "0123456789abcdef0123456789abcdef" {
