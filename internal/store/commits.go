@@ -131,32 +131,14 @@ func (s *Store) FinishCommit(c Commit, vm VM) error {
 // GetCommit returns the record of id, or an error wrapping
 // api.ErrNotFound.
 func (s *Store) GetCommit(id string) (Commit, error) {
-	var c Commit
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketCommits).Get([]byte(id))
-		if v == nil {
-			return fmt.Errorf("commit %q: %w", id, api.ErrNotFound)
-		}
-		return json.Unmarshal(v, &c)
-	})
-	return c, err
+	return getRecord[Commit](s.db, bucketCommits, "commit", id)
 }
 
 // ListCommits returns every commit record, oldest first.
 func (s *Store) ListCommits() ([]Commit, error) {
-	var out []Commit
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketCommits).ForEach(func(_, v []byte) error {
-			var c Commit
-			if err := json.Unmarshal(v, &c); err != nil {
-				return err
-			}
-			out = append(out, c)
-			return nil
-		})
-	})
+	out, err := listRecords[Commit](s.db, bucketCommits, "commits")
 	if err != nil {
-		return nil, fmt.Errorf("list commits: %w", err)
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {

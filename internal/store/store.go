@@ -32,7 +32,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/vmstate"
 )
 
@@ -202,15 +201,7 @@ func (s *Store) Put(rec VM) error {
 
 // Get returns the record of hostname, or an error wrapping api.ErrNotFound.
 func (s *Store) Get(hostname string) (VM, error) {
-	var rec VM
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketVMs).Get([]byte(hostname))
-		if v == nil {
-			return fmt.Errorf("vm %q: %w", hostname, api.ErrNotFound)
-		}
-		return json.Unmarshal(v, &rec)
-	})
-	return rec, err
+	return getRecord[VM](s.db, bucketVMs, "vm", hostname)
 }
 
 // Delete removes the record of hostname; a missing record is not an error.
@@ -226,19 +217,9 @@ func (s *Store) Delete(hostname string) error {
 
 // List returns every record, ordered by group then index.
 func (s *Store) List() ([]VM, error) {
-	var out []VM
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketVMs).ForEach(func(_, v []byte) error {
-			var rec VM
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return err
-			}
-			out = append(out, rec)
-			return nil
-		})
-	})
+	out, err := listRecords[VM](s.db, bucketVMs, "vms")
 	if err != nil {
-		return nil, fmt.Errorf("list vms: %w", err)
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Group != out[j].Group {

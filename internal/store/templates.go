@@ -7,8 +7,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/openslicer/openslicer/api"
 )
 
 // TemplateState is where a snapshot template is in its life. Its string
@@ -70,32 +68,14 @@ func (s *Store) PutTemplate(t Template) error {
 // GetTemplate returns the record of id, or an error wrapping
 // api.ErrNotFound.
 func (s *Store) GetTemplate(id string) (Template, error) {
-	var t Template
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketTemplate).Get([]byte(id))
-		if v == nil {
-			return fmt.Errorf("template %q: %w", id, api.ErrNotFound)
-		}
-		return json.Unmarshal(v, &t)
-	})
-	return t, err
+	return getRecord[Template](s.db, bucketTemplate, "template", id)
 }
 
 // ListTemplates returns every template record, newest first.
 func (s *Store) ListTemplates() ([]Template, error) {
-	var out []Template
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTemplate).ForEach(func(_, v []byte) error {
-			var t Template
-			if err := json.Unmarshal(v, &t); err != nil {
-				return err
-			}
-			out = append(out, t)
-			return nil
-		})
-	})
+	out, err := listRecords[Template](s.db, bucketTemplate, "templates")
 	if err != nil {
-		return nil, fmt.Errorf("list templates: %w", err)
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
