@@ -328,17 +328,7 @@ func (m *Manager) drainPools(ctx context.Context) error {
 		insts = append(insts, in)
 	}
 	m.mu.Unlock()
-	errs := make([]error, len(insts))
-	var wg sync.WaitGroup
-	for i, in := range insts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = m.teardown(ctx, in)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return allAtOnce(insts, func(in *instance) error { return m.teardown(ctx, in) })
 }
 
 // DefaultMemoryBudgetPercent is the share of the host's memory the

@@ -2,11 +2,9 @@ package vm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/openslicer/openslicer/api"
@@ -175,19 +173,12 @@ func (m *Manager) SyncSecrets(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 
-	errs := make([]error, len(targets))
-	var wg sync.WaitGroup
-	for i, t := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := m.pushSecrets(ctx, t.in, t.client); err != nil {
-				errs[i] = fmt.Errorf("vm %q: %w", t.host, err)
-			}
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return allAtOnce(targets, func(t target) error {
+		if err := m.pushSecrets(ctx, t.in, t.client); err != nil {
+			return fmt.Errorf("vm %q: %w", t.host, err)
+		}
+		return nil
+	})
 }
 
 // resyncAfterResume sets the guest's clock, which stood still while it

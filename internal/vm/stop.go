@@ -3,7 +3,6 @@ package vm
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/openslicer/openslicer/internal/hypervisor"
@@ -78,19 +77,12 @@ func (m *Manager) Close(ctx context.Context, mode StopMode) error {
 	m.closeOnce.Do(func() { close(m.closing) })
 	poolErr := make(chan error, 1)
 	go func() { poolErr <- m.drainPools(ctx) }()
-	errs := make([]error, len(insts))
-	var wg sync.WaitGroup
-	for i, in := range insts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			in.abort()
-			<-in.created
-			errs[i] = m.stopAtClose(ctx, in, mode)
-		}()
-	}
-	wg.Wait()
-	errs = append(errs, <-poolErr)
+	err := allAtOnce(insts, func(in *instance) error {
+		in.abort()
+		<-in.created
+		return m.stopAtClose(ctx, in, mode)
+	})
+	errs := []error{err, <-poolErr}
 	m.wg.Wait()
 	errs = append(errs, m.reclaimAtClose(ctx))
 	return errors.Join(errs...)
@@ -226,17 +218,7 @@ func (m *Manager) RestoreSuspended(ctx context.Context) error {
 		in.mu.Unlock()
 	}
 	m.mu.Unlock()
-	errs := make([]error, len(insts))
-	var wg sync.WaitGroup
-	for i, in := range insts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = m.restoreAtStart(ctx, in)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return allAtOnce(insts, func(in *instance) error { return m.restoreAtStart(ctx, in) })
 }
 
 func (m *Manager) restoreAtStart(ctx context.Context, in *instance) error {
