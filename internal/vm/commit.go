@@ -421,14 +421,17 @@ func (m *Manager) commitUsers(c store.Commit) ([]string, error) {
 // being written is undone (the source's disk put back), one being deleted
 // is removed; a directory under CommitsDir that no record names is
 // removed. It runs before the VMs are recovered, so a source VM's disk is
-// whole again before anything looks at it.
-func (m *Manager) recoverCommits() error {
+// whole again before anything looks at it. It returns the VMs a memory
+// commit was capturing: their machines may have been left paused by the
+// capture, and are to run again once attached.
+func (m *Manager) recoverCommits() (map[string]bool, error) {
+	captured := map[string]bool{}
 	if m.commitsEnabled() != nil {
-		return nil
+		return captured, nil
 	}
 	commits, err := m.opt.Store.ListCommits()
 	if err != nil {
-		return err
+		return captured, err
 	}
 	var errs []error
 	known := map[string]bool{}
@@ -436,6 +439,7 @@ func (m *Manager) recoverCommits() error {
 		known[c.ID] = true
 		switch {
 		case c.State == store.CommitWriting && c.Mode == api.CommitModeMemory:
+			captured[c.Source] = true
 			errs = append(errs, m.recoverMemoryCommit(c))
 		case c.State == store.CommitWriting:
 			m.log.Info("undoing a commit cut short by an earlier daemon", "commit", c.ID, "vm", c.Source)
@@ -451,7 +455,7 @@ func (m *Manager) recoverCommits() error {
 	}
 	ents, err := os.ReadDir(m.opt.CommitsDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return errors.Join(append(errs, err)...)
+		return captured, errors.Join(append(errs, err)...)
 	}
 	for _, e := range ents {
 		if !known[e.Name()] && api.CheckCommitID(e.Name()) == nil && strings.HasPrefix(e.Name(), "cmt-") {
@@ -459,5 +463,5 @@ func (m *Manager) recoverCommits() error {
 			errs = append(errs, os.RemoveAll(filepath.Join(m.opt.CommitsDir, e.Name())))
 		}
 	}
-	return errors.Join(errs...)
+	return captured, errors.Join(errs...)
 }

@@ -188,7 +188,8 @@ func TestMemoryCommitOfStoppedVM(t *testing.T) {
 // TestRecoverMemoryCommit: a memory commit cut short before the source's
 // disk moved is removed (state and record); one cut short after it moved
 // is kept as a disk commit over the old disk, without state, and the
-// source's record follows its machine onto the overlay.
+// source's record follows its machine onto the overlay; a source the
+// capture left paused runs again.
 func TestRecoverMemoryCommit(t *testing.T) {
 	e, _, _ := newCommitEnv(t, nil, nil)
 	e.m.opt.Clone = qcow2Clone
@@ -206,8 +207,14 @@ func TestRecoverMemoryCommit(t *testing.T) {
 	}
 	cb, cm := half("cmt-before", before), half("cmt-moved", moved)
 	os.WriteFile(cm.SourceOverlay, []byte(overlayContent(cm.Layer)), 0o644)
+	// The capture had stopped the vCPUs when the daemon died.
+	machine := e.fake.Last(moved)
+	machine.Pause(context.Background())
 
 	e.next(t)
+	if machine.Paused() {
+		t.Error("the source of a capture cut short is still paused after recovery")
+	}
 	if _, err := e.store.GetCommit(cb.ID); !errors.Is(err, api.ErrNotFound) {
 		t.Errorf("commit cut before the move: %v, want it gone", err)
 	}
