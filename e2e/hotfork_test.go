@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -151,6 +152,7 @@ func TestHotForkFigures(t *testing.T) {
 	}
 
 	var colds, hots, forksOnly, commits, ratios []time.Duration
+	var lastChild, lastSource string
 	for range pairs {
 		start := time.Now()
 		resp, err := c.CreateNode(ctx, "hf", api.CreateNodeRequest{}, wait)
@@ -173,6 +175,7 @@ func TestHotForkFigures(t *testing.T) {
 		}
 		answer(child.Hostname)
 		hot, forkOnly := time.Since(start), time.Since(committed)
+		lastChild, lastSource = child.Hostname, src
 
 		for _, h := range []string{child.Hostname, src} {
 			if _, err := c.DeleteNode(ctx, "hf", h); err != nil {
@@ -191,5 +194,13 @@ func TestHotForkFigures(t *testing.T) {
 	t.Logf("hot fork of a running VM until exec (commit+fork+exec): median %s; memory commit median %s; fork+exec median %s",
 		median(hots).Round(time.Millisecond), median(commits).Round(time.Millisecond), median(forksOnly).Round(time.Millisecond))
 	t.Logf("per-pair ratio hot/cold median %.2f", float64(median(ratios))/1000)
+	// Where the last pair's hot fork's time went: the daemon's (debug)
+	// log from its memory commit on.
+	data, _ := os.ReadFile(filepath.Join(d.dataDir, "daemon.log"))
+	log := string(data)
+	if i := strings.LastIndex(log, "path=/vm/"+lastSource+"/commit"); i >= 0 {
+		log = log[strings.LastIndex(log[:i], "\n")+1:]
+	}
+	t.Logf("daemon log of the last hot fork (%s of %s):\n%s", lastChild, lastSource, log)
 	d.assertNothingLeft(t)
 }
