@@ -83,6 +83,16 @@ func (m *Manager) commitMemory(ctx context.Context, in *instance, req api.Commit
 	if err != nil {
 		return api.CommitVMResponse{}, fmt.Errorf("%w (a memory commit needs a running vm)", err)
 	}
+	// The table refuses an exit while the VM is Committing, so the
+	// watcher lets one that happened meanwhile go: it is dealt with once
+	// the claim has ended, as the watcher would have.
+	defer func() {
+		select {
+		case <-c.machine.Done():
+			m.exited(in, c.machine)
+		default:
+		}
+	}()
 	in.mu.Lock()
 	rec, hasNet := in.rec, in.plan != nil || m.groups[in.rec.Group].Network != nil
 	in.mu.Unlock()
