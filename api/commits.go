@@ -11,8 +11,14 @@ import (
 // group whose disk is copy-on-write over a commit.
 
 // CommitModeDisk is the mode of a commit that holds a disk only (no
-// memory, processes or sockets): the only mode this daemon makes.
+// memory, processes or sockets), the mode Slicer documents.
 const CommitModeDisk = "disk"
+
+// CommitModeMemory (an extension value of the mode field) is the mode of a
+// commit of a running VM: its memory, devices and disk, captured with the
+// VM paused only for the capture. Its forks start with the source's
+// processes and files, under a new name and identity (a hot fork).
+const CommitModeMemory = "memory"
 
 // Status values of commit and fork answers.
 const (
@@ -45,6 +51,9 @@ var AllFixups = []string{FixupHostname, FixupMachineID, FixupSSHHostKeys}
 
 // CommitVMRequest is the optional JSON body of POST /vm/{h}/commit.
 type CommitVMRequest struct {
+	// Mode is CommitModeDisk (the default: a stopped VM's disk) or
+	// CommitModeMemory (a running VM's memory, devices and disk).
+	Mode     string            `json:"mode,omitempty"`
 	Tags     []string          `json:"tags,omitempty"`
 	Labels   map[string]string `json:"labels,omitempty"`
 	CacheKey string            `json:"cache_key,omitempty"`
@@ -53,7 +62,7 @@ type CommitVMRequest struct {
 // IsZero reports whether r sets nothing, in which case a client sends no
 // body at all, as Slicer's SDK does.
 func (r CommitVMRequest) IsZero() bool {
-	return len(r.Tags) == 0 && len(r.Labels) == 0 && strings.TrimSpace(r.CacheKey) == ""
+	return r.Mode == "" && len(r.Tags) == 0 && len(r.Labels) == 0 && strings.TrimSpace(r.CacheKey) == ""
 }
 
 // CommitVMResponse is the body of a successful commit.

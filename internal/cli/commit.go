@@ -19,6 +19,7 @@ type commitOptions struct {
 	*globals
 	Name     string
 	CacheKey string
+	Mode     string
 	Tags     []string
 	JSON     bool
 }
@@ -27,7 +28,7 @@ func newCommitCmd(g *globals) *cobra.Command {
 	o := &commitOptions{globals: g}
 	cmd := &cobra.Command{
 		Use:   "commit NAME",
-		Short: "Commit a stopped persistent VM's disk, to fork new VMs from (also: commit list, commit delete ID)",
+		Short: "Commit a stopped persistent VM's disk (or, with --mode memory, a running VM's memory and disk), to fork new VMs from (also: commit list, commit delete ID)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Name = args[0]
@@ -36,6 +37,7 @@ func newCommitCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&o.CacheKey, "cache-key", "", "cache key: one commit holds it, a second commit claiming it fails")
 	cmd.Flags().StringArrayVar(&o.Tags, "tag", nil, "tag of the commit (repeatable)")
+	cmd.Flags().StringVar(&o.Mode, "mode", "", "disk (default: a stopped persistent VM's disk) or memory (a running VM's memory, devices and disk: its forks start with its processes)")
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the commit response as JSON")
 
 	lo := &commitOptions{globals: g}
@@ -72,7 +74,7 @@ func runCommit(ctx context.Context, o *commitOptions) error {
 	}
 	var resp *api.CommitVMResponse
 	err = withName(ctx, c, o.Name, func(host string) error {
-		resp, err = c.CommitVMWithOptions(ctx, host, api.CommitVMRequest{Tags: o.Tags, CacheKey: o.CacheKey})
+		resp, err = c.CommitVMWithOptions(ctx, host, api.CommitVMRequest{Mode: o.Mode, Tags: o.Tags, CacheKey: o.CacheKey})
 		return err
 	})
 	if err != nil {

@@ -53,6 +53,13 @@ type Commit struct {
 	// (the source was itself a fork, or committed before); "" when it is
 	// over the image alone.
 	Parent string `json:"parent,omitempty"`
+	// StateDir is a memory commit's captured state (memory and devices),
+	// which its forks restore; "" for a disk commit. SourceOverlay is the
+	// new disk a memory commit moves its running source onto: the source's
+	// old disk file, at SourceDisk, becomes the layer (Layer ==
+	// SourceDisk), since a running QEMU reopens its images by name.
+	StateDir      string `json:"state_dir,omitempty"`
+	SourceOverlay string `json:"source_overlay,omitempty"`
 
 	// What a fork inherits from the source, as it was when committed.
 	CPUs     int      `json:"cpus"`

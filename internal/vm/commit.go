@@ -124,6 +124,9 @@ func checkCommitRequest(req api.CommitVMRequest) error {
 			errs = append(errs, fmt.Errorf("label %.40q: want a key and at most %d bytes in all", k, maxCommitLabelBytes))
 		}
 	}
+	if req.Mode != "" && req.Mode != api.CommitModeDisk && req.Mode != api.CommitModeMemory {
+		errs = append(errs, fmt.Errorf("mode %.40q: want %s or %s", req.Mode, api.CommitModeDisk, api.CommitModeMemory))
+	}
 	if len(req.CacheKey) > api.MaxTagBytes {
 		errs = append(errs, fmt.Errorf("cache_key of %d bytes: at most %d", len(req.CacheKey), api.MaxTagBytes))
 	}
@@ -147,6 +150,12 @@ func (m *Manager) layerPath(id, format string) string {
 		name = "disk.qcow2"
 	}
 	return filepath.Join(m.opt.CommitsDir, id, name)
+}
+
+// commitDir is the directory commit id owns: its layer (a disk commit's)
+// and its state (a memory commit's, whose layer is its source's old disk).
+func (m *Manager) commitDir(id string) string {
+	return filepath.Join(m.opt.CommitsDir, id)
 }
 
 // commitsEnabled reports ErrNotImplemented when this daemon has nowhere to
@@ -180,6 +189,9 @@ func (m *Manager) Commit(ctx context.Context, hostname string, req api.CommitVMR
 		return api.CommitVMResponse{}, err
 	}
 	defer unlock()
+	if req.Mode == api.CommitModeMemory {
+		return m.commitMemory(ctx, in, req)
+	}
 	c, rec, err := m.claimCommit(in)
 	if err != nil {
 		return api.CommitVMResponse{}, err
@@ -252,7 +264,7 @@ func (m *Manager) commitDisk(ctx context.Context, in *instance, c *claim, rec st
 		return store.Commit{}, err
 	}
 	undoRecord := func() error {
-		return errors.Join(os.RemoveAll(filepath.Dir(commit.Layer)), m.opt.Store.DeleteCommit(id))
+		return errors.Join(os.RemoveAll(m.commitDir(id)), m.opt.Store.DeleteCommit(id))
 	}
 	if err := m.opt.Layers.Freeze(ctx, rec.Disk, format, commit.Layer); err != nil {
 		return store.Commit{}, errors.Join(fmt.Errorf("commit vm %q: %w", rec.Hostname, err), undoRecord())
@@ -364,7 +376,7 @@ func (m *Manager) DeleteCommit(ctx context.Context, id string) error {
 
 // dropCommit removes the layer and directory of c, then its record.
 func (m *Manager) dropCommit(c store.Commit) error {
-	if err := errors.Join(m.opt.Layers.Drop(c.Layer), os.RemoveAll(filepath.Dir(c.Layer))); err != nil {
+	if err := errors.Join(m.opt.Layers.Drop(c.Layer), os.RemoveAll(m.commitDir(c.ID))); err != nil {
 		return fmt.Errorf("remove layer of commit %s: %w", c.ID, err)
 	}
 	return m.opt.Store.DeleteCommit(c.ID)
@@ -409,35 +421,41 @@ func (m *Manager) commitUsers(c store.Commit) ([]string, error) {
 // being written is undone (the source's disk put back), one being deleted
 // is removed; a directory under CommitsDir that no record names is
 // removed. It runs before the VMs are recovered, so a source VM's disk is
-// whole again before anything looks at it.
-func (m *Manager) recoverCommits() error {
+// whole again before anything looks at it. It returns the VMs a memory
+// commit was capturing: their machines may have been left paused by the
+// capture, and are to run again once attached.
+func (m *Manager) recoverCommits() (map[string]bool, error) {
+	captured := map[string]bool{}
 	if m.commitsEnabled() != nil {
-		return nil
+		return captured, nil
 	}
 	commits, err := m.opt.Store.ListCommits()
 	if err != nil {
-		return err
+		return captured, err
 	}
 	var errs []error
 	known := map[string]bool{}
 	for _, c := range commits {
 		known[c.ID] = true
-		switch c.State {
-		case store.CommitWriting:
+		switch {
+		case c.State == store.CommitWriting && c.Mode == api.CommitModeMemory:
+			captured[c.Source] = true
+			errs = append(errs, m.recoverMemoryCommit(c))
+		case c.State == store.CommitWriting:
 			m.log.Info("undoing a commit cut short by an earlier daemon", "commit", c.ID, "vm", c.Source)
 			err := m.opt.Layers.Unfreeze(c.SourceDisk, c.SourceFormat, c.Layer)
 			if err == nil {
-				err = errors.Join(os.RemoveAll(filepath.Dir(c.Layer)), m.opt.Store.DeleteCommit(c.ID))
+				err = errors.Join(os.RemoveAll(m.commitDir(c.ID)), m.opt.Store.DeleteCommit(c.ID))
 			}
 			errs = append(errs, err)
-		case store.CommitDeleting:
+		case c.State == store.CommitDeleting:
 			m.log.Info("finishing the delete of a commit", "commit", c.ID)
 			errs = append(errs, m.dropCommit(c))
 		}
 	}
 	ents, err := os.ReadDir(m.opt.CommitsDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return errors.Join(append(errs, err)...)
+		return captured, errors.Join(append(errs, err)...)
 	}
 	for _, e := range ents {
 		if !known[e.Name()] && api.CheckCommitID(e.Name()) == nil && strings.HasPrefix(e.Name(), "cmt-") {
@@ -445,5 +463,5 @@ func (m *Manager) recoverCommits() error {
 			errs = append(errs, os.RemoveAll(filepath.Join(m.opt.CommitsDir, e.Name())))
 		}
 	}
-	return errors.Join(errs...)
+	return captured, errors.Join(errs...)
 }

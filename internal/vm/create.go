@@ -368,9 +368,9 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
 	undo.push(func(context.Context) error { endLife(); return nil })
 	var id *agent.Identity
-	if restoreFrom != "" && !m.isTemplateState(restoreFrom) {
+	if restoreFrom != "" && !m.isCloneState(restoreFrom) {
 		// Restored, not booted: the command line was not read again. (A
-		// template's clone is given a new identity by freshIdentity,
+		// template's clone or a hot fork is given a new identity by freshIdentity,
 		// before its create answers.)
 		restored := restoredIdentity(rec.Hostname, plan, newEntropy())
 		id = &restored
@@ -387,6 +387,7 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 		exited: machine.Done(), accel: m.opt.Accelerator, bound: m.opt.BootWatchdog,
 	}
 	in.rec.Machine = handle
+	in.rec.LiveDisk = "" // this machine opened the disk the record names
 	rec = in.rec
 	in.mu.Unlock()
 	return m.opt.Store.Put(rec)

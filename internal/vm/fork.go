@@ -132,6 +132,32 @@ func planFork(c store.Commit, g config.HostGroup, req api.ForkVMRequest) (forkSp
 	return s, nil
 }
 
+// checkHotFork refuses a fork of memory commit c that cannot restore its
+// state: the child has the source's size, and no network (see
+// hotcommit.go). Errors are ErrInvalid or ErrConflict.
+func checkHotFork(c store.Commit, g config.HostGroup, req api.ForkVMRequest) error {
+	var errs []error
+	if req.VCPU != 0 && req.VCPU != c.CPUs {
+		errs = append(errs, fmt.Errorf("vcpu %d: a fork of a memory commit has its source's %d", req.VCPU, c.CPUs))
+	}
+	if req.RamBytes != 0 && req.RamBytes != c.RamBytes {
+		errs = append(errs, fmt.Errorf("ram_bytes %d: a fork of a memory commit has its source's %d", req.RamBytes, c.RamBytes))
+	}
+	if req.Network != nil && (req.Network.Allow != nil || req.Network.Drop != nil) {
+		errs = append(errs, errors.New("network: a fork of a memory commit has no network"))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: fork of memory commit %s: %w", api.ErrInvalid, c.ID, errors.Join(errs...))
+	}
+	switch {
+	case g.VCPU < c.CPUs || g.RAMBytes() < c.RamBytes:
+		return fmt.Errorf("fork of memory commit %s: host group %q is now smaller than its source (%d vcpu, %d bytes): %w", c.ID, g.Name, c.CPUs, c.RamBytes, api.ErrConflict)
+	case g.Network != nil:
+		return fmt.Errorf("fork of memory commit %s: host group %q has a network now, which the captured machine lacks: %w", c.ID, g.Name, api.ErrConflict)
+	}
+	return nil
+}
+
 // forkNetwork is the child's egress override: the source's, with each
 // list the request names (an empty one clears it) in its place. Naming
 // any list needs an isolated host group.
@@ -240,11 +266,11 @@ func (m *Manager) Fork(ctx context.Context, id string, req api.ForkVMRequest, op
 	overlay := func(ctx context.Context, _ BootImage, _ int64, dst string) (string, error) {
 		return m.opt.Layers.Overlay(ctx, c.Layer, c.LayerFormat, dst)
 	}
-	if err := m.start(ctx, log, g, in, overlay, "", &undo); err != nil {
+	if err := m.start(ctx, log, g, in, overlay, c.StateDir, &undo); err != nil {
 		return api.ForkVMResponse{}, m.fail(ctx, log, &undo, err)
 	}
 	if !opt.NoWait {
-		if err := m.finishFork(ctx, in, c.Source, spec.Fixups, opt.Timeout); err != nil {
+		if err := m.finishFork(ctx, in, c, spec.Fixups, opt.Timeout); err != nil {
 			return api.ForkVMResponse{}, m.fail(ctx, log, &undo, err)
 		}
 	}
@@ -260,7 +286,7 @@ func (m *Manager) Fork(ctx context.Context, id string, req api.ForkVMRequest, op
 		go func() {
 			defer close(in.created)
 			defer abort()
-			if err := m.finishFork(ctx, in, c.Source, spec.Fixups, opt.Timeout); err != nil {
+			if err := m.finishFork(ctx, in, c, spec.Fixups, opt.Timeout); err != nil {
 				log.Warn("fork could not be finished: removing the child", "err", err)
 				m.fail(ctx, log, &undo, err)
 				return
@@ -299,6 +325,12 @@ func (m *Manager) forkPlan(id string, req api.ForkVMRequest) (store.Commit, conf
 	if err != nil {
 		return c, g, spec, err
 	}
+	if c.Mode == api.CommitModeMemory {
+		if err := checkHotFork(c, g, req); err != nil {
+			return c, g, spec, err
+		}
+		spec.CPUs, spec.RamBytes = c.CPUs, c.RamBytes
+	}
 	if err := m.checkSecrets(spec.Secrets); err != nil {
 		return c, g, spec, err
 	}
@@ -312,12 +344,24 @@ func (m *Manager) forkPlan(id string, req api.ForkVMRequest) (store.Commit, conf
 }
 
 // finishFork waits for the child's agent (and its secrets), applies the
-// fix-ups, and records the child finished.
-func (m *Manager) finishFork(ctx context.Context, in *instance, source string, fixups []string, timeout time.Duration) error {
+// fix-ups, and records the child finished. A hot fork's child (of a
+// memory commit) did not boot: it is first given a fresh identity
+// (freshIdentity: its hostname, a new machine-id and RNG entropy,
+// whatever the fix-ups say, so that no two children share them); the
+// fix-ups that remain are the files of the guest's own tools.
+func (m *Manager) finishFork(ctx context.Context, in *instance, c store.Commit, fixups []string, timeout time.Duration) error {
 	if err := m.waitAgent(ctx, in, timeout); err != nil {
 		return err
 	}
-	if err := m.applyFixups(ctx, in, source, fixups); err != nil {
+	if c.Mode == api.CommitModeMemory {
+		if err := m.freshIdentity(ctx, in); err != nil {
+			return err
+		}
+		fixups = slices.DeleteFunc(slices.Clone(fixups), func(f string) bool {
+			return f == api.FixupHostname || f == api.FixupMachineID
+		})
+	}
+	if err := m.applyFixups(ctx, in, c.Source, fixups); err != nil {
 		return err
 	}
 	in.mu.Lock()

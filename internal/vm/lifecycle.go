@@ -179,7 +179,7 @@ func (m *Manager) reclaimAtClose(ctx context.Context) error {
 // processes and network kept, not listed) and reported in the error.
 func (m *Manager) Recover(ctx context.Context) error {
 	// Commits first: a commit cut short gives its source's disk back.
-	commitErr := m.recoverCommits()
+	captured, commitErr := m.recoverCommits()
 	if commitErr != nil {
 		m.log.Error("recover commits", "err", commitErr)
 	}
@@ -242,6 +242,12 @@ func (m *Manager) Recover(ctx context.Context) error {
 			// rule removed by hand, is put right.
 			if _, err := m.opt.Network.Setup(ctx, *plan); err != nil {
 				errs = append(errs, fmt.Errorf("re-apply network of %s: %w", rec.Hostname, err))
+			}
+		}
+		if captured[rec.Hostname] && rec.State == vmstate.Running {
+			// A capture cut short may have left the vCPUs stopped.
+			if err := in.machine.Resume(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("run %s again after a memory commit cut short: %w", rec.Hostname, err))
 			}
 		}
 		life, endLife := context.WithCancel(context.WithoutCancel(ctx))

@@ -366,13 +366,3 @@ func (m *Manager) recoverTemplates(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
-
-// isTemplateState reports whether dir is a snapshot template's state, as
-// opposed to a suspended VM's own.
-func (m *Manager) isTemplateState(dir string) bool {
-	if m.opt.TemplatesDir == "" {
-		return false
-	}
-	rel, err := filepath.Rel(m.opt.TemplatesDir, dir)
-	return err == nil && rel != "." && !strings.HasPrefix(rel, "..")
-}

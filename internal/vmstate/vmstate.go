@@ -126,6 +126,7 @@ const (
 	Delete   Op = "delete"   // stop the machine, remove disk and record
 	Detach   Op = "detach"   // leave the machine running for the next daemon
 	Commit   Op = "commit"   // make a stopped VM's disk a read-only layer to fork from
+	Capture  Op = "capture"  // commit a running VM's memory, devices and disk (a memory commit)
 	Pool     Op = "pool"     // a warm pool VM whose agent answers joins its group's pool
 	Take     Op = "take"     // a create takes a pool VM: it becomes a node
 	// Guest operations: they need the agent, and change nothing.
@@ -190,6 +191,9 @@ var Rules = []Rule{
 	// A commit works on the disk of a stopped VM, which nothing may start
 	// or remove meanwhile: Committing allows no other op.
 	{Op: Commit, From: []State{Stopped}, Via: Committing, To: Stopped},
+	// A memory commit pauses a running VM for its capture, which moves
+	// its disk onto an overlay: nothing else may run meanwhile either.
+	{Op: Capture, From: []State{Running}, Via: Committing, To: Running},
 	// Warm pools: a pool VM is created and boots as any VM, joins the
 	// pool once its agent answers, and leaves it as a node (or deleted).
 	{Op: Pool, From: []State{Running}, To: Pooled},

@@ -34,6 +34,7 @@ stats        . = = . . . . . . . .
 guest        . = = . . . . . . . .
 sync-secrets . . = . . . . . . . .
 commit       . . . . . S . . . . .
+capture      . . R . . . . . . . .
 pool         . . O . . . . . . . .
 take         . . . . . . . . . . R
 `
@@ -84,7 +85,7 @@ func TestEveryTransition(t *testing.T) {
 // be one no other op leaves a VM in, and only Exit and Delete may
 // interrupt it.
 func TestViaStates(t *testing.T) {
-	via := map[Op]State{Pause: Pausing, Resume: Resuming, Suspend: Suspending, Commit: Committing}
+	via := map[Op]State{Pause: Pausing, Resume: Resuming, Suspend: Suspending, Commit: Committing, Capture: Committing}
 	for _, r := range Rules {
 		if want := via[r.Op]; r.Via != want {
 			t.Errorf("%s runs through %q, want %q", r.Op, r.Via, want)
@@ -99,7 +100,8 @@ func TestViaStates(t *testing.T) {
 		}
 		if s == Committing {
 			// A commit works on a stopped VM's disk: it has no machine to
-			// exit, and a delete must wait for the layer to be made.
+			// exit, and a delete must wait for the layer to be made. A
+			// capture is as short as a pause and must not be cut.
 			for _, r := range Rules {
 				if Allowed(r.Op, s) {
 					t.Errorf("%s may run while a vm is %s", r.Op, s)

@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -217,7 +218,40 @@ func (m *machine) Shutdown(ctx context.Context) error {
 func (m *machine) Pause(ctx context.Context) error { return m.command(ctx, "stop") }
 
 // Resume implements hypervisor.Machine.
-func (m *machine) Resume(ctx context.Context) error { return m.command(ctx, "cont") }
+// A save a daemon left under way when it died (a capture cut short) is
+// cancelled first: QEMU stops the vCPUs again when a migration completes,
+// which would undo the cont.
+func (m *machine) Resume(ctx context.Context) error {
+	if m.exited() {
+		return fmt.Errorf("qmp cont: %w", errExited)
+	}
+	m.qmpMu.Lock()
+	defer m.qmpMu.Unlock()
+	return m.session(ctx, func(q *QMP) error {
+		for cancelled := false; ; {
+			ret, err := q.Execute(ctx, "query-migrate", nil)
+			if err != nil {
+				return err
+			}
+			var st migrationStatus
+			if json.Unmarshal(ret, &st) == nil && !migrating(st.Status) {
+				break
+			}
+			if !cancelled {
+				m.log.Warn("cancelling a save left under way before resuming", "status", st.Status)
+				if _, err := q.Execute(ctx, "migrate_cancel", nil); err != nil {
+					return err
+				}
+				cancelled = true
+			}
+			if err := sleep(ctx, pollInterval); err != nil {
+				return fmt.Errorf("migration still not cancelled: %w", err)
+			}
+		}
+		_, err := q.Execute(ctx, "cont", nil)
+		return err
+	})
+}
 
 // command runs one argument-less QMP command in a session of its own. A
 // session per command keeps nothing to repair after a daemon restart or a
