@@ -59,7 +59,7 @@ func TestUserdataArgv(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got := userdataArgv(tt.script, "/etc/slicer/userdata", "/bin/sh")
-		if diff := cmp.Diff(tt.want, got); diff != "" {
+		if diff := cmp.Diff(tt.want, got, ignoreShell); diff != "" {
 			t.Errorf("userdataArgv(%q) (-want +got):\n%s", tt.script, diff)
 		}
 	}
@@ -94,7 +94,7 @@ func TestFirstBootUser(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("firstBootUser(%q) error = %v, want %v", tt.user, err, tt.wantErr)
 			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, got, ignoreShell); diff != "" {
 				t.Errorf("firstBootUser(%q) (-want +got):\n%s", tt.user, diff)
 			}
 		})

@@ -1,17 +1,15 @@
 package guest
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/openslicer/openslicer/api"
+	"github.com/openslicer/openslicer/internal/accounts"
 	"github.com/openslicer/openslicer/internal/agent/imageconfig"
 )
 
@@ -22,67 +20,17 @@ const defaultUID = 1000
 // defaultPath is the PATH commands run with.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// account is one line of /etc/passwd, the fields the agent uses.
-type account struct {
-	Name     string
-	UID, GID uint32
-	Home     string
-}
+// account and group are the account files' entries (package accounts).
+type (
+	account = accounts.User
+	group   = accounts.Group
+)
 
-// group is one line of /etc/group.
-type group struct {
-	Name    string
-	GID     uint32
-	Members []string
-}
-
-// parsePasswd reads passwd(5) lines; malformed lines are skipped.
-func parsePasswd(data []byte) []account {
-	var as []account
-	for _, f := range colonLines(data, 7) {
-		uid, err1 := strconv.ParseUint(f[2], 10, 32)
-		gid, err2 := strconv.ParseUint(f[3], 10, 32)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		as = append(as, account{Name: f[0], UID: uint32(uid), GID: uint32(gid), Home: f[5]})
-	}
-	return as
-}
-
-// parseGroup reads group(5) lines; malformed lines are skipped.
-func parseGroup(data []byte) []group {
-	var gs []group
-	for _, f := range colonLines(data, 4) {
-		gid, err := strconv.ParseUint(f[2], 10, 32)
-		if err != nil {
-			continue
-		}
-		g := group{Name: f[0], GID: uint32(gid)}
-		if f[3] != "" {
-			g.Members = strings.Split(f[3], ",")
-		}
-		gs = append(gs, g)
-	}
-	return gs
-}
-
-// colonLines splits the non-comment lines of data into n colon-separated
-// fields, dropping lines with fewer.
-func colonLines(data []byte, n int) [][]string {
-	var out [][]string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if f := strings.SplitN(line, ":", n); len(f) == n {
-			out = append(out, f)
-		}
-	}
-	return out
-}
+// parsePasswd and parseGroup read /etc/passwd and /etc/group.
+var (
+	parsePasswd = accounts.ParsePasswd
+	parseGroup  = accounts.ParseGroup
+)
 
 // procSpec is everything needed to start a process.
 type procSpec struct {

@@ -31,10 +31,10 @@ func ptr[T any](v T) *T { return &v }
 
 func TestParsePasswd(t *testing.T) {
 	want := []account{
-		{Name: "root", UID: 0, GID: 0, Home: "/root"},
-		{Name: "daemon", UID: 1, GID: 1, Home: "/usr/sbin"},
-		{Name: "slicer", UID: 1000, GID: 1000, Home: "/home/slicer"},
-		{Name: "other", UID: 1001, GID: 1002, Home: "/home/other"},
+		{Name: "root", UID: 0, GID: 0, Home: "/root", Shell: "/bin/sh"},
+		{Name: "daemon", UID: 1, GID: 1, Home: "/usr/sbin", Shell: "/usr/sbin/nologin"},
+		{Name: "slicer", UID: 1000, GID: 1000, Home: "/home/slicer", Shell: "/bin/sh"},
+		{Name: "other", UID: 1001, GID: 1002, Home: "/home/other", Shell: "/bin/sh"},
 	}
 	if diff := cmp.Diff(want, parsePasswd([]byte(testPasswd))); diff != "" {
 		t.Errorf("parsePasswd (-want +got):\n%s", diff)

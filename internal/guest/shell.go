@@ -56,17 +56,15 @@ func queryUint32(q url.Values, name string) (*uint32, error) {
 // loginShell returns the login shell passwd(5) gives uid, or "" when it
 // gives none or one that refuses logins (nologin, false).
 func loginShell(passwd []byte, uid uint32) string {
-	for _, f := range colonLines(passwd, 7) {
-		n, err := strconv.ParseUint(f[2], 10, 32)
-		if err != nil || uint32(n) != uid {
+	for _, u := range parsePasswd(passwd) {
+		if u.UID != uid {
 			continue
 		}
-		sh := strings.TrimSpace(f[6])
-		switch path.Base(sh) {
+		switch path.Base(u.Shell) {
 		case "nologin", "false", ".", "/":
 			return ""
 		}
-		return sh
+		return u.Shell
 	}
 	return ""
 }

@@ -2,16 +2,15 @@ package image
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"fmt"
 	"io/fs"
 	"os"
 	"path"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/openslicer/openslicer/internal/accounts"
 	"github.com/openslicer/openslicer/internal/agent/imageconfig"
 	"github.com/openslicer/openslicer/internal/image/unpack"
 )
@@ -73,13 +72,12 @@ func guestUser(f accountFiles) (u newUser, ok bool) {
 	if group == nil {
 		group = []byte("root:x:0:\n")
 	}
-	users := colonRecords(passwd, 7)
 	names := map[string]bool{}
-	for _, r := range users {
-		if r[2] == strconv.Itoa(defaultUserUID) {
+	for _, a := range accounts.ParsePasswd(passwd) {
+		if a.UID == defaultUserUID {
 			return newUser{}, false
 		}
-		names[r[0]] = true
+		names[a.Name] = true
 	}
 	switch {
 	case !names["ubuntu"]:
@@ -98,18 +96,16 @@ func guestUser(f accountFiles) (u newUser, ok bool) {
 	// The primary group: the user's own at gid 1000; a group of the same
 	// name elsewhere is taken as it is; a gid 1000 taken by another name
 	// is shared.
-	groups := colonRecords(group, 4)
+	groups := accounts.ParseGroup(group)
 	addGroup := true
-	for _, r := range groups {
-		if r[0] == u.Name {
-			if gid, err := strconv.Atoi(r[2]); err == nil {
-				u.GID, addGroup = gid, false
-			}
+	for _, g := range groups {
+		if g.Name == u.Name {
+			u.GID, addGroup = int(g.GID), false
 		}
 	}
 	if addGroup {
-		for _, r := range groups {
-			if r[2] == strconv.Itoa(defaultUserUID) {
+		for _, g := range groups {
+			if g.GID == defaultUserUID {
 				addGroup = false
 			}
 		}
@@ -124,23 +120,6 @@ func guestUser(f accountFiles) (u newUser, ok bool) {
 		u.Shadow = appendLine(f.Shadow, u.Name+":*:::::::")
 	}
 	return u, true
-}
-
-// colonRecords splits the non-comment lines of an account file into n
-// colon-separated fields, dropping lines with fewer.
-func colonRecords(data []byte, n int) [][]string {
-	var out [][]string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if f := strings.SplitN(line, ":", n); len(f) == n {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 // appendLine returns data with line added at the end, on a line of its own.

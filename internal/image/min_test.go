@@ -181,7 +181,7 @@ func TestMinImage(t *testing.T) {
 		if got := debugfsOut(t, img.RootFS, "ls -l /usr/local/bin"); !strings.Contains(got, "slicer-agent") {
 			t.Errorf("/usr/local/bin lacks slicer-agent:\n%s", got)
 		}
-		if got := debugfsOut(t, img.RootFS, "cat /etc/passwd"); got != renderPasswd(accounts) {
+		if got := debugfsOut(t, img.RootFS, "cat /etc/passwd"); got != renderPasswd(minAccounts) {
 			t.Errorf("/etc/passwd = %q", got)
 		}
 		for p, want := range map[string]string{

@@ -27,11 +27,11 @@ type account struct {
 	HomeMode fs.FileMode
 }
 
-// accounts are the users of the min image; ubuntu (uid 1000) is the
+// minAccounts are the users of the min image; ubuntu (uid 1000) is the
 // unprivileged user commands run as by default. It is called ubuntu, as in
 // Slicer's images, because programs written against Slicer assume that
 // name and /home/ubuntu.
-var accounts = []account{
+var minAccounts = []account{
 	{Name: "root", ID: 0, Home: "/root", Shell: "/bin/bash", HomeMode: 0o700},
 	{Name: "ubuntu", ID: 1000, Home: "/home/ubuntu", Shell: "/bin/bash", HomeMode: 0o755},
 }
@@ -119,9 +119,9 @@ func rootfsEntries(agent, busybox, bash string, applets []string) []entry {
 		copyEntry("usr/local/bin/slicer-agent", 0o755, agent),
 		dirEntry("etc", 0o755),
 		dirEntry("etc/slicer", 0o755),
-		fileEntry("etc/passwd", 0o644, renderPasswd(accounts)),
-		fileEntry("etc/group", 0o644, renderGroup(accounts)),
-		fileEntry("etc/shadow", 0o600, renderShadow(accounts)),
+		fileEntry("etc/passwd", 0o644, renderPasswd(minAccounts)),
+		fileEntry("etc/group", 0o644, renderGroup(minAccounts)),
+		fileEntry("etc/shadow", 0o600, renderShadow(minAccounts)),
 		fileEntry("etc/hostname", 0o644, "slicer\n"),
 		fileEntry("etc/hosts", 0o644, hosts),
 		fileEntry("etc/os-release", 0o644, osRelease()),
@@ -131,7 +131,7 @@ func rootfsEntries(agent, busybox, bash string, applets []string) []entry {
 	for _, d := range []string{"dev", "proc", "sys", "run", "var", "mnt"} {
 		es = append(es, dirEntry(d, 0o755))
 	}
-	for _, a := range accounts {
+	for _, a := range minAccounts {
 		home := dirEntry(strings.TrimPrefix(a.Home, "/"), a.HomeMode)
 		home.UID, home.GID = a.ID, a.ID
 		es = append(es, home)

@@ -11,14 +11,14 @@ import (
 )
 
 func TestAccountFiles(t *testing.T) {
-	if got, want := renderPasswd(accounts),
+	if got, want := renderPasswd(minAccounts),
 		"root:x:0:0:root:/root:/bin/bash\nubuntu:x:1000:1000:ubuntu:/home/ubuntu:/bin/bash\n"; got != want {
 		t.Errorf("renderPasswd() = %q, want %q", got, want)
 	}
-	if got, want := renderGroup(accounts), "root:x:0:\nubuntu:x:1000:\n"; got != want {
+	if got, want := renderGroup(minAccounts), "root:x:0:\nubuntu:x:1000:\n"; got != want {
 		t.Errorf("renderGroup() = %q, want %q", got, want)
 	}
-	if got, want := renderShadow(accounts), "root:!::0:99999:7:::\nubuntu:!::0:99999:7:::\n"; got != want {
+	if got, want := renderShadow(minAccounts), "root:!::0:99999:7:::\nubuntu:!::0:99999:7:::\n"; got != want {
 		t.Errorf("renderShadow() = %q, want %q", got, want)
 	}
 }

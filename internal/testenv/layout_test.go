@@ -53,14 +53,14 @@ func TestEveryPackageHasADocComment(t *testing.T) {
 var (
 	public = []string{"api", "api/cpv1", "api/shellframe"}
 	// wire is what both ends of the agent protocol may share.
-	wire = join(public, "internal/agent", "internal/agent/channel", "internal/agent/imageconfig", "internal/procfile")
+	wire = join(public, "internal/accounts", "internal/agent", "internal/agent/channel", "internal/agent/imageconfig", "internal/procfile")
 	// vmCore is the core and what it stands on; the guest is not in it.
 	vmCore = []string{
 		"api", "internal/agent", "internal/config", "internal/imageref", "internal/hypervisor",
 		"internal/network", "internal/secrets", "internal/store", "internal/vmstate",
 	}
 	// host is every package the daemon may link: never the guest.
-	host = join(vmCore, public, "internal/agent/channel", "internal/agent/imageconfig", "internal/procfile", "internal/hypervisor/qemu",
+	host = join(vmCore, public, "internal/accounts", "internal/agent/channel", "internal/agent/imageconfig", "internal/procfile", "internal/hypervisor/qemu",
 		"internal/image", "internal/image/unpack", "internal/doctor", "internal/githubkeys",
 		"internal/systemd", "internal/vm", "internal/server")
 )
@@ -75,6 +75,7 @@ var fences = map[string][]string{
 	"internal/cli":   join(public, "client"),
 
 	// Leaves both the host and the guest may import.
+	"internal/accounts":          {},
 	"internal/agent/channel":     {},
 	"internal/agent/imageconfig": {},
 	"internal/procfile":          {},
@@ -90,7 +91,7 @@ var fences = map[string][]string{
 	"internal/imageref":     {},
 	"internal/config":       {"internal/imageref"},
 	"internal/image/unpack": {},
-	"internal/image":        {"api", "internal/agent/imageconfig", "internal/image/unpack", "internal/imageref"},
+	"internal/image":        {"api", "internal/accounts", "internal/agent/imageconfig", "internal/image/unpack", "internal/imageref"},
 	"internal/secrets":      {"api"},
 	"internal/githubkeys":   {"api"},
 	"internal/systemd":      {"api"},
@@ -104,7 +105,7 @@ var fences = map[string][]string{
 	"internal/vm":     vmCore,
 	"internal/server": join(vmCore, "api/shellframe", "internal/procfile", "internal/vm"),
 	"internal/doctor": {
-		"api", "internal/agent/imageconfig", "internal/config", "internal/image", "internal/image/unpack", "internal/imageref",
+		"api", "internal/accounts", "internal/agent/imageconfig", "internal/config", "internal/image", "internal/image/unpack", "internal/imageref",
 		"internal/network", "internal/hypervisor", "internal/hypervisor/qemu", "internal/agent/channel",
 	},
 	"internal/daemon":  host,
