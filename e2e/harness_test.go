@@ -237,6 +237,14 @@ func (d *daemon) stop() {
 func (d *daemon) dumpLog() {
 	data, _ := os.ReadFile(filepath.Join(d.dataDir, "daemon.log"))
 	d.t.Logf("daemon log:\n%s", data)
+	// The guests' serial consoles (a VM deleted since has none left): a
+	// guest that never answers shows here where it stopped.
+	consoles, _ := filepath.Glob(filepath.Join(d.dataDir, "logs", "*.txt"))
+	for _, c := range consoles {
+		data, _ := os.ReadFile(c)
+		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+		d.t.Logf("console %s, last lines:\n%s", filepath.Base(c), strings.Join(lines[max(0, len(lines)-40):], "\n"))
+	}
 }
 
 // assertNothingLeft checks that no qemu process, disk, VM socket or run
