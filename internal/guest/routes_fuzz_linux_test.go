@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/url"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -24,6 +25,12 @@ import (
 //     are the ones the environment causes, named in allowed5xx;
 //   - nothing outside the sandbox changes.
 func FuzzAgentRoutes(f *testing.F) {
+	if os.Geteuid() != 0 {
+		// The agent is the guest's root process: it gives files their
+		// owners and acts as other users. Run as another user its
+		// answers are the environment's (EPERM), not the request's.
+		f.Skip("the agent's handlers run as root, as in the guest")
+	}
 	for _, s := range fuzzRouteSeeds() {
 		f.Add(s.method, s.target, s.header, []byte(s.body), s.length)
 	}
