@@ -156,29 +156,37 @@ func (m *Manager) markAnswered(in *instance) error {
 	return m.opt.Store.Put(rec)
 }
 
+// sizeWithin applies a request's vCPUs and RAM (0: keep) to cpus and ram,
+// within host group g's limits, and reports every value it refuses.
+// cpuField is how the request names its vCPUs ("cpus" in a create,
+// "vcpu" in a fork).
+func sizeWithin(g config.HostGroup, cpuField string, reqCPUs int, reqRAM int64, cpus int, ram int64) (int, int64, []error) {
+	var errs []error
+	switch {
+	case reqCPUs < 0:
+		errs = append(errs, fmt.Errorf("%s %d must not be negative", cpuField, reqCPUs))
+	case reqCPUs > g.VCPU:
+		errs = append(errs, fmt.Errorf("%s %d exceeds host group %q limit of %d", cpuField, reqCPUs, g.Name, g.VCPU))
+	case reqCPUs > 0:
+		cpus = reqCPUs
+	}
+	switch {
+	case reqRAM < 0:
+		errs = append(errs, fmt.Errorf("ram_bytes %d must not be negative", reqRAM))
+	case reqRAM > g.RAMBytes():
+		errs = append(errs, fmt.Errorf("ram_bytes %d exceeds host group %q limit of %d", reqRAM, g.Name, g.RAMBytes()))
+	case reqRAM > 0 && reqRAM < 64<<20:
+		errs = append(errs, fmt.Errorf("ram_bytes %d is below the 64 MiB minimum", reqRAM))
+	case reqRAM > 0:
+		ram = reqRAM
+	}
+	return cpus, ram, errs
+}
+
 // checkCreate validates a request against its group and returns the
 // effective size.
 func checkCreate(g config.HostGroup, req api.CreateNodeRequest, opt CreateOptions) (cpus int, ram int64, err error) {
-	cpus, ram = g.VCPU, g.RAMBytes()
-	var errs []error
-	switch {
-	case req.CPUs < 0:
-		errs = append(errs, fmt.Errorf("cpus %d must not be negative", req.CPUs))
-	case req.CPUs > g.VCPU:
-		errs = append(errs, fmt.Errorf("cpus %d exceeds host group %q limit of %d", req.CPUs, g.Name, g.VCPU))
-	case req.CPUs > 0:
-		cpus = req.CPUs
-	}
-	switch {
-	case req.RamBytes < 0:
-		errs = append(errs, fmt.Errorf("ram_bytes %d must not be negative", req.RamBytes))
-	case req.RamBytes > g.RAMBytes():
-		errs = append(errs, fmt.Errorf("ram_bytes %d exceeds host group %q limit of %d", req.RamBytes, g.Name, g.RAMBytes()))
-	case req.RamBytes > 0 && req.RamBytes < 64<<20:
-		errs = append(errs, fmt.Errorf("ram_bytes %d is below the 64 MiB minimum", req.RamBytes))
-	case req.RamBytes > 0:
-		ram = req.RamBytes
-	}
+	cpus, ram, errs := sizeWithin(g, "cpus", req.CPUs, req.RamBytes, g.VCPU, g.RAMBytes())
 	if req.GPUCount > g.GPUCount {
 		errs = append(errs, fmt.Errorf("gpu_count %d exceeds host group %q limit of %d", req.GPUCount, g.Name, g.GPUCount))
 	}

@@ -71,24 +71,7 @@ func planFork(c store.Commit, g config.HostGroup, req api.ForkVMRequest) (forkSp
 		s.RamBytes = g.RAMBytes()
 	}
 	var errs []error
-	switch {
-	case req.VCPU < 0:
-		errs = append(errs, fmt.Errorf("vcpu %d must not be negative", req.VCPU))
-	case req.VCPU > g.VCPU:
-		errs = append(errs, fmt.Errorf("vcpu %d exceeds host group %q limit of %d", req.VCPU, g.Name, g.VCPU))
-	case req.VCPU > 0:
-		s.CPUs = req.VCPU
-	}
-	switch {
-	case req.RamBytes < 0:
-		errs = append(errs, fmt.Errorf("ram_bytes %d must not be negative", req.RamBytes))
-	case req.RamBytes > g.RAMBytes():
-		errs = append(errs, fmt.Errorf("ram_bytes %d exceeds host group %q limit of %d", req.RamBytes, g.Name, g.RAMBytes()))
-	case req.RamBytes > 0 && req.RamBytes < 64<<20:
-		errs = append(errs, fmt.Errorf("ram_bytes %d is below the 64 MiB minimum", req.RamBytes))
-	case req.RamBytes > 0:
-		s.RamBytes = req.RamBytes
-	}
+	s.CPUs, s.RamBytes, errs = sizeWithin(g, "vcpu", req.VCPU, req.RamBytes, s.CPUs, s.RamBytes)
 
 	switch req.TagMode {
 	case "", api.TagModeAppend:
