@@ -51,18 +51,7 @@ func (m *machine) capture(ctx context.Context, stateDir string, opt hypervisor.C
 	m.qmpMu.Lock()
 	defer m.qmpMu.Unlock()
 	defer m.setSuspending(false)
-	var status string
-	err = m.session(ctx, func(q *QMP) error {
-		var err error
-		if status, err = runState(ctx, q); err == nil {
-			err = canSuspend(status)
-		}
-		if err != nil {
-			return err
-		}
-		m.detachAgent(ctx, q, status == stateRunning)
-		return ctx.Err()
-	})
+	status, err := m.prepareSave(ctx)
 	if err != nil {
 		return err
 	}

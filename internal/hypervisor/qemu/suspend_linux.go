@@ -56,19 +56,7 @@ func (m *machine) suspend(ctx context.Context, stateDir string) error {
 		}
 	}()
 	begin := time.Now()
-	var status string
-	err = m.session(ctx, func(q *QMP) error {
-		var err error
-		status, err = runState(ctx, q)
-		if err == nil {
-			err = canSuspend(status)
-		}
-		if err != nil {
-			return err
-		}
-		m.detachAgent(ctx, q, status == stateRunning)
-		return ctx.Err()
-	})
+	status, err := m.prepareSave(ctx)
 	if err != nil {
 		return err
 	}
@@ -378,4 +366,23 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// prepareSave is what a save (suspend or capture) does first, with qmpMu
+// held: the machine's run state, refused when it cannot be saved
+// (canSuspend), and the guest agent let go of its host (detachAgent)
+// when the guest runs.
+func (m *machine) prepareSave(ctx context.Context) (status string, err error) {
+	err = m.session(ctx, func(q *QMP) error {
+		var err error
+		if status, err = runState(ctx, q); err == nil {
+			err = canSuspend(status)
+		}
+		if err != nil {
+			return err
+		}
+		m.detachAgent(ctx, q, status == stateRunning)
+		return ctx.Err()
+	})
+	return status, err
 }
