@@ -37,6 +37,17 @@ func gated(e *env) *gatedBackend {
 
 // arm makes the next call of method ("pause", "resume", "suspend") wait
 // for the test's release; a test that fails first lets it go.
+// during arms method's gate, runs call in the background and returns
+// once call's hypervisor call is in flight; call's result comes on the
+// channel.
+func (b *gatedBackend) during(t *testing.T, method string, call func() error) (*gate, <-chan error) {
+	g := b.arm(t, method)
+	done := make(chan error, 1)
+	go func() { done <- call() }()
+	g.inFlight(t)
+	return g, done
+}
+
 func (b *gatedBackend) arm(t *testing.T, method string) *gate {
 	g := &gate{entered: make(chan struct{}), release: make(chan func() error, 1)}
 	t.Cleanup(func() {
@@ -143,10 +154,7 @@ func TestPauseHoldsNoLock(t *testing.T) {
 	ctx := context.Background()
 	host := createOne(t, e, false)
 
-	g := b.arm(t, "pause")
-	paused := make(chan error, 1)
-	go func() { paused <- e.m.Pause(ctx, host) }()
-	g.inFlight(t)
+	g, paused := b.during(t, "pause", func() error { return e.m.Pause(ctx, host) })
 
 	answers(t, "List", func() {
 		n, err := e.m.List(Filter{})
@@ -195,10 +203,7 @@ func TestFailedPauseLeavesVMRunning(t *testing.T) {
 	b := gated(e)
 	ctx := context.Background()
 	host := createOne(t, e, false)
-	g := b.arm(t, "pause")
-	paused := make(chan error, 1)
-	go func() { paused <- e.m.Pause(ctx, host) }()
-	g.inFlight(t)
+	g, paused := b.during(t, "pause", func() error { return e.m.Pause(ctx, host) })
 	g.release <- func() error { return errors.New("qmp: stop failed") }
 	if err := <-paused; err == nil || !strings.Contains(err.Error(), "qmp: stop failed") {
 		t.Fatalf("Pause = %v, want the hypervisor's error", err)
@@ -218,10 +223,7 @@ func TestExitDuringPause(t *testing.T) {
 	b := gated(e)
 	ctx := context.Background()
 	host := createOne(t, e, true)
-	g := b.arm(t, "pause")
-	paused := make(chan error, 1)
-	go func() { paused <- e.m.Pause(ctx, host) }()
-	g.inFlight(t)
+	g, paused := b.during(t, "pause", func() error { return e.m.Pause(ctx, host) })
 
 	e.fake.Last(host).Exit() // the guest powers off
 	waitFor(t, func() bool { return e.record(t, host).State == vmstate.Stopped })
@@ -242,10 +244,7 @@ func TestDeleteDuringPause(t *testing.T) {
 	b := gated(e)
 	ctx := context.Background()
 	host := createOne(t, e, false)
-	g := b.arm(t, "pause")
-	paused := make(chan error, 1)
-	go func() { paused <- e.m.Pause(ctx, host) }()
-	g.inFlight(t)
+	g, paused := b.during(t, "pause", func() error { return e.m.Pause(ctx, host) })
 
 	answers(t, "Delete", func() {
 		if _, err := e.m.Delete(ctx, "sbox", host); err != nil {
@@ -264,10 +263,7 @@ func TestSuspendHoldsNoLock(t *testing.T) {
 	b := gated(e)
 	ctx := context.Background()
 	host := createOne(t, e, false)
-	g := b.arm(t, "suspend")
-	suspended := make(chan error, 1)
-	go func() { suspended <- e.m.Suspend(ctx, host) }()
-	g.inFlight(t)
+	g, suspended := b.during(t, "suspend", func() error { return e.m.Suspend(ctx, host) })
 
 	answers(t, "List", func() {
 		if n, _ := e.m.List(Filter{}); len(n) != 1 || n[0].State != string(vmstate.Running) {
@@ -298,10 +294,7 @@ func TestSuspendFailingAfterExit(t *testing.T) {
 	b := gated(e)
 	ctx := context.Background()
 	host := createOne(t, e, true)
-	g := b.arm(t, "suspend")
-	suspended := make(chan error, 1)
-	go func() { suspended <- e.m.Suspend(ctx, host) }()
-	g.inFlight(t)
+	g, suspended := b.during(t, "suspend", func() error { return e.m.Suspend(ctx, host) })
 
 	machine := e.fake.Last(host)
 	g.release <- func() error {
