@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/hashicorp/yamux"
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/agent"
@@ -148,11 +146,8 @@ func (g *forkGuests) identityList() []agent.Identity {
 }
 
 func (g *forkGuests) serve(conn net.Conn) {
-	cfg := yamux.DefaultConfig()
-	cfg.LogOutput = io.Discard
-	sess, err := yamux.Server(conn, cfg)
+	sess, err := fakeGuestSession(conn)
 	if err != nil {
-		conn.Close()
 		return
 	}
 	g.mu.Lock()

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/yamux"
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/agent"
@@ -35,11 +34,8 @@ type poolGuests struct {
 }
 
 func (g *poolGuests) serve(conn net.Conn) {
-	cfg := yamux.DefaultConfig()
-	cfg.LogOutput = io.Discard
-	sess, err := yamux.Server(conn, cfg)
+	sess, err := fakeGuestSession(conn)
 	if err != nil {
-		conn.Close()
 		return
 	}
 	mux := http.NewServeMux()

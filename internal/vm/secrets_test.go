@@ -110,11 +110,8 @@ type fakeAgents struct {
 }
 
 func (f *fakeAgents) serve(conn net.Conn) {
-	cfg := yamux.DefaultConfig()
-	cfg.LogOutput = io.Discard
-	sess, err := yamux.Server(conn, cfg)
+	sess, err := fakeGuestSession(conn)
 	if err != nil {
-		conn.Close()
 		return
 	}
 	g := &fakeGuest{sess: sess}
@@ -369,4 +366,15 @@ func TestCreateSecretsWithoutStore(t *testing.T) {
 		t.Errorf("SyncSecrets without a store = %v, want nil", err)
 	}
 	e.assertEmpty(t)
+}
+
+// fakeGuestSession is the guest's end of the agent channel for a fake
+// guest: the yamux server the real agent runs, with its settings, logging
+// nowhere. The connection is closed on failure.
+func fakeGuestSession(conn net.Conn) (*yamux.Session, error) {
+	sess, err := yamux.Server(conn, agent.YamuxConfig(slog.New(slog.DiscardHandler), false))
+	if err != nil {
+		conn.Close()
+	}
+	return sess, err
 }
