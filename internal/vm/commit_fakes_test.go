@@ -13,7 +13,6 @@ import (
 	"sync"
 	"testing"
 
-
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/agent"
 	"github.com/openslicer/openslicer/internal/config"

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/agent"
 	"github.com/openslicer/openslicer/internal/config"
