@@ -249,9 +249,11 @@ func (m *Manager) Fork(ctx context.Context, id string, req api.ForkVMRequest, op
 	overlay := func(ctx context.Context, _ BootImage, _ int64, dst string) (string, error) {
 		return m.opt.Layers.Overlay(ctx, c.Layer, c.LayerFormat, dst)
 	}
+	begin := time.Now()
 	if err := m.start(ctx, log, g, in, overlay, c.StateDir, &undo); err != nil {
 		return api.ForkVMResponse{}, m.fail(ctx, log, &undo, err)
 	}
+	log.Debug("fork's machine started", "took", time.Since(begin).Round(time.Millisecond))
 	if !opt.NoWait {
 		if err := m.finishFork(ctx, in, c, spec.Fixups, opt.Timeout); err != nil {
 			return api.ForkVMResponse{}, m.fail(ctx, log, &undo, err)
@@ -333,9 +335,11 @@ func (m *Manager) forkPlan(id string, req api.ForkVMRequest) (store.Commit, conf
 // whatever the fix-ups say, so that no two children share them); the
 // fix-ups that remain are the files of the guest's own tools.
 func (m *Manager) finishFork(ctx context.Context, in *instance, c store.Commit, fixups []string, timeout time.Duration) error {
+	begin := time.Now()
 	if err := m.waitAgent(ctx, in, timeout); err != nil {
 		return err
 	}
+	agentTook, t := time.Since(begin), time.Now()
 	if c.Mode == api.CommitModeMemory {
 		if err := m.freshIdentity(ctx, in); err != nil {
 			return err
@@ -344,13 +348,17 @@ func (m *Manager) finishFork(ctx context.Context, in *instance, c store.Commit, 
 			return f == api.FixupHostname || f == api.FixupMachineID
 		})
 	}
+	identityTook, t := time.Since(t), time.Now()
 	if err := m.applyFixups(ctx, in, c.Source, fixups); err != nil {
 		return err
 	}
+	fixupsTook := time.Since(t)
 	in.mu.Lock()
 	in.rec.Unfinished = false
 	rec := in.rec
 	in.mu.Unlock()
+	m.log.Debug("fork finished", "vm", rec.Hostname, "agent", agentTook.Round(time.Millisecond),
+		"identity", identityTook.Round(time.Millisecond), "fixups", fixupsTook.Round(time.Millisecond))
 	return m.opt.Store.Put(rec)
 }
 

@@ -117,9 +117,13 @@ func Args(spec hypervisor.Spec, accel Accel) ([]string, error) {
 
 // load is what a restoring machine loads: the migration stream in the
 // file stream, and, for a captured machine that ran with a memory file,
-// that file (memory), mapped privately as the guest's RAM. The stream is
-// then loaded through QMP (-incoming defer), once the capability that
-// keeps it from loading RAM is set (see awaitRestore).
+// that file (memory), mapped privately as the guest's RAM. QEMU starts
+// waiting for the stream (-incoming defer), which awaitRestore then hands
+// it as an open descriptor (QMP getfd, migrate-incoming fd:), after
+// setting the capability that keeps it from loading RAM when there is a
+// memory file. QEMU reads the descriptor itself: through a pipe (an
+// exec:cat URI) the same 100 MB stream took 0.56-0.64 s to load instead
+// of 0.06-0.10 s (TCG host, 2026-12-07).
 type load struct {
 	stream, memory string
 }
@@ -190,14 +194,8 @@ func args(spec hypervisor.Spec, accel Accel, l load) ([]string, error) {
 			"-device", nic,
 		)
 	}
-	switch {
-	case l.memory != "":
+	if l.stream != "" {
 		args = append(args, "-incoming", "defer")
-	case l.stream != "":
-		// QEMU runs an exec: migration command with /bin/sh -c. Reading
-		// through cat rather than handing QEMU the file keeps Args pure;
-		// the value is one string, not an option list, so commas stay.
-		args = append(args, "-incoming", incomingURI(l.stream))
 	}
 	args = append(args,
 		"-qmp", "unix:"+optValue(filepath.Join(spec.RunDir, qmpSocket))+",server=on,wait=off",
@@ -206,9 +204,6 @@ func args(spec hypervisor.Spec, accel Accel, l load) ([]string, error) {
 	)
 	return args, nil
 }
-
-// incomingURI is the migration URI that reads the stream in file.
-func incomingURI(file string) string { return "exec:cat " + shellQuote(file) }
 
 // memoryMachineOpt names the RAM's memory backend on -M when the RAM is a
 // file (memoryArgs).
@@ -266,13 +261,6 @@ func kernelCmdline(cmdline string, accel Accel) string {
 		args = append(args, "tsc_early_khz="+strconv.FormatInt(accel.TSCkHz, 10))
 	}
 	return strings.Join(args, " ")
-}
-
-// shellQuote quotes s as one word for a POSIX shell: s in single quotes,
-// where each single quote of s closes the quoting, is escaped with a
-// backslash and reopens it.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // optValue escapes a value for QEMU's comma-separated option syntax, where

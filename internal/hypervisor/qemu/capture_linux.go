@@ -51,10 +51,12 @@ func (m *machine) capture(ctx context.Context, stateDir string, opt hypervisor.C
 	m.qmpMu.Lock()
 	defer m.qmpMu.Unlock()
 	defer m.setSuspending(false)
+	detachBegin := time.Now()
 	status, err := m.prepareSave(ctx)
 	if err != nil {
 		return err
 	}
+	detached := time.Since(detachBegin)
 	wasRunning := status == stateRunning
 
 	w, err := hypervisor.CreateState(stateDir)
@@ -118,7 +120,7 @@ func (m *machine) capture(ctx context.Context, stateDir string, opt hypervisor.C
 		return err
 	}
 	m.log.Info("machine captured", "state_dir", stateDir, "memory_file", memFile != "", "resumed", resumed,
-		"paused", paused.Round(time.Millisecond))
+		"detach_agent", detached.Round(time.Millisecond), "paused", paused.Round(time.Millisecond))
 	return nil
 }
 

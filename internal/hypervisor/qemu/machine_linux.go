@@ -25,9 +25,9 @@ var errExited = fmt.Errorf("qemu process has exited: %w", api.ErrConflict)
 var errSuspending = fmt.Errorf("machine is being suspended: %w", api.ErrConflict)
 
 // start launches qemu for runDir and adopts the daemonized process; when
-// l names a stream, args load it (-incoming), and start waits for the load
-// and resumes the guest. Whatever fails after qemu may exist kills every
-// qemu of runDir.
+// l names a stream, QEMU waits for it (-incoming defer), and start hands
+// it over, waits for the load and resumes the guest. Whatever fails after
+// qemu may exist kills every qemu of runDir.
 func (b *Backend) start(ctx context.Context, runDir string, args []string, l load) (hypervisor.Machine, error) {
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create run dir: %w", err)
@@ -44,9 +44,11 @@ func (b *Backend) start(ctx context.Context, runDir string, args []string, l loa
 		}
 		return nil, err
 	}
+	begin := time.Now()
 	if err := launch(ctx, b.Binary, args, runDir); err != nil {
 		return fail(err)
 	}
+	launched := time.Since(begin)
 	pid, err := readPidfile(filepath.Join(runDir, pidFile))
 	if err != nil {
 		return fail(err)
@@ -58,9 +60,12 @@ func (b *Backend) start(ctx context.Context, runDir string, args []string, l loa
 	h := hypervisor.Handle{Backend: b.Name(), PID: pid, RunDir: runDir}
 	m := newMachine(h, fd, args, b.log())
 	if l.stream != "" {
+		begin = time.Now()
 		if err := m.awaitRestore(ctx, l); err != nil {
 			return fail(fmt.Errorf("restore: %w", err))
 		}
+		m.log.Debug("machine restored", "launch", launched.Round(time.Millisecond), "load", time.Since(begin).Round(time.Millisecond),
+			"memory_file", l.memory != "")
 	}
 	return m, nil
 }

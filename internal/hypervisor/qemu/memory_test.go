@@ -10,7 +10,7 @@ import (
 // TestArgsMemoryFile: a machine with a memory file runs with its RAM in
 // that file mapped shared, under the id microvm gives its RAM, and the
 // file is read back from the command line (what Capture looks at); a
-// clone maps the captured file privately and loads its stream through
+// clone maps the captured file privately; every restore loads its stream through
 // QMP (-incoming defer); a plain machine has neither.
 func TestArgsMemoryFile(t *testing.T) {
 	tests := []struct {
@@ -26,7 +26,7 @@ func TestArgsMemoryFile(t *testing.T) {
 			"memory-backend-file,id=microvm.ram,size=512M,mem-path=/t/mem,,1,share=on", "", "/t/mem,1"},
 		{"clone", "", load{stream: "/t/vm.migration", memory: "/t/memory"},
 			"memory-backend-file,id=microvm.ram,size=512M,mem-path=/t/memory,share=off", "defer", ""},
-		{"suspended", "", load{stream: "/s/vm.migration"}, "", "exec:cat '/s/vm.migration'", ""},
+		{"suspended", "", load{stream: "/s/vm.migration"}, "", "defer", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -25,8 +25,9 @@ import (
 // so a machine an earlier daemon started suspends the same way.
 //
 // Restore checks the manifest against the spec (Backend.stateToLoad),
-// starts QEMU with the same command line plus -incoming (see Args), waits
-// while the run state is "inmigrate", and resumes the guest: the saved
+// starts QEMU with the same command line plus -incoming defer (see Args),
+// hands it a descriptor of the stream (getfd, migrate-incoming fd:NAME),
+// waits while the run state is "inmigrate", and resumes the guest: the saved
 // run state was "paused" (Suspend stops the vCPUs first), so QEMU does
 // not start them by itself. A single state file from before state
 // directories is loaded as it is.

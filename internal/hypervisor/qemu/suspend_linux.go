@@ -286,20 +286,29 @@ func (m *machine) exitAfterSave(ctx context.Context) error {
 	return m.Kill(kctx)
 }
 
-// awaitRestore waits until QEMU has loaded the migration stream of l,
-// then resumes the guest. A stream beside a memory file (QEMU started
-// with -incoming defer) is started here, once x-ignore-shared is set.
+// awaitRestore hands QEMU (started with -incoming defer) the migration
+// stream of l as a descriptor, waits until it has loaded it, then resumes
+// the guest. A stream beside a memory file is loaded with x-ignore-shared
+// set: it holds no RAM.
 func (m *machine) awaitRestore(ctx context.Context, l load) error {
+	f, err := os.Open(l.stream)
+	if err != nil {
+		return fmt.Errorf("open state: %w", err)
+	}
+	defer f.Close()
 	m.qmpMu.Lock()
 	defer m.qmpMu.Unlock()
-	err := m.session(ctx, func(q *QMP) error {
+	err = m.session(ctx, func(q *QMP) error {
 		if l.memory != "" {
 			if err := setIgnoreShared(ctx, q, true); err != nil {
 				return err
 			}
-			if _, err := q.Execute(ctx, "migrate-incoming", map[string]string{"uri": incomingURI(l.stream)}); err != nil {
-				return err
-			}
+		}
+		if _, err := q.ExecuteFD(ctx, "getfd", map[string]string{"fdname": stateFDName}, int(f.Fd())); err != nil {
+			return err
+		}
+		if _, err := q.Execute(ctx, "migrate-incoming", map[string]string{"uri": "fd:" + stateFDName}); err != nil {
+			return err
 		}
 		for {
 			status, err := runState(ctx, q)
