@@ -92,6 +92,13 @@
 //	                    SIGRTMIN+5 reboot, as systemd takes them). No
 //	                    program of the guest is run. 400 another action;
 //	                    501 from an agent that is neither.
+//	POST /v1/release    204 is answered and flushed first; then the agent
+//	                    ends this session, closes its end of the channel
+//	                    and keeps it closed for ReleaseQuiet before it
+//	                    opens it for the next host. The daemon sends it
+//	                    just before the machine is saved (suspend,
+//	                    capture), so that the saved guest waits for a new
+//	                    host instead of serving a session that is gone.
 //	GET  /v1/shell      query: uid, gid, shell, cwd (all optional); headers
 //	                    Connection: Upgrade, Upgrade: slicer-shell. Starts
 //	                    the shell (default: the user's login shell, else

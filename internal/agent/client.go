@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -109,6 +110,18 @@ func (c *Client) Stats(ctx context.Context) (*api.Snapshot, error) {
 		return nil, err
 	}
 	return &s, nil
+}
+
+// ReadDir lists the guest directory dir as root, sorted by name. A
+// directory that is not there is an error that unwraps to
+// api.ErrNotFound.
+func (c *Client) ReadDir(ctx context.Context, dir string) ([]api.FSInfo, error) {
+	var out []api.FSInfo
+	q := url.Values{"path": {dir}, "uid": {"0"}, "gid": {"0"}}
+	if err := c.doJSON(ctx, http.MethodGet, PathFSReadDir+"?"+q.Encode(), nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // WaitReady returns once the agent answers health, or with an error when

@@ -13,6 +13,7 @@ const (
 	PathClock     = "/v1/clock"
 	PathPower     = "/v1/power"
 	PathIdentity  = "/v1/identity"
+	PathRelease   = "/v1/release"
 	PathCopy      = "/v1/cp" // both ways: POST uploads, GET downloads
 	PathSecrets   = "/v1/secrets"
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"time"
 
 	"github.com/openslicer/openslicer/api"
 )
@@ -83,6 +84,21 @@ func (c *Client) Power(ctx context.Context, action string) error {
 	}
 	return c.doJSON(ctx, http.MethodPost, PathPower, Power{Action: action}, nil)
 }
+
+// Release asks the agent to let go of the channel before the machine is
+// saved (a suspend or a capture): it answers, then ends this session and
+// closes its end of the channel at once, rather than when it notices the
+// host leave, and keeps it closed a moment (ReleaseQuiet) so that the
+// host sees it closed. The client's session is of no use after it. An
+// agent older than the route answers with an error that unwraps to
+// api.ErrNotFound.
+func (c *Client) Release(ctx context.Context) error {
+	return c.doJSON(ctx, http.MethodPost, PathRelease, nil, nil)
+}
+
+// ReleaseQuiet is how long a released agent keeps its channel closed
+// before it opens it again for the next host.
+const ReleaseQuiet = 50 * time.Millisecond
 
 // SetIdentity gives the guest the identity id names. An agent that is not
 // init answers with an error that unwraps to api.ErrNotImplemented; a bad

@@ -2,6 +2,7 @@ package guest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -13,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/openslicer/openslicer/internal/agent"
 	"github.com/openslicer/openslicer/internal/agent/channel"
 )
 
@@ -39,6 +41,16 @@ func (s *Server) ServeDevice(ctx context.Context, path string) error {
 		err = s.ServeConn(ctx, conn)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, errReleased) {
+			// Closed long enough for the host to see it (it polls the
+			// port's state): the machine is saved with the agent waiting
+			// for its next host.
+			s.log.Info("released by the host, reopening the channel", "path", name, "after", agent.ReleaseQuiet)
+			if err := sleepCtx(ctx, agent.ReleaseQuiet); err != nil {
+				return err
+			}
+			continue
 		}
 		s.log.Info("host went away, reopening the channel", "path", name, "err", err)
 	}
@@ -143,4 +155,16 @@ func findPort(sysDir, devDir, name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("find virtio-serial port %q: not in %s", name, sysDir)
+}
+
+// sleepCtx waits for d, or returns ctx's error when it ends first.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

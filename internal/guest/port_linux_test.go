@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,6 +86,71 @@ func TestServeDeviceReopens(t *testing.T) {
 		c.Close() // the host goes away; the agent must serve the next one
 	}
 
+	cancel()
+	if err := <-served; !errors.Is(err, context.Canceled) {
+		t.Errorf("ServeDevice = %v, want context.Canceled once ctx ends", err)
+	}
+}
+
+// eofConn is a host's end of the channel that reports when the agent has
+// closed its end (a read fails).
+type eofConn struct {
+	net.Conn
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (c *eofConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil {
+		c.once.Do(func() { close(c.closed) })
+	}
+	return n, err
+}
+
+// TestServeDeviceRelease: a host's release is answered, then the agent
+// closes its end of the channel by itself (the host has not gone away),
+// and serves the next host after it.
+func TestServeDeviceRelease(t *testing.T) {
+	log := testLogger(t)
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srv := NewServer(log)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeDevice(ctx, sock) }()
+
+	conns := make(chan *eofConn, 2)
+	dial := func(context.Context) (net.Conn, error) {
+		c, err := ln.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ec := &eofConn{Conn: c, closed: make(chan struct{})}
+		conns <- ec
+		return ec, nil
+	}
+	first := agent.NewClient(dial, log)
+	defer first.Close()
+	if err := first.Release(ctx); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	select {
+	case <-(<-conns).closed:
+	case <-ctx.Done():
+		t.Fatal("the agent did not close its end of the channel after the release")
+	}
+
+	second := agent.NewClient(dial, log)
+	defer second.Close()
+	if _, err := second.Health(ctx); err != nil {
+		t.Fatalf("the next host after a release: Health: %v", err)
+	}
 	cancel()
 	if err := <-served; !errors.Is(err, context.Canceled) {
 		t.Errorf("ServeDevice = %v, want context.Canceled once ctx ends", err)

@@ -84,6 +84,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+agent.PathExec, s.exec)
 	mux.HandleFunc("PUT "+agent.PathFirstBoot, s.firstBoot)
 	mux.HandleFunc("GET "+agent.PathStats, s.stats)
+	mux.HandleFunc("POST "+agent.PathRelease, s.release)
 	s.routeCopy(mux)
 	s.routeFS(mux)
 	s.routeBackground(mux)
@@ -110,15 +111,28 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 	defer stop()
 	s.host.set(sess)
 	defer s.host.clear(sess)
+	released := make(chan struct{})
+	release := sync.OnceFunc(func() {
+		close(released)
+		sess.Close()
+	})
 	hs := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			return context.WithValue(ctx, releaseKey{}, release)
+		},
 	}
 	err = hs.Serve(sess)
 	sess.Close()
 	_ = hs.Shutdown(context.WithoutCancel(ctx)) // waits for running handlers
+	select {
+	case <-released:
+		return errReleased
+	default:
+	}
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
@@ -128,6 +142,32 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 		return nil
 	}
 	return fmt.Errorf("serve agent session: %w", err)
+}
+
+// errReleased is what ServeConn returns when the host released the
+// session (POST /v1/release).
+var errReleased = errors.New("the host released the session")
+
+// releaseKey keys, in a request's context, the function that ends the
+// request's session (see release).
+type releaseKey struct{}
+
+// release answers 204 and flushes the answer to the host, then ends the
+// session and closes the channel: the host is about to save the machine,
+// and wants the agent waiting for its next host rather than inside this
+// session (agent.Client.Release). ServeDevice then keeps the channel
+// closed for agent.ReleaseQuiet.
+func (s *Server) release(w http.ResponseWriter, r *http.Request) {
+	end, ok := r.Context().Value(releaseKey{}).(func())
+	if !ok {
+		agent.WriteError(w, fmt.Errorf("release: %w (not served on a host channel)", api.ErrNotImplemented))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+	if err := http.NewResponseController(w).Flush(); err != nil {
+		return // the host is gone already
+	}
+	end()
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {

@@ -132,6 +132,8 @@ type forkGuests struct {
 	secrets  map[string][]string // the names last pushed, by guest
 	exitCode int
 	guests   int
+	// noSSHKeys makes /etc/ssh missing; otherwise it holds a host key.
+	noSSHKeys bool
 	// machineIDs are the machine ids sent through the identity route,
 	// identities the whole requests.
 	machineIDs []string
@@ -191,6 +193,16 @@ func (g *forkGuests) serve(conn net.Conn) {
 		g.identities = append(g.identities, idy)
 		g.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /v1/fs/readdir", func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		missing := g.noSSHKeys || r.URL.Query().Get("path") != "/etc/ssh"
+		g.mu.Unlock()
+		if missing {
+			agent.WriteError(w, fmt.Errorf("readdir: %w", api.ErrNotFound))
+			return
+		}
+		json.NewEncoder(w).Encode([]api.FSInfo{{Name: "moduli", Type: "file"}, {Name: "ssh_host_ed25519_key", Type: "file"}})
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	http.Serve(sess, mux)

@@ -397,6 +397,9 @@ func (m *Manager) applyFixups(ctx context.Context, in *instance, source string, 
 			return fmt.Errorf("vm %q: fix-up machine-id: %w", host, err)
 		}
 	}
+	if slices.Contains(fixups, api.FixupSSHHostKeys) && !hasSSHHostKeys(ctx, client) {
+		fixups = slices.DeleteFunc(slices.Clone(fixups), func(f string) bool { return f == api.FixupSSHHostKeys })
+	}
 	script := fixupScript(fixups, source, host)
 	if script == "" {
 		return nil
@@ -411,6 +414,26 @@ func (m *Manager) applyFixups(ctx context.Context, in *instance, source string, 
 			firstNonEmpty(strings.TrimSpace(res.Error), strings.TrimSpace(res.Stderr), "no output"))
 	}
 	return nil
+}
+
+// hasSSHHostKeys reports whether the guest may have SSH host keys to
+// renew: true unless a listing of /etc/ssh shows none (or no /etc/ssh),
+// which spares most forks the fix-up's exec.
+func hasSSHHostKeys(ctx context.Context, client *agent.Client) bool {
+	entries, err := client.ReadDir(ctx, "/etc/ssh")
+	if errors.Is(err, api.ErrNotFound) {
+		return false
+	}
+	if err != nil {
+		return true
+	}
+	return slices.ContainsFunc(entries, func(e api.FSInfo) bool { return isSSHHostKey(e.Name) })
+}
+
+// isSSHHostKey reports whether name is an SSH host key's file name, as
+// ssh-keygen -A makes them (ssh_host_<type>_key).
+func isSSHHostKey(name string) bool {
+	return strings.HasPrefix(name, "ssh_host_") && strings.HasSuffix(name, "_key")
 }
 
 // newMachineID is a fresh systemd machine ID: 128 random bits in hex.

@@ -173,6 +173,16 @@ func TestForkChild(t *testing.T) {
 	if n := len(guests.machineIDList()); n != 1 {
 		t.Errorf("fork with fixups [] sent %d more machine ids, want none", n-1)
 	}
+	// A guest without SSH host keys is spared the fix-up's exec.
+	guests.mu.Lock()
+	guests.noSSHKeys = true
+	guests.mu.Unlock()
+	if _, err := e.m.Fork(ctx, c.CommitID, api.ForkVMRequest{Fixups: list(api.FixupSSHHostKeys)}, ForkOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(guests.execList()); n != 1 {
+		t.Errorf("fork of a guest without SSH host keys ran %d more execs, want none", n-1)
+	}
 	brec := e.record(t, bare.Hostname)
 	if m := e.fake.Last(bare.Hostname); m == nil || GuestCmdline(src, "", "", "") != m.Spec.Cmdline {
 		t.Errorf("child without the hostname fix-up boots with %+v, want the source's name", m)
@@ -195,8 +205,8 @@ func TestForkChild(t *testing.T) {
 			t.Errorf("fork %s with %+v = %v, want %v", tc.id, tc.req, err, tc.want)
 		}
 	}
-	if recs, _ := e.store.List(); len(recs) != 3 {
-		t.Errorf("%d records after refused forks, want the source and two children", len(recs))
+	if recs, _ := e.store.List(); len(recs) != 4 {
+		t.Errorf("%d records after refused forks, want the source and three children", len(recs))
 	}
 }
 

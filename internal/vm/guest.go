@@ -39,6 +39,13 @@ func (m *Manager) agentFor(hostname string, op vmstate.Op) (*agent.Client, error
 	return in.agent, nil
 }
 
+// agentClient returns in's agent client (nil while it has none).
+func (in *instance) agentClient() *agent.Client {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.agent
+}
+
 // Exec runs a command in the guest and returns the agent's NDJSON frame
 // stream, to be passed through unchanged. stdin may be nil.
 func (m *Manager) Exec(ctx context.Context, hostname string, req *api.ExecRequest, stdin io.Reader) (io.ReadCloser, error) {

@@ -119,6 +119,7 @@ func (m *Manager) commitMemory(ctx context.Context, in *instance, req api.Commit
 	begin := time.Now()
 	err = os.MkdirAll(m.commitDir(id), 0o700)
 	if err == nil {
+		releaseAgent(ctx, m.log.With("vm", rec.Hostname), in.agentClient())
 		err = capturer.Capture(ctx, commit.StateDir, hypervisor.CaptureOptions{Resume: true, Overlays: []string{commit.SourceOverlay}})
 	}
 	if err != nil {

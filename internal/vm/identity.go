@@ -86,3 +86,24 @@ func (m *Manager) freshIdentity(ctx context.Context, in *instance) error {
 	}
 	return nil
 }
+
+// releaseTimeout bounds asking a guest agent to let go of its channel.
+const releaseTimeout = 2 * time.Second
+
+// releaseAgent asks the guest agent behind client to let go of its channel
+// (agent.Client.Release) just before its running machine is saved (a
+// suspend, a memory commit, a template's capture), so that the backend's
+// wait for the guest to close the channel ends at once rather than when
+// the guest notices its host leave, and the saved guest waits for its next
+// host. An agent that does not answer is left to notice, as before: the
+// failure is logged, and the save goes on.
+func releaseAgent(ctx context.Context, log *slog.Logger, client *agent.Client) {
+	if client == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, releaseTimeout)
+	defer cancel()
+	if err := client.Release(ctx); err != nil {
+		log.Debug("guest agent did not take the release; the save waits for it to notice its host leave", "err", err)
+	}
+}

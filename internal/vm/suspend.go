@@ -53,6 +53,9 @@ func (m *Manager) suspend(ctx context.Context, in *instance, atStop bool) error 
 	stateDir := m.statePath(machineName(in.rec))
 	in.mu.Unlock()
 
+	if c.from == vmstate.Running {
+		releaseAgent(ctx, m.log.With("vm", hostname), in.agentClient())
+	}
 	if err := machine.Suspend(ctx, stateDir); err != nil {
 		if errors.Is(err, hypervisor.ErrUnsupported) {
 			err = fmt.Errorf("suspend vm %q: %w: %w", hostname, err, api.ErrNotImplemented)

@@ -199,17 +199,18 @@ func (m *Manager) buildTemplate(ctx context.Context, g config.HostGroup, img Boo
 	if !ok {
 		return fail(fmt.Errorf("backend %q cannot capture a running machine: %w", backend.Name(), api.ErrNotImplemented))
 	}
-	// The agent's connection stays open into the capture, which closes
-	// it and waits for the guest to let go of its channel: a clone then
-	// starts with an agent waiting for a new host, not one still in a
-	// session with a host that is gone (which costs the clone's first
-	// connection a health-probe timeout).
+	// The agent is released and its connection stays open into the
+	// capture, which closes it and waits for the guest to let go of its
+	// channel: a clone then starts with an agent waiting for a new host,
+	// not one still in a session with a host that is gone (which costs
+	// the clone's first connection a health-probe timeout).
 	client := agent.NewClient(machine.DialAgent, log)
 	defer client.Close()
 	if err := awaitTemplateAgent(ctx, client, machine); err != nil {
 		return fail(err)
 	}
 	booted := time.Since(begin)
+	releaseAgent(ctx, log, client)
 	if err := capturer.Capture(ctx, t.StateDir, hypervisor.CaptureOptions{}); err != nil {
 		return fail(fmt.Errorf("capture the template machine: %w", err))
 	}

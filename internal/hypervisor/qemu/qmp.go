@@ -28,7 +28,13 @@ type QMP struct {
 	dec    *json.Decoder
 	lastID uint64
 	broken error
+	// events holds the events read while waiting for replies, oldest
+	// first, for TakeEvent and WaitEvent (at most maxQueuedEvents).
+	events []message
 }
+
+// maxQueuedEvents bounds QMP.events; older events are dropped first.
+const maxQueuedEvents = 64
 
 // QMPError is a command's "error" reply.
 type QMPError struct {
@@ -97,14 +103,16 @@ type message struct {
 	ID     json.RawMessage `json:"id"`
 }
 
-// WaitEvent reads until QEMU sends an event called name whose data match
-// accepts (nil accepts any), and returns that data. Events are not
-// queued: those that arrive while a command runs are skipped, so wait only
-// for events that something done after the last command will cause. A
+// WaitEvent returns the data of an event called name whose data match
+// accepts (nil accepts any): the oldest such event that arrived while a
+// command ran (see TakeEvent), or else the next one QEMU sends. A
 // cancelled wait breaks the session, as any cancelled I/O does.
 func (q *QMP) WaitEvent(ctx context.Context, name string, match func(data json.RawMessage) bool) (json.RawMessage, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if data, ok := q.takeEvent(name, match); ok {
+		return data, nil
+	}
 	if q.broken != nil {
 		return nil, fmt.Errorf("qmp wait for %s: session broken by an earlier error: %w", name, q.broken)
 	}
@@ -119,6 +127,26 @@ func (q *QMP) WaitEvent(ctx context.Context, name string, match func(data json.R
 			return msg.Data, nil
 		}
 	}
+}
+
+// TakeEvent returns the data of the oldest event called name (and
+// matching match, when not nil) that QEMU sent while this session waited
+// for a command's reply, and forgets it; false when there is none. It
+// does not read from QEMU.
+func (q *QMP) TakeEvent(name string, match func(data json.RawMessage) bool) (json.RawMessage, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.takeEvent(name, match)
+}
+
+func (q *QMP) takeEvent(name string, match func(data json.RawMessage) bool) (json.RawMessage, bool) {
+	for i, msg := range q.events {
+		if msg.Event == name && (match == nil || match(msg.Data)) {
+			q.events = append(q.events[:i], q.events[i+1:]...)
+			return msg.Data, true
+		}
+	}
+	return nil, false
 }
 
 // execute sends one command, with oob as ancillary data when not nil, and
@@ -150,7 +178,11 @@ func (q *QMP) execute(ctx context.Context, cmd string, args any, oob []byte) (js
 		}
 		switch {
 		case msg.Event != "":
-			continue // asynchronous; nobody here is listening
+			if len(q.events) == maxQueuedEvents {
+				q.events = q.events[1:]
+			}
+			q.events = append(q.events, msg) // for TakeEvent and WaitEvent
+			continue
 		case msg.ID != nil && string(msg.ID) != id:
 			continue // not ours
 		case msg.Error != nil:

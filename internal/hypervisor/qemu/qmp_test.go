@@ -80,6 +80,13 @@ func (f *fakeQMP) serve(conn net.Conn) {
 			enc.Encode(map[string]any{"event": "VSERPORT_CHANGE", "data": map[string]any{"id": "other", "open": false}})
 			enc.Encode(map[string]any{"return": map[string]any{}, "id": "stray"})
 			enc.Encode(map[string]any{"event": "VSERPORT_CHANGE", "data": map[string]any{"id": "agentport", "open": false}})
+		case "emit-first":
+			// Events, then the reply: the events arrive while the
+			// command waits for it.
+			enc.Encode(map[string]any{"event": "VSERPORT_CHANGE", "data": map[string]any{"id": "other", "open": true}})
+			enc.Encode(map[string]any{"event": "VSERPORT_CHANGE", "data": map[string]any{"id": "agentport", "open": false}})
+			enc.Encode(map[string]any{"event": "RESUME"})
+			enc.Encode(map[string]any{"return": map[string]any{}, "id": id})
 		case "hang":
 			// never answers
 		default:
@@ -223,5 +230,44 @@ func TestQMPWaitEvent(t *testing.T) {
 	defer cancel()
 	if _, err := q.WaitEvent(tctx, "NEVER", nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("WaitEvent for an event that never comes = %v, want context.DeadlineExceeded", err)
+	}
+}
+
+// TestQMPTakeEvent: events that arrive while a command waits for its
+// reply are kept, and taken once each, by TakeEvent or WaitEvent.
+func TestQMPTakeEvent(t *testing.T) {
+	f := newFakeQMP(t)
+	ctx := context.Background()
+	q, err := DialQMP(ctx, f.path)
+	if err != nil {
+		t.Fatalf("DialQMP: %v", err)
+	}
+	defer q.Close()
+	agentPort := func(data json.RawMessage) bool {
+		var ev struct{ ID string }
+		return json.Unmarshal(data, &ev) == nil && ev.ID == "agentport"
+	}
+	if _, ok := q.TakeEvent("VSERPORT_CHANGE", agentPort); ok {
+		t.Fatal("TakeEvent before any command found an event")
+	}
+	if _, err := q.Execute(ctx, "emit-first", nil); err != nil {
+		t.Fatalf("Execute(emit-first): %v", err)
+	}
+	data, ok := q.TakeEvent("VSERPORT_CHANGE", agentPort)
+	if !ok || string(data) != `{"id":"agentport","open":false}` {
+		t.Errorf("TakeEvent = %s, %t; want the agentport event's data", data, ok)
+	}
+	if _, ok := q.TakeEvent("VSERPORT_CHANGE", agentPort); ok {
+		t.Error("TakeEvent took the same event twice")
+	}
+	// WaitEvent takes a kept event without reading: QEMU sends nothing
+	// more, so reading would block until the deadline.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if data, err := q.WaitEvent(wctx, "VSERPORT_CHANGE", nil); err != nil || string(data) != `{"id":"other","open":true}` {
+		t.Errorf("WaitEvent = %s, %v; want the kept event of the other port", data, err)
+	}
+	if _, ok := q.TakeEvent("RESUME", nil); !ok {
+		t.Error("TakeEvent(RESUME) found nothing")
 	}
 }

@@ -115,13 +115,20 @@ func (m *machine) session(ctx context.Context, fn func(q *QMP) error) error {
 // detachAgent closes the agent connections DialAgent handed out, and
 // refuses new ones until the suspend is over. If the guest had its end of
 // the port open and can run, it then waits (at most agentDetachTimeout)
-// for the guest to close it, which the agent does when it sees the host
-// go away. Saved after that, the guest is waiting for a host rather than
-// inside a yamux session with one that no longer exists. The wait is for
-// QEMU's VSERPORT_CHANGE event, which QEMU sends at most once a second per
-// port: when the guest opened the port less than a second earlier (just
-// after a boot or a restore), the close is reported up to a second late,
-// merged with the reopen that follows it.
+// until the guest has closed it, which the agent does when it sees the
+// host go away, or at once when the host released it first
+// (agent.Client.Release, which the caller sends before a save). Saved
+// after that, the guest is waiting for a host rather than inside a yamux
+// session with one that no longer exists.
+//
+// The wait looks at the port's state (query-chardev) every
+// detachPollInterval, and at QEMU's VSERPORT_CHANGE events. The state
+// alone can miss a close: an agent that noticed the host leave opens the
+// port again at once. The event alone is late: QEMU sends it at most once
+// a second per port, so a close less than a second after the guest
+// opened the port (just after a boot or a restore) was reported up to a
+// second late, merged with the reopen. A released agent keeps the port
+// closed for agent.ReleaseQuiet, long enough for the state to show it.
 //
 // Without this, the restored guest learns of the old host's departure
 // (QEMU tells it once its vCPUs run) at about the time the next host
@@ -138,10 +145,8 @@ func (m *machine) detachAgent(ctx context.Context, q *QMP, running bool) {
 	if len(conns) == 0 {
 		return
 	}
-	guestOpen := false
-	if ret, err := q.Execute(ctx, "query-chardev", nil); err != nil {
-		m.log.Warn("query agent channel", "err", err)
-	} else if guestOpen, err = agentPortOpen(ret); err != nil {
+	guestOpen, err := m.agentPortState(ctx, q)
+	if err != nil {
 		m.log.Warn("query agent channel", "err", err)
 	}
 	for c := range conns {
@@ -152,15 +157,39 @@ func (m *machine) detachAgent(ctx context.Context, q *QMP, running bool) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, agentDetachTimeout)
 	defer cancel()
-	_, err := q.WaitEvent(wctx, "VSERPORT_CHANGE", func(data json.RawMessage) bool {
+	isAgentPort := func(data json.RawMessage) bool {
 		var ev struct {
 			ID string `json:"id"`
 		}
 		return json.Unmarshal(data, &ev) == nil && ev.ID == agentPortID
-	})
-	if err != nil && ctx.Err() == nil {
-		m.log.Warn("guest agent did not close its channel before the save; after restore it may keep its old session", "err", err)
 	}
+	for {
+		open, err := m.agentPortState(wctx, q)
+		if _, changed := q.TakeEvent("VSERPORT_CHANGE", isAgentPort); err == nil && (!open || changed) {
+			return
+		}
+		if err == nil {
+			err = sleep(wctx, detachPollInterval)
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				m.log.Warn("guest agent did not close its channel before the save; after restore it may keep its old session", "err", err)
+			}
+			return
+		}
+	}
+}
+
+// detachPollInterval spaces detachAgent's looks at the agent port.
+const detachPollInterval = 5 * time.Millisecond
+
+// agentPortState reports whether the guest has the agent port open.
+func (m *machine) agentPortState(ctx context.Context, q *QMP) (bool, error) {
+	ret, err := q.Execute(ctx, "query-chardev", nil)
+	if err != nil {
+		return false, err
+	}
+	return agentPortOpen(ret)
 }
 
 func (m *machine) setSuspending(v bool) {
