@@ -68,6 +68,10 @@ type Network struct {
 	Gateway netip.Addr `json:"gateway,omitzero"`
 	// DNS servers, when given, are written to /etc/resolv.conf.
 	DNS []netip.Addr `json:"dns,omitempty"`
+	// MAC, when set (e.g. 02:00:00:00:00:01), becomes the device's
+	// hardware address first: a clone of a memory image wakes with its
+	// image's.
+	MAC string `json:"mac,omitempty"`
 }
 
 // Power asks the guest to power off (action PowerOff) or reboot

@@ -159,11 +159,6 @@ func checkGroup(p *problems, path string, g HostGroup, opts ValidateOptions) {
 		checkNetwork(p, path+".network", g)
 	}
 	checkKernelArgs(p, path+".kernel_args", g.KernelArgs)
-	if g.Snapshot && g.Network != nil {
-		// A clone keeps the template's address until the guest identity
-		// routes (address, MAC) can give it its own.
-		p.add(path+".snapshot", "snapshot templates are not supported yet for a host group with a network")
-	}
 	checkWarm(p, path, g)
 	if g.Init != "" && g.Init != InitSystemd && g.Init != InitAgent {
 		p.add(path+".init", "must be %s or %s, got %q", InitSystemd, InitAgent, g.Init)

@@ -2,6 +2,7 @@ package guest
 
 import (
 	"fmt"
+	"net"
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/agent"
@@ -19,6 +20,13 @@ func identityOf(req agent.Identity) (sysconf.Identity, error) {
 	id := sysconf.Identity{Hostname: req.Hostname, MachineID: req.MachineID, Entropy: req.Entropy}
 	if n := req.Network; n != nil {
 		id.Network = &sysconf.Network{Device: n.Device, Address: n.Address, Gateway: n.Gateway, DNS: n.DNS}
+		if n.MAC != "" {
+			mac, err := net.ParseMAC(n.MAC)
+			if err != nil {
+				return sysconf.Identity{}, fmt.Errorf("%w: identity: network mac %q: %w", api.ErrInvalid, n.MAC, err)
+			}
+			id.Network.MAC = mac
+		}
 	}
 	if l := len(req.Entropy); l > 0 && (l < agent.MinEntropy || l > agent.MaxEntropy) {
 		return sysconf.Identity{}, fmt.Errorf("%w: entropy of %d bytes: want %d to %d", api.ErrInvalid, l, agent.MinEntropy, agent.MaxEntropy)

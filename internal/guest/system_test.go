@@ -3,6 +3,7 @@ package guest
 import (
 	"bytes"
 	"errors"
+	"net"
 	"net/netip"
 	"testing"
 
@@ -32,6 +33,13 @@ func TestIdentityOf(t *testing.T) {
 		{name: "bad hostname", req: agent.Identity{Hostname: "a b"}, bad: true},
 		{name: "bad machine id", req: agent.Identity{MachineID: "nope"}, bad: true},
 		{name: "network without address", req: agent.Identity{Network: &agent.Network{}}, bad: true},
+		{name: "mac", req: agent.Identity{Network: &agent.Network{Address: nw.Address, MAC: "02:AB:00:00:00:01"}},
+			want: sysconf.Identity{Network: &sysconf.Network{Address: nw.Address, MAC: net.HardwareAddr{2, 0xab, 0, 0, 0, 1}}}},
+		{name: "mac not an address", req: agent.Identity{Network: &agent.Network{Address: nw.Address, MAC: "nope"}}, bad: true},
+		{name: "multicast mac", req: agent.Identity{Network: &agent.Network{Address: nw.Address, MAC: "01:00:5e:00:00:01"}}, bad: true},
+		{name: "zero mac", req: agent.Identity{Network: &agent.Network{Address: nw.Address, MAC: "00:00:00:00:00:00"}}, bad: true},
+		{name: "infiniband mac", req: agent.Identity{Network: &agent.Network{Address: nw.Address,
+			MAC: "00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01"}}, bad: true},
 	} {
 		got, err := identityOf(tc.req)
 		if tc.bad {

@@ -54,9 +54,15 @@ type Spec struct {
 	RunDir string
 	// ConsoleLog is the file the serial console is written to.
 	ConsoleLog string
-	// TAP is the host TAP device for the guest's NIC; empty means no NIC.
+	// TAP is the host TAP device for the guest's NIC; empty means no NIC,
+	// unless UnlinkedNIC.
 	TAP string
 	MAC string
+	// UnlinkedNIC gives the guest a NIC that no host device backs: what
+	// it sends goes nowhere. It is a snapshot template's, whose clones
+	// need a NIC in the captured devices and each get a TAP of their own
+	// at restore. It excludes TAP.
+	UnlinkedNIC bool
 	// RestoreFrom, when set, is a state directory written by
 	// Machine.Suspend (see state.go): Start then restores the machine from
 	// it instead of booting the kernel, and returns once the machine runs
@@ -118,6 +124,9 @@ func (s Spec) Problems() []error {
 	}
 	if s.RestoreFrom != "" && !filepath.IsAbs(s.RestoreFrom) {
 		bad("state directory %q is not an absolute path", s.RestoreFrom)
+	}
+	if s.UnlinkedNIC && s.TAP != "" {
+		bad("a NIC with a TAP (%q) is not unlinked", s.TAP)
 	}
 	return errs
 }

@@ -104,7 +104,7 @@ type Shape struct {
 func ShapeOf(spec Spec, accelerator string) Shape {
 	s := Shape{
 		VCPUs: spec.VCPUs, MemoryBytes: spec.MemoryBytes, Kernel: spec.Kernel, Initrd: spec.Initrd,
-		NIC: spec.TAP != "", MAC: strings.ToLower(spec.MAC), Accelerator: accelerator,
+		NIC: spec.TAP != "" || spec.UnlinkedNIC, MAC: strings.ToLower(spec.MAC), Accelerator: accelerator,
 	}
 	for _, d := range spec.Disks {
 		if d.Format == "" {

@@ -73,6 +73,9 @@ type Commit struct {
 	// Template is the snapshot template whose layer the source's disk
 	// was over, and so this commit's layer is (templates.go).
 	Template string `json:"template,omitempty"`
+	// HasNetwork: the captured machine of a memory commit had a network
+	// card, which its forks' machines must have too.
+	HasNetwork bool `json:"has_network,omitempty"`
 }
 
 // CreateCommit writes the new record c. An ID already recorded is

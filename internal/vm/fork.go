@@ -116,8 +116,9 @@ func planFork(c store.Commit, g config.HostGroup, req api.ForkVMRequest) (forkSp
 }
 
 // checkHotFork refuses a fork of memory commit c that cannot restore its
-// state: the child has the source's size, and no network (see
-// hotcommit.go). Errors are ErrInvalid or ErrConflict.
+// state: the child has the source's size, and a network card when, and
+// only when, its source had one (see hotcommit.go). Errors are ErrInvalid
+// or ErrConflict.
 func checkHotFork(c store.Commit, g config.HostGroup, req api.ForkVMRequest) error {
 	var errs []error
 	if req.VCPU != 0 && req.VCPU != c.CPUs {
@@ -126,19 +127,25 @@ func checkHotFork(c store.Commit, g config.HostGroup, req api.ForkVMRequest) err
 	if req.RamBytes != 0 && req.RamBytes != c.RamBytes {
 		errs = append(errs, fmt.Errorf("ram_bytes %d: a fork of a memory commit has its source's %d", req.RamBytes, c.RamBytes))
 	}
-	if req.Network != nil && (req.Network.Allow != nil || req.Network.Drop != nil) {
-		errs = append(errs, errors.New("network: a fork of a memory commit has no network"))
-	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: fork of memory commit %s: %w", api.ErrInvalid, c.ID, errors.Join(errs...))
 	}
 	switch {
 	case g.VCPU < c.CPUs || g.RAMBytes() < c.RamBytes:
 		return fmt.Errorf("fork of memory commit %s: host group %q is now smaller than its source (%d vcpu, %d bytes): %w", c.ID, g.Name, c.CPUs, c.RamBytes, api.ErrConflict)
-	case g.Network != nil:
-		return fmt.Errorf("fork of memory commit %s: host group %q has a network now, which the captured machine lacks: %w", c.ID, g.Name, api.ErrConflict)
+	case (g.Network != nil) != c.HasNetwork:
+		return fmt.Errorf("fork of memory commit %s: host group %q %s now, and the captured machine %s: %w", c.ID, g.Name,
+			hasNetwork(g.Network != nil), hasNetwork(c.HasNetwork), api.ErrConflict)
 	}
 	return nil
+}
+
+// hasNetwork says whether something has a network, in words.
+func hasNetwork(b bool) string {
+	if b {
+		return "has a network"
+	}
+	return "has no network"
 }
 
 // forkNetwork is the child's egress override: the source's, with each

@@ -27,14 +27,15 @@ import (
 // only for the capture, then runs on.
 //
 // A fork of a memory commit restores the state on a child whose disk is
-// copy-on-write over the layer, then gives it an identity of its own
-// (freshIdentity: hostname, machine-id, fresh kernel RNG entropy, clock)
-// before it is answered. The child has its source's processes and files.
+// copy-on-write over the layer, with a network of its own when the group
+// has one (planned and set up before the restore: its TAP, and in
+// isolated mode its namespace and rules), then gives it an identity of
+// its own (freshIdentity: hostname, MAC, address, route and DNS,
+// machine-id, fresh kernel RNG entropy, clock) before it is answered. The
+// child has its source's processes and files; connections its source
+// had open are not its own (their peers know the source's address).
 //
 // What is refused, and why:
-//   - a VM with a network: the captured device state holds the source's
-//     MAC, and a child would need its own MAC (the hypervisor's, not the
-//     guest's to set), TAP and address planned before the restore;
 //   - a disk that is not qcow2: only qcow2 disks are layered while they
 //     run;
 //   - a VM whose disk a memory commit already moved, until its machine
@@ -57,11 +58,9 @@ func (m *Manager) hotOverlayPath(hostname, id string) string {
 
 // checkCapture says why the VM of record rec, with machine, cannot be
 // committed with its memory ("" when it can).
-func checkCapture(rec store.VM, hasNetwork bool, machine hypervisor.Machine) error {
+func checkCapture(rec store.VM, machine hypervisor.Machine) error {
 	var why string
 	switch {
-	case hasNetwork:
-		why = "it has a network: its children would share its MAC, which the captured devices hold (memory commits need a host group without network)"
 	case diskFormat(rec) != "qcow2":
 		why = fmt.Sprintf("its disk is %s: only qcow2 disks are layered while they run", diskFormat(rec))
 	case rec.LiveDisk != "":
@@ -94,9 +93,9 @@ func (m *Manager) commitMemory(ctx context.Context, in *instance, req api.Commit
 		}
 	}()
 	in.mu.Lock()
-	rec, hasNet := in.rec, in.plan != nil || m.groups[in.rec.Group].Network != nil
+	rec, hasNet := in.rec, in.plan != nil
 	in.mu.Unlock()
-	if err := checkCapture(rec, hasNet, c.machine); err != nil {
+	if err := checkCapture(rec, c.machine); err != nil {
 		m.unclaim(in, c)
 		return api.CommitVMResponse{}, err
 	}
@@ -111,6 +110,7 @@ func (m *Manager) commitMemory(ctx context.Context, in *instance, req api.Commit
 		StateDir: filepath.Join(m.commitDir(id), "state"), SourceOverlay: m.hotOverlayPath(rec.Hostname, id),
 		Parent: rec.DiskBase, CPUs: rec.CPUs, RamBytes: rec.RamBytes, VMTags: withoutName(rec.Tags),
 		Secrets: rec.Secrets, NoSecrets: rec.NoSecrets, Backend: m.backendName(rec), Template: rec.Template,
+		HasNetwork: hasNet,
 	}
 	if err := m.opt.Store.CreateCommit(commit); err != nil {
 		m.unclaim(in, c)

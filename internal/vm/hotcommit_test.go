@@ -17,7 +17,7 @@ import (
 )
 
 // TestCheckCapture: a memory commit is refused, naming why, for a VM
-// with a network, a raw disk, or a disk an earlier memory commit moved,
+// with a raw disk, or a disk an earlier memory commit moved,
 // and for a backend that cannot capture.
 func TestCheckCapture(t *testing.T) {
 	fake := &hypervisortest.Fake{}
@@ -30,16 +30,14 @@ func TestCheckCapture(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		rec   store.VM
-		net   bool
 		class error
 		word  string
 	}{
-		{"qcow2 without network", ok, false, nil, ""},
-		{"network", ok, true, api.ErrConflict, "network"},
-		{"raw disk", store.VM{Hostname: "sbox-1"}, false, api.ErrConflict, "qcow2"},
-		{"moved disk", store.VM{Hostname: "sbox-1", DiskFormat: "qcow2", LiveDisk: "/d/sbox-1.img"}, false, api.ErrConflict, "stop and start"},
+		{"qcow2", ok, nil, ""},
+		{"raw disk", store.VM{Hostname: "sbox-1"}, api.ErrConflict, "qcow2"},
+		{"moved disk", store.VM{Hostname: "sbox-1", DiskFormat: "qcow2", LiveDisk: "/d/sbox-1.img"}, api.ErrConflict, "stop and start"},
 	} {
-		err := checkCapture(tc.rec, tc.net, m)
+		err := checkCapture(tc.rec, m)
 		if tc.class == nil {
 			if err != nil {
 				t.Errorf("%s: %v, want allowed", tc.name, err)
@@ -234,4 +232,54 @@ func TestRecoverMemoryCommit(t *testing.T) {
 	if d := e.commitDirs(); len(d) != 0 {
 		t.Errorf("commit directories after recovery: %v, want none (no state is kept)", d)
 	}
+}
+
+// TestHotForkWithNetwork: a VM with a network is memory-committed; each
+// fork gets a TAP, MAC and address of its own, and the identity route
+// hands the restored guest that MAC, address and route. A fork whose
+// group no longer matches the captured machine's network card is
+// refused.
+func TestHotForkWithNetwork(t *testing.T) {
+	e, _, guests := newCommitEnv(t, netGroups(), &fakeNetwork{})
+	e.m.opt.Clone = qcow2Clone
+	ctx := context.Background()
+	src, err := e.m.Create(ctx, "br", api.CreateNodeRequest{}, CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := e.m.Commit(ctx, src.Hostname, api.CommitVMRequest{Mode: api.CommitModeMemory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := e.store.GetCommit(resp.CommitID); err != nil || !c.HasNetwork {
+		t.Fatalf("commit %+v, %v: want it to record the captured network card", c, err)
+	}
+	srcMachine := e.fake.Last(src.Hostname)
+	seen := map[string]string{srcMachine.Spec.TAP: src.Hostname, srcMachine.Spec.MAC: src.Hostname, e.record(t, src.Hostname).IP: src.Hostname}
+	for range 2 {
+		f, err := e.m.Fork(ctx, resp.CommitID, api.ForkVMRequest{}, ForkOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := e.fake.Last(f.Hostname)
+		rec := e.record(t, f.Hostname)
+		for _, v := range []string{m.Spec.TAP, m.Spec.MAC, rec.IP} {
+			if v == "" || seen[v] != "" {
+				t.Errorf("%s: TAP %q, MAC %q, IP %q: want each set and its own (%q is %s's)", f.Hostname, m.Spec.TAP, m.Spec.MAC, rec.IP, v, seen[v])
+			}
+			seen[v] = f.Hostname
+		}
+		ids := guests.identityList()
+		id := ids[len(ids)-1]
+		if id.Hostname != f.Hostname || id.Network == nil || id.Network.MAC != m.Spec.MAC ||
+			id.Network.Address.String() != rec.IP || !id.Network.Gateway.IsValid() {
+			t.Errorf("%s: identity %+v, want its own MAC %s, address %s and a gateway", f.Hostname, id.Network, m.Spec.MAC, rec.IP)
+		}
+	}
+
+	g := e.m.groups["br"]
+	g.Network = nil
+	e.m.groups["br"] = g
+	_, err = e.m.Fork(ctx, resp.CommitID, api.ForkVMRequest{}, ForkOptions{})
+	conflictNaming(t, "fork into a group that lost its network", err, "has no network now")
 }

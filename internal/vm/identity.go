@@ -29,13 +29,21 @@ const identityEntropy = 64
 // (nil: none), is given after a restore, entropy its fresh random bytes.
 // Its machine id is left alone: it is the same machine.
 func restoredIdentity(hostname string, plan *network.Plan, entropy []byte) agent.Identity {
-	id := agent.Identity{Hostname: hostname, Entropy: entropy}
-	if plan != nil {
-		id.Network = &agent.Network{
-			Device: guestNIC, Address: plan.Guest.Address, Gateway: plan.Guest.Gateway, DNS: plan.Guest.DNS,
-		}
+	return agent.Identity{Hostname: hostname, Entropy: entropy, Network: guestNetwork(plan, false)}
+}
+
+// guestNetwork is the identity's network for plan (nil: none). withMAC
+// includes the plan's MAC, which a clone must take: it wakes with the
+// MAC of the machine it was captured from.
+func guestNetwork(plan *network.Plan, withMAC bool) *agent.Network {
+	if plan == nil {
+		return nil
 	}
-	return id
+	n := &agent.Network{Device: guestNIC, Address: plan.Guest.Address, Gateway: plan.Guest.Gateway, DNS: plan.Guest.DNS}
+	if withMAC {
+		n.MAC = plan.MAC
+	}
+	return n
 }
 
 // newEntropy returns identityEntropy bytes from the host's RNG.
@@ -63,24 +71,24 @@ func giveIdentity(ctx context.Context, log *slog.Logger, client *agent.Client, i
 const identityTimeout = time.Minute
 
 // freshIdentity gives a VM that did not boot (a clone restored from a
-// snapshot template, whose memory was the template's) an identity of its
-// own before its create answers: its clock set to the host's, then,
-// through the agent's identity route, its hostname (the kernel's,
-// /etc/hostname, and the /etc/hosts entries naming the template), a new
+// snapshot template, or a hot fork, whose memory was another machine's)
+// an identity of its own before its create answers: its clock set to the
+// host's, then, through the agent's identity route, its hostname (the
+// kernel's, /etc/hostname, and the /etc/hosts entries naming the
+// template), its network when it has one (its MAC, which it woke with
+// the captured machine's, its address, default route and DNS), a new
 // machine-id, and fresh entropy that the guest credits and reseeds its
-// kernel RNG from, so that no two clones share random numbers. The MAC
-// and address are not changed: snapshot groups have no network yet
-// (config validation refuses one). Unlike after a restore of the same
-// VM, a failure fails the create: two clones must never share one
-// identity.
+// kernel RNG from, so that no two clones share random numbers. Unlike
+// after a restore of the same VM, a failure fails the create: two clones
+// must never share one identity.
 func (m *Manager) freshIdentity(ctx context.Context, in *instance) error {
 	in.mu.Lock()
-	host, client := guestName(in.rec), in.agent
+	host, client, plan := guestName(in.rec), in.agent, in.plan
 	in.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, identityTimeout)
 	defer cancel()
 	syncClock(ctx, m.log.With("vm", host), client)
-	id := agent.Identity{Hostname: host, MachineID: newMachineID(), Entropy: newEntropy()}
+	id := agent.Identity{Hostname: host, MachineID: newMachineID(), Entropy: newEntropy(), Network: guestNetwork(plan, true)}
 	if err := client.SetIdentity(ctx, id); err != nil {
 		return fmt.Errorf("vm %q: give the restored guest its identity: %w", host, err)
 	}

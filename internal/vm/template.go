@@ -35,9 +35,13 @@ import (
 // the create answers, the clone gets an identity of its own
 // (freshIdentity).
 //
+// A group with a network gets a template with a NIC that reaches nothing
+// (hypervisor.Spec.UnlinkedNIC): a clone is restored with its own TAP, and
+// takes its MAC, address and route from freshIdentity.
+//
 // A template is keyed (templateKey) on what the guest booted from and
-// with: the image's files, the kernel arguments, the group's size, the
-// backend. A create whose key differs from the ready template's builds a
+// with: the image's files, the kernel arguments, the group's size,
+// whether it has a network, the backend. A create whose key differs from the ready template's builds a
 // new one; templates no longer current are removed once no VM's disk is
 // over their layer. Creates asking for less CPU or RAM than the group's
 // boot cold: the template has the group's size.
@@ -47,6 +51,10 @@ import (
 // ready. At start (recoverTemplates) one found writing is a capture cut
 // short: its processes, directory and record are removed, as are
 // directories no record names.
+
+// templateMAC is the MAC of a template machine's unlinked NIC (locally
+// administered; nothing ever sees it).
+const templateMAC = "02:00:00:00:00:01"
 
 // templateNameLen is the length of a template ID's hex part.
 const templateNameLen = 12
@@ -90,7 +98,7 @@ func templateKey(g config.HostGroup, img BootImage, diskBytes int64, backend str
 	for _, part := range []string{
 		backend, img.Kernel, img.Initrd, img.RootFS, img.ImageID,
 		strconv.Itoa(g.VCPU), strconv.FormatInt(g.RAMBytes(), 10), strconv.FormatInt(diskBytes, 10),
-		strings.TrimSpace(g.KernelArgs), g.Init,
+		strings.TrimSpace(g.KernelArgs), g.Init, strconv.FormatBool(g.Network != nil),
 	} {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
@@ -186,6 +194,13 @@ func (m *Manager) buildTemplate(ctx context.Context, g config.HostGroup, img Boo
 		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: GuestCmdline(t.Name, g.Init, g.KernelArgs, ""),
 		Disks:  []hypervisor.Disk{{Path: disk, Format: format}},
 		RunDir: t.RunDir, ConsoleLog: m.logPath(id), MemoryFile: memFile,
+	}
+	if g.Network != nil {
+		// The clones of a group with a network need a NIC among the
+		// captured devices; the template's reaches nothing, and has no
+		// address. Each clone gets its TAP at restore, and its MAC,
+		// address and route through freshIdentity.
+		spec.UnlinkedNIC, spec.MAC = true, templateMAC
 	}
 	undo.push(func(ctx context.Context) error {
 		return errors.Join(backend.Reclaim(ctx, t.RunDir), os.RemoveAll(t.RunDir))

@@ -238,3 +238,40 @@ func TestPoolOfSnapshotGroup(t *testing.T) {
 		t.Errorf("identities given: %+v, want the clone's own (%s) at fill, then its node name %s", ids, rec.MachineName, resp.Hostname)
 	}
 }
+
+// TestTemplateWithNetwork: the template machine of a group with a network
+// has an unlinked NIC; each clone is restored with its own TAP and MAC,
+// and is handed that MAC and its own address through the identity route.
+func TestTemplateWithNetwork(t *testing.T) {
+	groups := netGroups()
+	groups[0].Snapshot = true // br
+	e, _, guests := newCommitEnv(t, groups, &fakeNetwork{})
+	e.m.opt.Clone = qcow2Clone
+	e.m.opt.TemplatesDir = filepath.Join(e.dir, "templates")
+	ctx := context.Background()
+	macs := map[string]bool{}
+	for range 2 {
+		resp, err := e.m.Create(ctx, "br", api.CreateNodeRequest{}, CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := e.fake.Last(resp.Hostname)
+		rec := e.record(t, resp.Hostname)
+		if m.Spec.RestoreFrom == "" || m.Spec.TAP == "" || m.Spec.MAC == "" || macs[m.Spec.MAC] {
+			t.Errorf("%s: machine spec %+v, want a restore with a TAP and a MAC of its own", resp.Hostname, m.Spec)
+		}
+		macs[m.Spec.MAC] = true
+		ids := guests.identityList()
+		id := ids[len(ids)-1]
+		if id.Network == nil || id.Network.MAC != m.Spec.MAC || id.Network.Address.String() != rec.IP {
+			t.Errorf("%s: identity network %+v, want MAC %s and address %s", resp.Hostname, id.Network, m.Spec.MAC, rec.IP)
+		}
+	}
+	tpls, err := e.store.ListTemplates()
+	if err != nil || len(tpls) != 1 {
+		t.Fatalf("templates %+v, %v", tpls, err)
+	}
+	if src := e.fake.Last(tpls[0].Name); src == nil || !src.Spec.UnlinkedNIC || src.Spec.TAP != "" {
+		t.Errorf("template machine %+v: want an unlinked NIC and no TAP", src)
+	}
+}

@@ -1,6 +1,7 @@
 package sysconf
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -93,8 +94,9 @@ func writeFile(path, data string, mode os.FileMode) error {
 	return nil
 }
 
-// applyNetwork makes n's device hold n's address alone, up, with n's
-// default route, over rtnetlink (no ip(8) needed). Stale addresses go
+// applyNetwork gives n's device n's MAC, when set, then makes it hold n's
+// address alone, up, with n's default route, over rtnetlink (no ip(8)
+// needed). Stale addresses go
 // first: deleting a primary address takes the secondaries of its subnet
 // with it, so the new one is added after. Removing a device's last address
 // also drops the routes through it, which is why the default route is
@@ -104,6 +106,11 @@ func applyNetwork(n Network) error {
 	ifc, err := waitForInterface(dev, nicWait)
 	if err != nil {
 		return err
+	}
+	if n.MAC != nil && !bytes.Equal(n.MAC, ifc.HardwareAddr) {
+		if err := netlinkDo(unix.RTM_NEWLINK, unix.NLM_F_REQUEST|unix.NLM_F_ACK, linkAddressMessage(ifc.Index, n.MAC)); err != nil {
+			return fmt.Errorf("set %s mac %s: %w", dev, n.MAC, err)
+		}
 	}
 	have, err := ipv4Addresses(ifc.Index)
 	if err != nil {
@@ -127,6 +134,16 @@ func applyNetwork(n Network) error {
 		}
 	}
 	return nil
+}
+
+// linkAddressMessage is the body of RTM_NEWLINK that sets the hardware
+// address of the interface with index to mac: an ifinfomsg, then
+// IFLA_ADDRESS.
+func linkAddressMessage(index int, mac net.HardwareAddr) []byte {
+	b := make([]byte, unix.SizeofIfInfomsg)
+	b[0] = unix.AF_UNSPEC
+	binary.NativeEndian.PutUint32(b[4:8], uint32(index))
+	return append(b, rtAttr(unix.IFLA_ADDRESS, mac)...)
 }
 
 // waitForInterface polls for the network interface dev, which appears

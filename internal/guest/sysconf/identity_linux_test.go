@@ -105,15 +105,23 @@ func applyIdentityInSandbox(t *testing.T, root string) {
 	}
 	const id1, id2 = "11111111111111111111111111111111", "22222222222222222222222222222222"
 	for _, tc := range []struct {
-		host, addr, gw, dns, mid string
+		host, addr, gw, dns, mid, mac string
 	}{
-		{"sandbox-1", "10.2.3.4/24", "10.2.3.1", "10.2.3.53", id1},
+		{"sandbox-1", "10.2.3.4/24", "10.2.3.1", "10.2.3.53", id1, ""},
 		// The same subnet: the old address is the primary one, whose
-		// removal would take a secondary of its subnet with it.
-		{"sandbox-2", "10.2.3.5/24", "10.2.3.254", "10.2.3.54", id2},
+		// removal would take a secondary of its subnet with it. The
+		// device, up by now, is given a new MAC.
+		{"sandbox-2", "10.2.3.5/24", "10.2.3.254", "10.2.3.54", id2, "02:00:5e:aa:bb:09"},
 	} {
 		n := &Network{Device: "eth9", Address: netip.MustParsePrefix(tc.addr), Gateway: netip.MustParseAddr(tc.gw),
 			DNS: []netip.Addr{netip.MustParseAddr(tc.dns)}}
+		var oldMAC net.HardwareAddr
+		if ifc, err := net.InterfaceByName("eth9"); err == nil {
+			oldMAC = ifc.HardwareAddr
+		}
+		if tc.mac != "" {
+			n.MAC, _ = net.ParseMAC(tc.mac)
+		}
 		if err := ApplyIdentity(Identity{Hostname: tc.host, Network: n, MachineID: tc.mid}, root); err != nil {
 			t.Fatalf("ApplyIdentity %s: %v", tc.host, err)
 		}
@@ -130,6 +138,9 @@ func applyIdentityInSandbox(t *testing.T, root string) {
 		}
 		if ifc.Flags&net.FlagUp == 0 {
 			t.Errorf("eth9 is not up")
+		}
+		if want := firstMAC(n.MAC, oldMAC); ifc.HardwareAddr.String() != want.String() {
+			t.Errorf("eth9 mac = %s, want %s", ifc.HardwareAddr, want)
 		}
 		if gw := defaultGateway(t, "eth9"); gw != tc.gw {
 			t.Errorf("default route via %q, want %s", gw, tc.gw)
@@ -171,4 +182,12 @@ func defaultGateway(t *testing.T, dev string) string {
 		return netip.AddrFrom4(b).String()
 	}
 	return ""
+}
+
+// firstMAC is a, or b when a is nil.
+func firstMAC(a, b net.HardwareAddr) net.HardwareAddr {
+	if a != nil {
+		return a
+	}
+	return b
 }

@@ -21,6 +21,10 @@ type Network struct {
 	Address netip.Prefix
 	Gateway netip.Addr // invalid when there is none
 	DNS     []netip.Addr
+	// MAC, when set, becomes the device's hardware address: a clone of a
+	// memory image wakes with its image's, which the hypervisor's saved
+	// device state holds (nil: left as it is).
+	MAC net.HardwareAddr
 }
 
 // parseIPParam parses the value of the ip= parameter. Only the static form

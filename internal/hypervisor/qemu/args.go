@@ -186,15 +186,12 @@ func args(spec hypervisor.Spec, accel Accel, l load) ([]string, error) {
 		"-object", "rng-random,id=rng0,filename=/dev/urandom",
 		"-device", "virtio-rng-device,rng=rng0",
 	)
-	if spec.TAP != "" {
+	if netdev := netdevArg(spec); netdev != "" {
 		nic := "virtio-net-device,netdev=net0"
 		if spec.MAC != "" {
 			nic += ",mac=" + spec.MAC
 		}
-		args = append(args,
-			"-netdev", "tap,id=net0,script=no,downscript=no,ifname="+optValue(spec.TAP),
-			"-device", nic,
-		)
+		args = append(args, "-netdev", netdev, "-device", nic)
 	}
 	if l.stream != "" {
 		args = append(args, "-incoming", "defer")
@@ -205,6 +202,19 @@ func args(spec hypervisor.Spec, accel Accel, l load) ([]string, error) {
 		"-daemonize",
 	)
 	return args, nil
+}
+
+// netdevArg is the -netdev value behind the guest's NIC: spec.TAP, or for
+// an unlinked NIC a port of a hub nothing else is on (the frontend, which
+// is what a migration saves, is the same either way); "" for no NIC.
+func netdevArg(spec hypervisor.Spec) string {
+	switch {
+	case spec.TAP != "":
+		return "tap,id=net0,script=no,downscript=no,ifname=" + optValue(spec.TAP)
+	case spec.UnlinkedNIC:
+		return "hubport,id=net0,hubid=0"
+	}
+	return ""
 }
 
 // memoryMachineOpt names the RAM's memory backend on -M when the RAM is a

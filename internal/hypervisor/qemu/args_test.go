@@ -166,6 +166,13 @@ func TestArgsOptions(t *testing.T) {
 			{"-device", "virtio-net-device,netdev=net0"},
 		},
 	}, {
+		name: "an unlinked nic is on a hub port nothing else is on",
+		edit: func(s *hypervisor.Spec) { s.UnlinkedNIC, s.MAC = true, "02:00:00:00:00:07" },
+		want: [][2]string{
+			{"-netdev", "hubport,id=net0,hubid=0"},
+			{"-device", "virtio-net-device,netdev=net0,mac=02:00:00:00:00:07"},
+		},
+	}, {
 		name: "empty console log goes to the run dir",
 		edit: func(s *hypervisor.Spec) { s.ConsoleLog = "" },
 		want: [][2]string{{"-chardev", "file,id=con0,append=on,path=/run/slicer/vm-1/console.log"}},
@@ -263,6 +270,7 @@ func TestArgsInvalid(t *testing.T) {
 		{"long tap name", func(s *hypervisor.Spec) { s.TAP = "tap-0123456789abc" }, []string{"tap name"}},
 		{"relative state directory", func(s *hypervisor.Spec) { s.RestoreFrom = "vm.state" }, []string{`state directory "vm.state" is not an absolute path`}},
 		{"bad mac", func(s *hypervisor.Spec) { s.TAP, s.MAC = "tap0", "5254.0012.3456" }, []string{`mac "5254.0012.3456"`}},
+		{"unlinked nic with a tap", func(s *hypervisor.Spec) { s.TAP, s.UnlinkedNIC = "tap0", true }, []string{`a NIC with a TAP ("tap0") is not unlinked`}},
 		{"every problem at once", func(s *hypervisor.Spec) { s.VCPUs, s.Kernel = 0, "" }, []string{"vcpus", "kernel"}},
 	}
 	for _, tt := range tests {

@@ -24,6 +24,8 @@ func TestShapeFromArgs(t *testing.T) {
 	restore.RestoreFrom = "/var/lib/slicer/sbox-1.state"
 	tapOnly := baseSpec()
 	tapOnly.TAP = "tap0"
+	unlinked := baseSpec()
+	unlinked.UnlinkedNIC, unlinked.MAC = true, "02:00:00:00:00:07"
 
 	tests := []struct {
 		name  string
@@ -35,6 +37,7 @@ func TestShapeFromArgs(t *testing.T) {
 		{"no initrd, no disk", noInitrd, Accel{}},
 		{"a restored machine", restore, Accel{}},
 		{"a nic without a mac", tapOnly, Accel{}},
+		{"an unlinked nic (a template's)", unlinked, Accel{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
