@@ -127,7 +127,15 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 	}
 	err = hs.Serve(sess)
 	sess.Close()
-	_ = hs.Shutdown(context.WithoutCancel(ctx)) // waits for running handlers
+	// Running handlers see their streams fail and end; one that does not
+	// within sessionDrain is abandoned, so that the channel is opened
+	// again for the next host whatever a handler waits for.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sessionDrain)
+	if serr := hs.Shutdown(dctx); serr != nil {
+		s.log.Warn("agent handlers still running after the host went away; serving the next host without them", "err", serr)
+		hs.Close()
+	}
+	cancel()
 	select {
 	case <-released:
 		return errReleased
@@ -143,6 +151,9 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 	}
 	return fmt.Errorf("serve agent session: %w", err)
 }
+
+// sessionDrain bounds the wait for a session's handlers once it ended.
+const sessionDrain = 5 * time.Second
 
 // errReleased is what ServeConn returns when the host released the
 // session (POST /v1/release).
