@@ -45,7 +45,10 @@ type CaptureOptions struct {
 	// the disk's content as captured, read-only (a disk layer; a clone's
 	// disk is made over it). "" leaves a disk as it is (read-only disks,
 	// or a machine the caller ends after the capture). The files keep
-	// their paths, which the running process may reopen by name. A
+	// their paths, which the running process may reopen by name. From
+	// then on the overlays are the machine's disks: a later Suspend or
+	// Capture records them in its manifest (so a restore names the
+	// overlay), and a later Capture with Overlays layers them in turn. A
 	// backend that cannot layer a disk refuses with api.ErrInvalid
 	// before anything is done.
 	Overlays []string

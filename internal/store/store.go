@@ -94,13 +94,9 @@ type VM struct {
 	CommitID     string `json:"commit_id,omitempty"`
 	DiskBase     string `json:"disk_base,omitempty"`
 	ParentCommit string `json:"parent_commit,omitempty"`
-	// LiveDisk is the disk file the running machine was started with when
-	// it is no longer Disk: a memory commit moved the machine's writes
-	// onto a new overlay at Disk, over the old file (now the commit's
-	// layer). The next start of the machine clears it. Meanwhile the
-	// machine's own view of its disks is stale, so a suspend (or another
-	// memory commit) is refused.
-	LiveDisk string `json:"live_disk,omitempty"`
+	// (An older daemon wrote live_disk, the file a machine had started
+	// with before a memory commit moved it: it is no longer needed, the
+	// backend asking the machine for its disks, and is ignored.)
 	// NoSecrets marks a VM granted no secrets at all (a fork asked for
 	// "secrets": []), which an empty Secrets cannot say: it means all.
 	NoSecrets bool `json:"no_secrets,omitempty"`

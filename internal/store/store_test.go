@@ -169,3 +169,26 @@ func TestOldRecordsDecode(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordWithLiveDiskDecodes: a record an older daemon wrote with
+// live_disk (the disk a machine started with before a memory commit moved
+// it, a field no longer kept) loads, its other fields intact.
+func TestRecordWithLiveDiskDecodes(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	defer s.Close()
+	old := `{"hostname":"sbox-1","group":"sbox","index":1,"cpus":2,"ram_bytes":1073741824,"persistent":true,"state":"running","created_at":"2026-12-01T10:00:00Z","disk":"/d/sbox-1.cmt-1.qcow2","disk_format":"qcow2","run_dir":"/r/sbox-1","commit_id":"cmt-1","disk_base":"cmt-1","live_disk":"/d/sbox-1.qcow2"}`
+	err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketVMs).Put([]byte("sbox-1"), []byte(old)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := s.Get("sbox-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Disk != "/d/sbox-1.cmt-1.qcow2" || rec.DiskBase != "cmt-1" || rec.CommitID != "cmt-1" || rec.State != vmstate.Running {
+		t.Errorf("record decodes as %+v", rec)
+	}
+	if recs, err := s.List(); err != nil || len(recs) != 1 {
+		t.Errorf("List = %d records, %v", len(recs), err)
+	}
+}

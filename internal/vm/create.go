@@ -395,7 +395,6 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 		exited: machine.Done(), accel: m.opt.Accelerator, bound: m.opt.BootWatchdog,
 	}
 	in.rec.Machine = handle
-	in.rec.LiveDisk = "" // this machine opened the disk the record names
 	rec = in.rec
 	in.mu.Unlock()
 	return m.opt.Store.Put(rec)

@@ -26,6 +26,15 @@ import (
 // the source's record names the overlay as its disk. The source pauses
 // only for the capture, then runs on.
 //
+// A source goes on like any running VM: the backend records the disks
+// its machine writes now, not those it started with, so it may be
+// suspended (the state names the overlay, as its record does) or
+// memory-committed again. A second memory commit layers the overlay in
+// turn: the first overlay stays where it is, read-only, as the second
+// commit's layer, over the first commit's (its Parent), and the source
+// moves onto a new overlay. Each layer is owned by its commit, deleted
+// with it once nothing is over it (commitUsers).
+//
 // A fork of a memory commit restores the state on a child whose disk is
 // copy-on-write over the layer, with a network of its own when the group
 // has one (planned and set up before the restore: its TAP, and in
@@ -37,12 +46,7 @@ import (
 //
 // What is refused, and why:
 //   - a disk that is not qcow2: only qcow2 disks are layered while they
-//     run;
-//   - a VM whose disk a memory commit already moved, until its machine
-//     starts again: the running machine names its disks as they were
-//     when it started (store.VM.LiveDisk), so a capture or a suspend of
-//     it would record the wrong disk. Suspend is refused for the same
-//     reason.
+//     run.
 //
 // Crash safety: the commit is recorded (CommitWriting) before the
 // capture. Recovery (recoverMemoryCommit) finds either no overlay (the
@@ -59,15 +63,8 @@ func (m *Manager) hotOverlayPath(hostname, id string) string {
 // checkCapture says why the VM of record rec, with machine, cannot be
 // committed with its memory ("" when it can).
 func checkCapture(rec store.VM, machine hypervisor.Machine) error {
-	var why string
-	switch {
-	case diskFormat(rec) != "qcow2":
-		why = fmt.Sprintf("its disk is %s: only qcow2 disks are layered while they run", diskFormat(rec))
-	case rec.LiveDisk != "":
-		why = "an earlier memory commit moved its disk while it runs: stop and start it first"
-	}
-	if why != "" {
-		return fmt.Errorf("memory commit of vm %q: %s: %w", rec.Hostname, why, api.ErrConflict)
+	if f := diskFormat(rec); f != "qcow2" {
+		return fmt.Errorf("memory commit of vm %q: its disk is %s: only qcow2 disks are layered while they run: %w", rec.Hostname, f, api.ErrConflict)
 	}
 	if _, ok := hypervisor.CanCapture(machine); !ok {
 		return fmt.Errorf("memory commit of vm %q: its backend cannot capture a running machine: %w", rec.Hostname, api.ErrNotImplemented)
@@ -151,7 +148,6 @@ func (m *Manager) commitMemory(ctx context.Context, in *instance, req api.Commit
 // movedOnto is rec once a memory commit c has moved its machine's disk
 // onto c's overlay.
 func movedOnto(rec store.VM, c store.Commit) store.VM {
-	rec.LiveDisk = firstNonEmpty(rec.LiveDisk, rec.Disk)
 	rec.Disk, rec.DiskFormat, rec.DiskBase, rec.CommitID = c.SourceOverlay, "qcow2", c.ID, c.ID
 	return rec
 }

@@ -17,8 +17,8 @@ import (
 )
 
 // TestCheckCapture: a memory commit is refused, naming why, for a VM
-// with a raw disk, or a disk an earlier memory commit moved,
-// and for a backend that cannot capture.
+// with a raw disk, and for a backend that cannot capture; a VM an
+// earlier memory commit moved onto an overlay may be committed.
 func TestCheckCapture(t *testing.T) {
 	fake := &hypervisortest.Fake{}
 	m, err := fake.Start(context.Background(), testSpec(t))
@@ -35,7 +35,7 @@ func TestCheckCapture(t *testing.T) {
 	}{
 		{"qcow2", ok, nil, ""},
 		{"raw disk", store.VM{Hostname: "sbox-1"}, api.ErrConflict, "qcow2"},
-		{"moved disk", store.VM{Hostname: "sbox-1", DiskFormat: "qcow2", LiveDisk: "/d/sbox-1.img"}, api.ErrConflict, "stop and start"},
+		{"moved disk", store.VM{Hostname: "sbox-1", DiskFormat: "qcow2", Disk: "/d/sbox-1.cmt-1.qcow2", DiskBase: "cmt-1"}, nil, ""},
 	} {
 		err := checkCapture(tc.rec, m)
 		if tc.class == nil {
@@ -64,9 +64,8 @@ func testSpec(t *testing.T) hypervisor.Spec {
 // and moves the VM's record onto the overlay. Two forks restore the state
 // over their own disks and each gets its own hostname, machine-id and
 // entropy before it is answered. The commit cannot be deleted while they
-// or the source live; the source cannot be suspended or memory-committed
-// again until its machine restarts; a fork asking for another size is
-// refused.
+// or the source live; a fork asking for another size is refused
+// (TestMemoryCommitTwiceThenSuspend goes on with the source).
 func TestMemoryCommitAndHotFork(t *testing.T) {
 	e, _, guests := newCommitEnv(t, nil, nil)
 	e.m.opt.Clone = qcow2Clone
@@ -94,9 +93,9 @@ func TestMemoryCommitAndHotFork(t *testing.T) {
 		t.Errorf("captured state: %v", err)
 	}
 	after := e.record(t, src)
-	if after.Disk != c.SourceOverlay || after.DiskFormat != "qcow2" || after.DiskBase != c.ID || after.LiveDisk != before.Disk {
-		t.Errorf("source record after the commit: disk %q base %q live %q, want %q over %s, live %q",
-			after.Disk, after.DiskBase, after.LiveDisk, c.SourceOverlay, c.ID, before.Disk)
+	if after.Disk != c.SourceOverlay || after.DiskFormat != "qcow2" || after.DiskBase != c.ID {
+		t.Errorf("source record after the commit: disk %q base %q, want %q over %s",
+			after.Disk, after.DiskBase, c.SourceOverlay, c.ID)
 	}
 	if e.fake.Last(src) != machine || !isRunning(e, src) {
 		t.Errorf("the source's machine was replaced or stopped by the commit")
@@ -145,12 +144,6 @@ func TestMemoryCommitAndHotFork(t *testing.T) {
 	}
 	err = e.m.DeleteCommit(ctx, c.ID)
 	conflictNaming(t, "delete of a commit with children", err, src, children[0], children[1])
-	conflictNaming(t, "suspend of the moved source", e.m.Suspend(ctx, src), "memory commit")
-	_, err = e.m.Commit(ctx, src, api.CommitVMRequest{Mode: api.CommitModeMemory})
-	conflictNaming(t, "second memory commit before a restart", err, "stop and start")
-	if d, _ := e.m.Describe(src); d.Status != api.StatusRunning {
-		t.Errorf("source status %q after the refusals, want running", d.Status)
-	}
 
 	for _, h := range append(children, src) {
 		if _, err := e.m.Delete(ctx, "sbox", h); err != nil {
@@ -216,8 +209,8 @@ func TestRecoverMemoryCommit(t *testing.T) {
 	if _, err := e.store.GetCommit(cb.ID); !errors.Is(err, api.ErrNotFound) {
 		t.Errorf("commit cut before the move: %v, want it gone", err)
 	}
-	if rec := e.record(t, before); rec.Disk != cb.SourceDisk || rec.LiveDisk != "" {
-		t.Errorf("source of the commit cut before the move: disk %q live %q, want its own", rec.Disk, rec.LiveDisk)
+	if rec := e.record(t, before); rec.Disk != cb.SourceDisk || rec.DiskBase != "" {
+		t.Errorf("source of the commit cut before the move: disk %q base %q, want its own", rec.Disk, rec.DiskBase)
 	}
 	if _, err := os.Stat(cb.SourceDisk); err != nil {
 		t.Errorf("disk of the source of the commit cut before the move: %v", err)
@@ -226,8 +219,8 @@ func TestRecoverMemoryCommit(t *testing.T) {
 	if err != nil || c.State != store.CommitReady || c.Mode != api.CommitModeDisk || c.StateDir != "" || c.Layer != cm.SourceDisk {
 		t.Errorf("commit cut after the move: %+v, %v; want a ready disk commit over the old disk", c, err)
 	}
-	if rec := e.record(t, moved); rec.Disk != cm.SourceOverlay || rec.DiskBase != cm.ID || rec.LiveDisk != cm.SourceDisk {
-		t.Errorf("source of the commit cut after the move: disk %q base %q live %q", rec.Disk, rec.DiskBase, rec.LiveDisk)
+	if rec := e.record(t, moved); rec.Disk != cm.SourceOverlay || rec.DiskBase != cm.ID {
+		t.Errorf("source of the commit cut after the move: disk %q base %q", rec.Disk, rec.DiskBase)
 	}
 	if d := e.commitDirs(); len(d) != 0 {
 		t.Errorf("commit directories after recovery: %v, want none (no state is kept)", d)
@@ -282,4 +275,150 @@ func TestHotForkWithNetwork(t *testing.T) {
 	e.m.groups["br"] = g
 	_, err = e.m.Fork(ctx, resp.CommitID, api.ForkVMRequest{}, ForkOptions{})
 	conflictNaming(t, "fork into a group that lost its network", err, "has no network now")
+}
+
+// TestMemoryCommitTwiceThenSuspend: the source of a memory commit goes on
+// like any running VM. A second memory commit is accepted and layers the
+// first overlay: it becomes the second commit's layer (read-only, over
+// the first commit's), and the source moves onto a new overlay; a fork of
+// the second commit restores its state over that layer. The first commit
+// cannot be deleted while the second is over it. The source can then be
+// suspended (its state names the overlay its record names) and restored,
+// with its memory, on the same disk.
+func TestMemoryCommitTwiceThenSuspend(t *testing.T) {
+	e, _, _ := newCommitEnv(t, nil, nil)
+	e.m.opt.Clone = qcow2Clone
+	ctx := context.Background()
+	src := mustCreate(t, e.m, api.CreateNodeRequest{Persistent: true})
+	first := e.record(t, src).Disk
+	machine := e.fake.Last(src)
+	machine.Store("proc", "alive")
+
+	memoryCommit := func() store.Commit {
+		t.Helper()
+		resp, err := e.m.Commit(ctx, src, api.CommitVMRequest{Mode: api.CommitModeMemory})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := e.store.GetCommit(resp.CommitID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c1 := memoryCommit()
+	c2 := memoryCommit()
+	if c2.Layer != c1.SourceOverlay || c2.SourceDisk != c1.SourceOverlay || c2.Parent != c1.ID || c2.Mode != api.CommitModeMemory {
+		t.Errorf("second commit: layer %q parent %q mode %q, want the first overlay %s over %s",
+			c2.Layer, c2.Parent, c2.Mode, c1.SourceOverlay, c1.ID)
+	}
+	if c1.Layer != first || c2.SourceOverlay == c1.SourceOverlay {
+		t.Errorf("layers %q then %q, overlays %q then %q", c1.Layer, c2.Layer, c1.SourceOverlay, c2.SourceOverlay)
+	}
+	for _, layer := range []string{c1.Layer, c2.Layer} {
+		if fi, err := os.Stat(layer); err != nil || fi.Mode().Perm()&0o222 != 0 {
+			t.Errorf("layer %s: %v, want a read-only file", layer, err)
+		}
+	}
+	rec := e.record(t, src)
+	if rec.Disk != c2.SourceOverlay || rec.DiskBase != c2.ID || rec.CommitID != c2.ID {
+		t.Errorf("source record: disk %q base %q commit %q, want %s over %s", rec.Disk, rec.DiskBase, rec.CommitID, c2.SourceOverlay, c2.ID)
+	}
+	if e.fake.Last(src) != machine || !isRunning(e, src) {
+		t.Fatal("the source's machine was replaced or stopped by the commits")
+	}
+	man, err := hypervisor.ReadManifest(c2.StateDir)
+	if err != nil || man.Machine.Disks[0].Path != c2.Layer {
+		t.Errorf("second commit's state names disk %+v (%v), want its layer %s", man.Machine.Disks, err, c2.Layer)
+	}
+
+	f, err := e.m.Fork(ctx, c2.ID, api.ForkVMRequest{}, ForkOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := e.fake.Last(f.Hostname)
+	if v, _ := child.Load("proc"); child.Spec.RestoreFrom != c2.StateDir || v != "alive" {
+		t.Errorf("fork of the second commit restored from %q with %q, want %s", child.Spec.RestoreFrom, v, c2.StateDir)
+	}
+	if disk, _ := os.ReadFile(e.record(t, f.Hostname).Disk); string(disk) != overlayContent(c2.Layer) {
+		t.Errorf("fork's disk %q, want an overlay over %s", disk, c2.Layer)
+	}
+	conflictNaming(t, "delete of the first commit", e.m.DeleteCommit(ctx, c1.ID), "commit "+c2.ID)
+
+	if err := e.m.Suspend(ctx, src); err != nil {
+		t.Fatalf("suspend after two memory commits: %v", err)
+	}
+	man, err = hypervisor.ReadManifest(e.m.statePath(src))
+	if err != nil || man.Machine.Disks[0].Path != c2.SourceOverlay {
+		t.Errorf("suspended state names disk %+v (%v), want the overlay %s", man.Machine.Disks, err, c2.SourceOverlay)
+	}
+	if err := e.m.Restore(ctx, src, CreateOptions{}); err != nil {
+		t.Fatalf("restore after two memory commits: %v", err)
+	}
+	restored := e.fake.Last(src)
+	if v, _ := restored.Load("proc"); restored == machine || v != "alive" || restored.Spec.Disks[0].Path != c2.SourceOverlay {
+		t.Errorf("restored machine: memory %q, disk %+v; want its memory back on %s", v, restored.Spec.Disks, c2.SourceOverlay)
+	}
+
+	for _, h := range []string{f.Hostname, src} {
+		if _, err := e.m.Delete(ctx, "sbox", h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conflictNaming(t, "delete of the first commit under the second", e.m.DeleteCommit(ctx, c1.ID), "commit "+c2.ID)
+	for _, c := range []store.Commit{c2, c1} {
+		if err := e.m.DeleteCommit(ctx, c.ID); err != nil {
+			t.Fatalf("delete of %s once unused: %v", c.ID, err)
+		}
+		if _, err := os.Stat(c.Layer); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("layer %s after the delete: %v, want it gone", c.Layer, err)
+		}
+	}
+	if d := e.commitDirs(); len(d) != 0 {
+		t.Errorf("commit directories left: %v", d)
+	}
+	if ents, err := os.ReadDir(e.m.opt.DisksDir); err != nil || len(ents) != 0 {
+		t.Errorf("left in the disks directory: %v (%v)", ents, err)
+	}
+}
+
+// TestRecoverSecondMemoryCommit: a second memory commit cut short after
+// the source's disk moved again is kept as a disk commit whose layer is
+// the first overlay, over the first commit, and the source's record
+// follows its machine onto the second overlay; the first commit is left
+// as it was.
+func TestRecoverSecondMemoryCommit(t *testing.T) {
+	e, _, _ := newCommitEnv(t, nil, nil)
+	e.m.opt.Clone = qcow2Clone
+	src := mustCreate(t, e.m, api.CreateNodeRequest{Persistent: true})
+	resp, err := e.m.Commit(context.Background(), src, api.CommitVMRequest{Mode: api.CommitModeMemory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1, _ := e.store.GetCommit(resp.CommitID)
+	rec := e.record(t, src)
+	id := "cmt-second"
+	c2 := store.Commit{ID: id, State: store.CommitWriting, Mode: api.CommitModeMemory, Source: src, Group: "sbox",
+		Layer: rec.Disk, LayerFormat: "qcow2", SourceDisk: rec.Disk, SourceFormat: "qcow2", Parent: rec.DiskBase,
+		StateDir: filepath.Join(e.dir, "commits", id, "state"), SourceOverlay: e.m.hotOverlayPath(src, id)}
+	if err := e.store.CreateCommit(c2); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(c2.StateDir+".tmp", 0o755)
+	os.WriteFile(c2.SourceOverlay, []byte("over "+c2.Layer), 0o644)
+
+	e.next(t)
+	got, err := e.store.GetCommit(id)
+	if err != nil || got.State != store.CommitReady || got.Mode != api.CommitModeDisk || got.Layer != c1.SourceOverlay || got.Parent != c1.ID {
+		t.Errorf("second commit after recovery: %+v, %v; want a ready disk commit over the first overlay, child of %s", got, err, c1.ID)
+	}
+	if rec := e.record(t, src); rec.Disk != c2.SourceOverlay || rec.DiskBase != id {
+		t.Errorf("source after recovery: disk %q base %q, want %s over %s", rec.Disk, rec.DiskBase, c2.SourceOverlay, id)
+	}
+	if got, err := e.store.GetCommit(c1.ID); err != nil || got.State != store.CommitReady || got.Mode != api.CommitModeMemory {
+		t.Errorf("first commit after recovery: %+v, %v; want it unchanged", got, err)
+	}
+	if _, err := os.Stat(c1.StateDir); err != nil {
+		t.Errorf("first commit's state after recovery: %v", err)
+	}
 }

@@ -39,15 +39,6 @@ func (m *Manager) suspend(ctx context.Context, in *instance, atStop bool) error 
 	if err != nil {
 		return err
 	}
-	in.mu.Lock()
-	live := in.rec.LiveDisk
-	in.mu.Unlock()
-	if live != "" {
-		// The machine would save a state naming the disk it opened,
-		// which is a commit's layer now (hotcommit.go).
-		err := fmt.Errorf("suspend vm %q: a memory commit moved its disk while it runs; stop and start it before suspending: %w", c.vm, api.ErrConflict)
-		return m.settle(in, c, err, nil)
-	}
 	hostname, machine := c.vm, c.machine
 	in.mu.Lock()
 	stateDir := m.statePath(machineName(in.rec))

@@ -33,6 +33,9 @@ type Machine struct {
 	suspending bool
 	mem        map[string]string
 	conns      map[net.Conn]struct{} // both ends of each agent connection
+	// disks are the disks it writes now, when a Capture moved them onto
+	// overlays (nil: Spec's); a save records them, as QEMU's does.
+	disks []hypervisor.Disk
 	// how is the way the machine ended: "exit", "kill", "shutdown" or
 	// "suspend".
 	how string
@@ -242,8 +245,10 @@ func (m *Machine) Suspend(ctx context.Context, stateDir string) error {
 var _ hypervisor.Capturer = (*Machine)(nil)
 
 // Capture implements hypervisor.Capturer: it closes the agent
-// connections and writes a clonable state directory as Suspend does,
-// then leaves the machine paused, or running when asked.
+// connections, moves each disk given an overlay onto it (a small file
+// naming the disk it is over; the disk is made read-only), and writes a
+// clonable state directory as Suspend does, naming the disks as they
+// were before; it then leaves the machine paused, or running when asked.
 func (m *Machine) Capture(ctx context.Context, stateDir string, opt hypervisor.CaptureOptions) error {
 	if err := m.fake.CaptureErr; err != nil {
 		return err
@@ -261,18 +266,58 @@ func (m *Machine) Capture(ctx context.Context, stateDir string, opt hypervisor.C
 	}
 	conns := m.conns
 	m.conns = map[net.Conn]struct{}{}
-	mem, paused := maps.Clone(m.mem), m.paused
+	mem, paused, disks := maps.Clone(m.mem), m.paused, m.disksLocked()
 	m.mu.Unlock()
 	for c := range conns {
 		c.Close()
 	}
-	if err := m.writeState(stateDir, mem, paused, true); err != nil {
+	moved, err := layer(disks, opt.Overlays)
+	if err == nil {
+		err = m.writeState(stateDir, mem, paused, true)
+	}
+	if err != nil {
 		return fmt.Errorf("capture: %w", err)
 	}
+	m.mu.Lock()
+	m.disks = moved
+	m.mu.Unlock()
 	if !opt.Resume && !paused {
 		return m.setPaused(true)
 	}
 	return nil
+}
+
+// disksLocked returns the disks the machine writes now; m.mu is held.
+func (m *Machine) disksLocked() []hypervisor.Disk {
+	if m.disks != nil {
+		return m.disks
+	}
+	return m.Spec.Disks
+}
+
+// layer makes the overlays of a Capture over disks and returns the disks
+// the machine writes once it has.
+func layer(disks []hypervisor.Disk, overlays []string) ([]hypervisor.Disk, error) {
+	moved := append([]hypervisor.Disk(nil), disks...)
+	if len(overlays) == 0 {
+		return moved, nil
+	}
+	if len(overlays) != len(disks) {
+		return nil, fmt.Errorf("%w: %d overlays for %d disks", api.ErrInvalid, len(overlays), len(disks))
+	}
+	for i, o := range overlays {
+		if o == "" {
+			continue
+		}
+		if err := os.WriteFile(o, []byte("fake overlay over "+disks[i].Path), 0o644); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(disks[i].Path, 0o444); err != nil {
+			return nil, err
+		}
+		moved[i] = hypervisor.Disk{Path: o, Format: "qcow2"}
+	}
+	return moved, nil
 }
 
 func (m *Machine) save(stateDir string, mem map[string]string, paused bool) error {
@@ -288,9 +333,13 @@ func (m *Machine) writeState(stateDir string, mem map[string]string, paused, clo
 	if err == nil {
 		err = writeJSON(w.Path(devicesFile), map[string]bool{"paused": paused})
 	}
+	spec := m.Spec
+	m.mu.Lock()
+	spec.Disks = m.disksLocked()
+	m.mu.Unlock()
 	if err == nil {
 		err = w.Commit(hypervisor.Manifest{
-			Backend: m.fake.Name(), Format: fakeFormat, Machine: hypervisor.ShapeOf(m.Spec, fakeAccel), Clonable: clonable,
+			Backend: m.fake.Name(), Format: fakeFormat, Machine: hypervisor.ShapeOf(spec, fakeAccel), Clonable: clonable,
 			Files: []hypervisor.StateFile{
 				{Name: memoryFile, Holds: []string{hypervisor.HoldsMemory}},
 				{Name: devicesFile, Holds: []string{hypervisor.HoldsDevices}},

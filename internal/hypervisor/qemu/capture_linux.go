@@ -22,7 +22,9 @@ var _ hypervisor.Capturer = (*machine)(nil)
 // from its command line, so an attached machine captures the same way)
 // migrates with x-ignore-shared, its stream holding devices only, and
 // its memory file is hard-linked into the state directory (copied when
-// the state is on another file system).
+// the state is on another file system). The manifest names the disks
+// QEMU has before any layering (see block.go): a machine an earlier
+// capture layered is captured, or layered again, as it runs now.
 func (m *machine) Capture(ctx context.Context, stateDir string, opt hypervisor.CaptureOptions) error {
 	if err := m.capture(ctx, stateDir, opt); err != nil {
 		return fmt.Errorf("capture qemu pid %d to %s: %w", m.handle.PID, stateDir, err)
@@ -41,15 +43,15 @@ func (m *machine) capture(ctx context.Context, stateDir string, opt hypervisor.C
 	if memFile != "" && opt.Resume {
 		return fmt.Errorf("%w: the machine's RAM is the shared file %s, which becomes the captured memory: it cannot run again after the capture", api.ErrInvalid, memFile)
 	}
-	shape, err := shapeFromArgs(m.args)
+	m.qmpMu.Lock()
+	defer m.qmpMu.Unlock()
+	shape, err := m.shape(ctx)
 	if err != nil {
 		return err
 	}
 	if err := checkOverlays(shape.Disks, opt.Overlays); err != nil {
 		return err
 	}
-	m.qmpMu.Lock()
-	defer m.qmpMu.Unlock()
 	defer m.setSuspending(false)
 	detachBegin := time.Now()
 	status, err := m.prepareSave(ctx)

@@ -126,3 +126,97 @@ func TestCheckOverlays(t *testing.T) {
 		t.Error("a raw disk was accepted for an overlay")
 	}
 }
+
+// TestLayeredTwiceThenSuspend: a machine captured with an overlay, then
+// re-attached (its command line read from /proc, still naming the first
+// disk) and captured again, is layered a second time over the first
+// overlay, which becomes read-only; each capture's manifest names the
+// disk the machine wrote just before it (the previous layer), and a
+// suspend after both names the newest overlay, from which the machine is
+// restored with its memory.
+func TestLayeredTwiceThenSuspend(t *testing.T) {
+	requireQEMU(t)
+	guest := agentguest.FromEnv(t)
+	guest.Log = testLogger(t)
+	spec := guest.Spec(t)
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "disk.qcow2")
+	qemuImg(t, "create", "-q", "-f", "qcow2", "-b", spec.Disks[0].Path, "-F", "raw", disk)
+	spec.Disks = []hypervisor.Disk{{Path: disk, Format: "qcow2"}}
+	b := New(testLogger(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	started, err := b.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer started.Kill(context.Background())
+	sess, err := guest.Connect(ctx, started)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Put(ctx, "mark", "layered twice"); err != nil {
+		t.Fatal(err)
+	}
+	sess.Close()
+	first, second := filepath.Join(dir, "first.qcow2"), filepath.Join(dir, "second.qcow2")
+	capture := func(m hypervisor.Machine, overlay string) hypervisor.Manifest {
+		t.Helper()
+		state := filepath.Join(t.TempDir(), "state")
+		if err := m.(hypervisor.Capturer).Capture(ctx, state, hypervisor.CaptureOptions{Resume: true, Overlays: []string{overlay}}); err != nil {
+			t.Fatal(err)
+		}
+		man, err := hypervisor.ReadManifest(state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return man
+	}
+	if man := capture(started, first); man.Machine.Disks[0].Path != disk {
+		t.Errorf("first capture's manifest names %q, want %s", man.Machine.Disks[0].Path, disk)
+	}
+	attached, err := New(testLogger(t)).Attach(ctx, started.Handle())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if man := capture(attached, second); man.Machine.Disks[0].Path != first {
+		t.Errorf("second capture's manifest names %q, want the first overlay %s", man.Machine.Disks[0].Path, first)
+	}
+	if got := backingFile(t, second); got != first {
+		t.Errorf("the second overlay is over %q, want %s", got, first)
+	}
+	for _, layer := range []string{disk, first} {
+		if fi, err := os.Stat(layer); err != nil || fi.Mode().Perm()&0o222 != 0 {
+			t.Errorf("layer %s: %v, mode %v; want a read-only file", layer, err, fi)
+		}
+	}
+
+	state := filepath.Join(t.TempDir(), "suspended")
+	if err := attached.Suspend(ctx, state); err != nil {
+		t.Fatal(err)
+	}
+	<-started.Done()
+	man, err := hypervisor.ReadManifest(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := man.Machine.Disks[0]; got.Path != second || got.Format != "qcow2" {
+		t.Errorf("suspend's manifest names disk %+v, want the second overlay %s", got, second)
+	}
+	restore := spec
+	restore.Disks = []hypervisor.Disk{{Path: second, Format: "qcow2"}}
+	restore.RestoreFrom = state
+	rm, err := b.Start(ctx, restore)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rm.Kill(context.Background())
+	rsess, err := guest.Connect(ctx, rm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rsess.Close()
+	if v, err := rsess.Get(ctx, "mark"); err != nil || v != "layered twice" {
+		t.Errorf("restored machine keeps (%q, %v)", v, err)
+	}
+}

@@ -10,7 +10,8 @@ import (
 
 // shapeFromArgs reads back, from a command line Args built, the shape of
 // the machine it runs (see hypervisor.Shape): what a state directory's
-// manifest records. It works the same for a machine this daemon started
+// manifest records, but for the disks, which a save of a running machine
+// takes from QEMU (block.go). It works the same for a machine this daemon started
 // and for one an earlier daemon started and Attach re-adopted, whose
 // command line comes from /proc, so no other record of the spec is
 // needed.

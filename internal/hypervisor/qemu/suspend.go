@@ -22,7 +22,9 @@ import (
 // the file is whole once QEMU reports the save completed (through a pipe,
 // cat may still be writing), and no shell is involved. The manifest's
 // machine shape is read from the process's command line (shapeFromArgs),
-// so a machine an earlier daemon started suspends the same way.
+// so a machine an earlier daemon started suspends the same way, except
+// its disks, which QEMU is asked for (query-block, see block.go): a
+// capture may have moved them onto overlays since the machine started.
 //
 // Restore checks the manifest against the spec (Backend.stateToLoad),
 // starts QEMU with the same command line plus -incoming defer (see Args),

@@ -43,12 +43,12 @@ func (m *machine) suspend(ctx context.Context, stateDir string) error {
 	if m.exited() {
 		return errExited
 	}
-	shape, err := shapeFromArgs(m.args)
+	m.qmpMu.Lock()
+	defer m.qmpMu.Unlock()
+	shape, err := m.shape(ctx)
 	if err != nil {
 		return err
 	}
-	m.qmpMu.Lock()
-	defer m.qmpMu.Unlock()
 	saved := false
 	defer func() {
 		if !saved {
