@@ -128,75 +128,80 @@ func guestLines(t *testing.T, c *client.Client, host, script string) []string {
 	return strings.Split(strings.TrimSpace(out), "\n")
 }
 
+// hotSharedYAML adds to hotGroupYAML a group whose VMs keep their RAM in
+// shared memory (hot_fork: true).
+const hotSharedYAML = hotGroupYAML + `  - name: hs
+    count: 0
+    vcpu: 1
+    ram_mb: 256
+    storage: image
+    storage_size: 1G
+    hot_fork: true
+`
+
 // TestHotForkFigures measures, and logs (it asserts nothing about speed):
 // a hot fork of a running VM until the child answers exec (memory commit,
 // fork with wait=agent and its fresh identity, first exec), against a
 // cold create until it answers exec, in alternating pairs: each pair's
-// cold-created VM is the next hot fork's source. It reports the median
-// of the per-pair ratios, and of the fork alone (commit excluded) against
-// the same cold create, and logs the daemon's account of the last. It runs
-// only with SLICER_E2E_FIGURES=1; SLICER_E2E_FIGURES_PAIRS (default 5).
+// cold-created VM is the next hot fork's source; then a VM of a hot_fork
+// group (RAM in shared memory) is created and hot-forked the same way. It
+// reports the medians of the per-pair ratios, of the whole hot fork and of
+// the fork alone (commit excluded) against the pair's cold create, and
+// logs the daemon's account of the last. It runs only with
+// SLICER_E2E_FIGURES=1; SLICER_E2E_FIGURES_PAIRS (default 5).
 func TestHotForkFigures(t *testing.T) {
 	testenv.RequireE2E(t)
 	if os.Getenv("SLICER_E2E_FIGURES") != "1" {
 		t.Skip("set SLICER_E2E_FIGURES=1 to measure hot forks")
 	}
 	pairs := envInt("SLICER_E2E_FIGURES_PAIRS", 5)
-	d := startDaemonYAML(t, hotGroupYAML)
+	d := startDaemonYAML(t, hotSharedYAML)
 	c, ctx := d.client, context.Background()
 	wait := client.CreateOptions{Wait: "agent", Timeout: 3 * time.Minute}
-	fork := client.ForkOptions{Wait: client.WaitAgent, Timeout: 3 * time.Minute}
 	answer := func(host string) {
 		if _, _, code := execIn(t, c, host, &api.ExecRequest{Command: "true"}, nil); code != 0 {
 			t.Fatalf("%s: exec exit %d", host, code)
 		}
 	}
+	create := func(group string) (string, time.Duration) {
+		start := time.Now()
+		resp, err := c.CreateNode(ctx, group, api.CreateNodeRequest{}, wait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer(resp.Hostname)
+		return resp.Hostname, time.Since(start)
+	}
 
-	var colds, hots, forksOnly, commits, ratios, forkRatios []time.Duration
+	type hotRun struct{ whole, commit, fork []time.Duration }
+	var colds []time.Duration
+	runs := map[string]*hotRun{"hf": {}, "hs": {}}
+	ratios := map[string]*hotRun{"hf": {}, "hs": {}} // thousandths of the pair's cold create
 	var lastChild, lastSource string
 	for range pairs {
-		start := time.Now()
-		resp, err := c.CreateNode(ctx, "hf", api.CreateNodeRequest{}, wait)
-		if err != nil {
-			t.Fatal(err)
-		}
-		src := resp.Hostname
-		answer(src)
-		cold := time.Since(start)
-
-		start = time.Now()
-		commit, err := c.CommitVMWithOptions(ctx, src, api.CommitVMRequest{Mode: api.CommitModeMemory})
-		if err != nil {
-			t.Fatal(err)
-		}
-		committed := time.Now()
-		child, err := c.ForkCommittedVM(ctx, commit.CommitID, api.ForkVMRequest{}, fork)
-		if err != nil {
-			t.Fatal(err)
-		}
-		answer(child.Hostname)
-		hot, forkOnly := time.Since(start), time.Since(committed)
-		lastChild, lastSource = child.Hostname, src
-
-		for _, h := range []string{child.Hostname, src} {
-			if _, err := c.DeleteNode(ctx, "hf", h); err != nil {
-				t.Fatal(err)
+		src, cold := create("hf")
+		colds = append(colds, cold)
+		for _, group := range []string{"hf", "hs"} {
+			if group == "hs" {
+				src, _ = create("hs")
 			}
+			whole, commit, forkOnly, child := hotFork(t, c, src, answer)
+			lastChild, lastSource = child, src
+			r, q := runs[group], ratios[group]
+			r.whole, r.commit, r.fork = append(r.whole, whole), append(r.commit, commit), append(r.fork, forkOnly)
+			q.whole, q.fork = append(q.whole, 1000*whole/cold), append(q.fork, 1000*forkOnly/cold)
+			t.Logf("pair: cold %s; %s: hot %s (commit %s, fork+exec %s)", cold.Round(time.Millisecond), group,
+				whole.Round(time.Millisecond), commit.Round(time.Millisecond), forkOnly.Round(time.Millisecond))
 		}
-		if _, err := c.DeleteCommit(ctx, commit.CommitID); err != nil {
-			t.Fatal(err)
-		}
-		colds, hots, forksOnly, commits = append(colds, cold), append(hots, hot), append(forksOnly, forkOnly), append(commits, committed.Sub(start))
-		ratios = append(ratios, time.Duration(1000*hot/cold)) // thousandths
-		forkRatios = append(forkRatios, time.Duration(1000*forkOnly/cold))
-		t.Logf("pair: cold %s, hot %s (commit %s, fork+exec %s)", cold.Round(time.Millisecond), hot.Round(time.Millisecond),
-			committed.Sub(start).Round(time.Millisecond), forkOnly.Round(time.Millisecond))
 	}
 	t.Logf("cold create until exec: median %s of %d", median(colds).Round(time.Millisecond), pairs)
-	t.Logf("hot fork of a running VM until exec (commit+fork+exec): median %s; memory commit median %s; fork+exec median %s",
-		median(hots).Round(time.Millisecond), median(commits).Round(time.Millisecond), median(forksOnly).Round(time.Millisecond))
-	t.Logf("per-pair ratio hot/cold median %.2f; fork of the memory commit until exec / cold, median %.2f",
-		float64(median(ratios))/1000, float64(median(forkRatios))/1000)
+	for _, group := range []string{"hf", "hs"} {
+		r, q := runs[group], ratios[group]
+		t.Logf("%s: hot fork of a running VM until exec (commit+fork+exec): median %s; memory commit median %s; fork+exec median %s",
+			group, median(r.whole).Round(time.Millisecond), median(r.commit).Round(time.Millisecond), median(r.fork).Round(time.Millisecond))
+		t.Logf("%s: per-pair ratio hot/cold median %.2f; fork of the memory commit until exec / cold, median %.2f",
+			group, float64(median(q.whole))/1000, float64(median(q.fork))/1000)
+	}
 	// Where the last pair's hot fork's time went: the daemon's (debug)
 	// log from its memory commit on.
 	data, _ := os.ReadFile(filepath.Join(d.dataDir, "daemon.log"))
@@ -206,4 +211,35 @@ func TestHotForkFigures(t *testing.T) {
 	}
 	t.Logf("daemon log of the last hot fork (%s of %s), from its capture:\n%s", lastChild, lastSource, log)
 	d.assertNothingLeft(t)
+}
+
+// hotFork memory-commits the running VM src, forks the commit (wait=agent)
+// and has the child answer an exec, then deletes child, source and commit.
+// It returns how long the three took, the commit alone and the fork and
+// exec alone, and the child's name.
+func hotFork(t *testing.T, c *client.Client, src string, answer func(string)) (whole, commit, forkOnly time.Duration, child string) {
+	t.Helper()
+	ctx := context.Background()
+	start := time.Now()
+	cm, err := c.CommitVMWithOptions(ctx, src, api.CommitVMRequest{Mode: api.CommitModeMemory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed := time.Now()
+	f, err := c.ForkCommittedVM(ctx, cm.CommitID, api.ForkVMRequest{}, client.ForkOptions{Wait: client.WaitAgent, Timeout: 3 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer(f.Hostname)
+	whole, forkOnly = time.Since(start), time.Since(committed)
+	group, _, _ := strings.Cut(src, "-")
+	for _, h := range []string{f.Hostname, src} {
+		if _, err := c.DeleteNode(ctx, group, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.DeleteCommit(ctx, cm.CommitID); err != nil {
+		t.Fatal(err)
+	}
+	return whole, committed.Sub(start), forkOnly, f.Hostname
 }

@@ -84,6 +84,13 @@ type HostGroup struct {
 	// snapshot template instead of booting: the first boots once to
 	// agent ready and is captured (see vm/template.go).
 	Snapshot bool `yaml:"snapshot,omitempty"`
+	// HotFork (extension) keeps the RAM of the group's VMs in shared
+	// memory (hypervisor.Spec.SharedMemory): a memory commit then copies
+	// it while the vCPUs are stopped, and its forks map the copy instead
+	// of loading a migration stream, so they start sooner. The cost: the
+	// guest's RAM is shared memory (no transparent huge pages, not merged
+	// by KSM).
+	HotFork bool `yaml:"hot_fork,omitempty"`
 	// Warm (extension) is how many VMs the daemon keeps booted and ready
 	// for this group, outside its nodes: a create takes one (pool.go).
 	Warm int `yaml:"warm,omitempty"`

@@ -204,6 +204,7 @@ func TestValidate(t *testing.T) {
 				at(4, `kernel_args: "ip=10.0.0.2" is set by the daemon (ip=...) and cannot be given here`),
 			}},
 		{name: "snapshot", doc: groupDoc("snapshot: true")},
+		{name: "hot_fork", doc: groupDoc("hot_fork: true")},
 		{name: "snapshot with a network", doc: groupDoc("snapshot: true", "network:", "  mode: isolated", "  range: 169.254.100.0/22")},
 		{name: "init systemd and agent are valid", doc: groupDoc(`init: systemd`)},
 		{name: "init agent is valid", doc: groupDoc(`init: agent`)},

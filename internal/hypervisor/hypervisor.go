@@ -82,6 +82,15 @@ type Spec struct {
 	// host's page cache. It is how a snapshot template's source runs (see
 	// capture.go).
 	MemoryFile string
+	// SharedMemory keeps the guest's RAM in anonymous shared memory that
+	// the backend can read while the machine runs. A Capture that resumes
+	// the machine then copies it, with the vCPUs stopped, into the state
+	// as its memory file, instead of writing it into a migration stream,
+	// and restores map that file privately, as a template's clones do: a
+	// fork starts without loading its memory. It excludes MemoryFile. A
+	// restore of a suspended machine loads its memory into it; a restore
+	// of a captured state that has a memory file maps that file instead.
+	SharedMemory bool
 }
 
 // Validate reports the problems of spec that every backend refuses
@@ -124,6 +133,9 @@ func (s Spec) Problems() []error {
 	}
 	if s.RestoreFrom != "" && !filepath.IsAbs(s.RestoreFrom) {
 		bad("state directory %q is not an absolute path", s.RestoreFrom)
+	}
+	if s.SharedMemory && s.MemoryFile != "" {
+		bad("shared memory excludes a memory file")
 	}
 	if s.UnlinkedNIC && s.TAP != "" {
 		bad("a NIC with a TAP (%q) is not unlinked", s.TAP)

@@ -337,6 +337,7 @@ func (m *Manager) start(ctx context.Context, log *slog.Logger, g config.HostGrou
 		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: GuestCmdline(guestName(rec), g.Init, g.KernelArgs, netArg),
 		Disks:  []hypervisor.Disk{{Path: rec.Disk, Format: diskFormat(rec)}},
 		RunDir: rec.RunDir, ConsoleLog: m.logPath(machineName(rec)), RestoreFrom: restoreFrom,
+		SharedMemory: g.HotFork,
 	}
 	var netns string
 	if plan != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/agent"
+	"github.com/openslicer/openslicer/internal/config"
 	"github.com/openslicer/openslicer/internal/hypervisor"
 	"github.com/openslicer/openslicer/internal/hypervisor/hypervisortest"
 	"github.com/openslicer/openslicer/internal/store"
@@ -420,5 +421,21 @@ func TestRecoverSecondMemoryCommit(t *testing.T) {
 	}
 	if _, err := os.Stat(c1.StateDir); err != nil {
 		t.Errorf("first commit's state after recovery: %v", err)
+	}
+}
+
+// TestHotForkGroupSharedMemory: a group with hot_fork runs its VMs with
+// shared memory (which a capture copies); another group does not.
+func TestHotForkGroupSharedMemory(t *testing.T) {
+	e, _, _ := newCommitEnv(t, []config.HostGroup{{Name: "hot", VCPU: 1, RamGB: 1, HotFork: true}, {Name: "sbox", VCPU: 1, RamGB: 1}}, nil)
+	ctx := context.Background()
+	for group, want := range map[string]bool{"hot": true, "sbox": false} {
+		resp, err := e.m.Create(ctx, group, api.CreateNodeRequest{}, CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := e.fake.Last(resp.Hostname); m == nil || m.Spec.SharedMemory != want {
+			t.Errorf("%s: machine %+v, want shared memory %t", resp.Hostname, m, want)
+		}
 	}
 }

@@ -220,7 +220,7 @@ func netdevArg(spec hypervisor.Spec) string {
 // memoryMachineOpt names the RAM's memory backend on -M when the RAM is a
 // file (memoryArgs).
 func memoryMachineOpt(spec hypervisor.Spec, l load) string {
-	if spec.MemoryFile == "" && l.memory == "" {
+	if spec.MemoryFile == "" && l.memory == "" && !spec.SharedMemory {
 		return ""
 	}
 	return ",memory-backend=" + ramID
@@ -228,11 +228,16 @@ func memoryMachineOpt(spec hypervisor.Spec, l load) string {
 
 // memoryArgs backs the guest's RAM with a file: spec.MemoryFile mapped
 // shared (a template's source), or a captured memory file mapped
-// privately (a clone). Otherwise QEMU gives the guest anonymous memory.
+// privately (a clone); or with a memfd mapped shared (spec.SharedMemory,
+// read through /proc at a capture, see memfdOf). Otherwise QEMU gives the
+// guest anonymous memory.
 func memoryArgs(spec hypervisor.Spec, l load) []string {
 	path, share := spec.MemoryFile, "on"
 	if l.memory != "" {
 		path, share = l.memory, "off"
+	}
+	if path == "" && spec.SharedMemory {
+		return []string{"-object", fmt.Sprintf("memory-backend-memfd,id=%s,size=%dM,share=on", ramID, spec.MemoryBytes/mib)}
 	}
 	if path == "" {
 		return nil

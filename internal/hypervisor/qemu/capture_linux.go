@@ -22,7 +22,10 @@ var _ hypervisor.Capturer = (*machine)(nil)
 // from its command line, so an attached machine captures the same way)
 // migrates with x-ignore-shared, its stream holding devices only, and
 // its memory file is hard-linked into the state directory (copied when
-// the state is on another file system). The manifest names the disks
+// the state is on another file system). A machine whose RAM is a shared
+// memfd (Spec.SharedMemory) migrates the same way, and its memory is
+// copied from the memfd into the state, sparsely, before its vCPUs run
+// again. The manifest names the disks
 // QEMU has before any layering (see block.go): a machine an earlier
 // capture layered is captured, or layered again, as it runs now.
 func (m *machine) Capture(ctx context.Context, stateDir string, opt hypervisor.CaptureOptions) error {
@@ -39,7 +42,7 @@ func (m *machine) capture(ctx context.Context, stateDir string, opt hypervisor.C
 	if m.exited() {
 		return errExited
 	}
-	memFile := sharedMemoryFromArgs(m.args)
+	memFile, memfd := sharedMemoryFromArgs(m.args), memfdFromArgs(m.args)
 	if memFile != "" && opt.Resume {
 		return fmt.Errorf("%w: the machine's RAM is the shared file %s, which becomes the captured memory: it cannot run again after the capture", api.ErrInvalid, memFile)
 	}
@@ -83,7 +86,12 @@ func (m *machine) capture(ctx context.Context, stateDir string, opt hypervisor.C
 			return fmt.Errorf("layer the disks: %w", err)
 		}
 	}
-	if err := m.saveTo(ctx, w.Path(migrationFile), memFile != ""); err != nil {
+	err = m.saveTo(ctx, w.Path(migrationFile), memFile != "" || memfd)
+	if err == nil && memfd {
+		// The vCPUs are stopped: the memory is as the devices expect.
+		err = m.copyMemfd(w.Path(memoryFile))
+	}
+	if err != nil {
 		w.Abort()
 		m.undoSave(ctx, wasRunning)
 		return err
@@ -101,13 +109,15 @@ func (m *machine) capture(ctx context.Context, stateDir string, opt hypervisor.C
 		}
 		paused = time.Since(begin)
 	}
-	if memFile != "" {
+	if memFile != "" || memfd {
 		man.Format = sharedMemoryFormat
 		man.Files = []hypervisor.StateFile{
 			{Name: migrationFile, Holds: []string{hypervisor.HoldsDevices}},
 			{Name: memoryFile, Holds: []string{hypervisor.HoldsMemory}},
 		}
-		err = linkOrCopy(memFile, w.Path(memoryFile))
+		if memFile != "" {
+			err = linkOrCopy(memFile, w.Path(memoryFile))
+		}
 	} else {
 		man.Files = []hypervisor.StateFile{{Name: migrationFile, Holds: []string{hypervisor.HoldsMemory, hypervisor.HoldsDevices}}}
 	}

@@ -18,11 +18,20 @@ import (
 // disk, named by its absolute path), its disk file now read-only; a
 // clone restored from the state, over its own overlay of that layer,
 // holds the value the source kept in memory at the capture.
-func TestCaptureLayers(t *testing.T) {
+func TestCaptureLayers(t *testing.T) { testCaptureLayers(t, false) }
+
+// TestCaptureSharedMemory is TestCaptureLayers for a machine whose RAM is
+// a shared memfd (Spec.SharedMemory): its memory is copied into the state
+// as a file, beside a stream of devices only, which the clone maps
+// privately; what the source writes after the capture is not the clone's.
+func TestCaptureSharedMemory(t *testing.T) { testCaptureLayers(t, true) }
+
+func testCaptureLayers(t *testing.T, sharedMemory bool) {
 	requireQEMU(t)
 	guest := agentguest.FromEnv(t)
 	guest.Log = testLogger(t)
 	spec := guest.Spec(t)
+	spec.SharedMemory = sharedMemory
 	qcow := filepath.Join(t.TempDir(), "disk.qcow2")
 	qemuImg(t, "create", "-q", "-f", "qcow2", "-b", spec.Disks[0].Path, "-F", "raw", qcow)
 	spec.Disks = []hypervisor.Disk{{Path: qcow, Format: "qcow2"}}
@@ -53,7 +62,17 @@ func TestCaptureLayers(t *testing.T) {
 	if v, err := sess.Get(ctx, "mark"); err != nil || v != "captured" {
 		t.Errorf("the source after its capture keeps (%q, %v)", v, err)
 	}
+	if err := sess.Put(ctx, "mark", "after"); err != nil {
+		t.Errorf("the source after its capture: %v", err)
+	}
 	sess.Close()
+	man, err := hypervisor.ReadManifest(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mem, _ := man.File(hypervisor.HoldsMemory); sharedMemory != (man.Format == sharedMemoryFormat && mem == memoryFile) {
+		t.Errorf("manifest format %q, memory in %q: want a memory file %t", man.Format, mem, sharedMemory)
+	}
 	if fi, err := os.Stat(layer); err != nil || fi.Mode().Perm()&0o222 != 0 {
 		t.Errorf("layer: %v, mode %v; want a read-only file", err, fi)
 	}
@@ -65,7 +84,7 @@ func TestCaptureLayers(t *testing.T) {
 	cdisk := filepath.Join(t.TempDir(), "clone.qcow2")
 	qemuImg(t, "create", "-q", "-f", "qcow2", "-b", layer, "-F", "qcow2", cdisk)
 	clone.Disks = []hypervisor.Disk{{Path: cdisk, Format: "qcow2"}}
-	clone.RestoreFrom = state
+	clone.RestoreFrom, clone.SharedMemory = state, sharedMemory
 	cm, err := b.Start(ctx, clone)
 	if err != nil {
 		t.Fatal(err)

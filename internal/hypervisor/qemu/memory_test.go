@@ -78,3 +78,36 @@ func TestArgsMemoryFileInvalid(t *testing.T) {
 		}
 	}
 }
+
+// TestArgsSharedMemory: a machine with shared memory has its RAM in a
+// memfd mapped shared, under microvm's RAM id, which the command line
+// says (what Capture looks at); a clone of its capture maps the captured
+// file privately instead.
+func TestArgsSharedMemory(t *testing.T) {
+	spec := baseSpec()
+	spec.SharedMemory = true
+	a, err := args(spec, Accel{}, load{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := argAfter(a, "-object", "memory-backend-memfd"); got != "memory-backend-memfd,id=microvm.ram,size=512M,share=on" {
+		t.Errorf("-object %q", got)
+	}
+	if m := argAfter(a, "-M", ""); !strings.Contains(m, "memory-backend=microvm.ram") {
+		t.Errorf("-M %q does not name the memory backend", m)
+	}
+	if !memfdFromArgs(a) || sharedMemoryFromArgs(a) != "" {
+		t.Errorf("memfdFromArgs %t, sharedMemoryFromArgs %q: want the memfd and no file", memfdFromArgs(a), sharedMemoryFromArgs(a))
+	}
+	clone, err := args(spec, Accel{}, load{stream: "/c/vm.migration", memory: "/c/memory"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := argAfter(clone, "-object", "memory-backend"); got != "memory-backend-file,id=microvm.ram,size=512M,mem-path=/c/memory,share=off" || memfdFromArgs(clone) {
+		t.Errorf("clone -object %q: want the captured file mapped privately", got)
+	}
+	spec.MemoryFile = "/t/mem"
+	if _, err := args(spec, Accel{}, load{}); err == nil {
+		t.Error("shared memory with a memory file: accepted")
+	}
+}

@@ -64,6 +64,21 @@ func shapeFromArgs(args []string) (hypervisor.Shape, error) {
 	return s, nil
 }
 
+// memfdFromArgs reports whether a command line Args built keeps the
+// guest's RAM in a shared memfd (Spec.SharedMemory).
+func memfdFromArgs(args []string) bool {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] != "-object" {
+			continue
+		}
+		opts := splitOpts(args[i+1])
+		if len(opts) > 0 && opts[0] == "memory-backend-memfd" && optNamed(opts, "share") == "on" {
+			return true
+		}
+	}
+	return false
+}
+
 // sharedMemoryFromArgs returns the file a command line Args built maps
 // shared as the guest's RAM (Spec.MemoryFile), or "".
 func sharedMemoryFromArgs(args []string) string {
