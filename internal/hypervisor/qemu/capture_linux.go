@@ -131,7 +131,14 @@ func (m *machine) capture(ctx context.Context, stateDir string, opt hypervisor.C
 		}
 		return err
 	}
-	m.log.Info("machine captured", "state_dir", stateDir, "memory_file", memFile != "", "resumed", resumed,
+	memory := "stream"
+	switch {
+	case memFile != "":
+		memory = "file"
+	case memfd:
+		memory = "memfd copy"
+	}
+	m.log.Info("machine captured", "state_dir", stateDir, "memory", memory, "resumed", resumed,
 		"detach_agent", detached.Round(time.Millisecond), "paused", paused.Round(time.Millisecond))
 	return nil
 }
