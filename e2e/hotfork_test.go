@@ -221,25 +221,38 @@ func hotFork(t *testing.T, c *client.Client, src string, answer func(string)) (w
 	t.Helper()
 	ctx := context.Background()
 	start := time.Now()
-	cm, err := c.CommitVMWithOptions(ctx, src, api.CommitVMRequest{Mode: api.CommitModeMemory})
-	if err != nil {
-		t.Fatal(err)
-	}
-	committed := time.Now()
-	f, err := c.ForkCommittedVM(ctx, cm.CommitID, api.ForkVMRequest{}, client.ForkOptions{Wait: client.WaitAgent, Timeout: 3 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer(f.Hostname)
+	var committed time.Time
+	commitID, child := memoryFork(t, c, src, func() { committed = time.Now() })
+	answer(child)
 	whole, forkOnly = time.Since(start), time.Since(committed)
 	group, _, _ := strings.Cut(src, "-")
-	for _, h := range []string{f.Hostname, src} {
+	for _, h := range []string{child, src} {
 		if _, err := c.DeleteNode(ctx, group, h); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.DeleteCommit(ctx, cm.CommitID); err != nil {
+	if _, err := c.DeleteCommit(ctx, commitID); err != nil {
 		t.Fatal(err)
 	}
-	return whole, committed.Sub(start), forkOnly, f.Hostname
+	return whole, committed.Sub(start), forkOnly, child
+}
+
+// memoryFork memory-commits the running VM src and forks the commit,
+// waiting for the child's agent; committed, when not nil, is called
+// between the two. It returns the commit's ID and the child's name.
+func memoryFork(t *testing.T, c *client.Client, src string, committed func()) (commitID, child string) {
+	t.Helper()
+	ctx := context.Background()
+	cm, err := c.CommitVMWithOptions(ctx, src, api.CommitVMRequest{Mode: api.CommitModeMemory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if committed != nil {
+		committed()
+	}
+	f, err := c.ForkCommittedVM(ctx, cm.CommitID, api.ForkVMRequest{}, client.ForkOptions{Wait: client.WaitAgent, Timeout: 3 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cm.CommitID, f.Hostname
 }

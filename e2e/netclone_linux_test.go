@@ -4,12 +4,10 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/openslicer/openslicer/api"
-	"github.com/openslicer/openslicer/client"
 	"github.com/openslicer/openslicer/internal/testenv"
 )
 
@@ -48,20 +46,13 @@ func TestNetworkedClones(t *testing.T) {
 	c, ctx := d.client, context.Background()
 
 	a, b := createNet(t, c, "nt", nil), createNet(t, c, "nt", nil)
-	commit, err := c.CommitVMWithOptions(ctx, a.Hostname, api.CommitVMRequest{Mode: api.CommitModeMemory})
-	if err != nil {
-		t.Fatal(err)
-	}
-	child, err := c.ForkCommittedVM(ctx, commit.CommitID, api.ForkVMRequest{}, client.ForkOptions{Wait: client.WaitAgent, Timeout: 3 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	desc, err := c.Describe(ctx, child.Hostname)
+	commit, child := memoryFork(t, c, a.Hostname, nil)
+	desc, err := c.Describe(ctx, child)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	vms := map[string]string{a.Hostname: bareIP(a.IP), b.Hostname: bareIP(b.IP), child.Hostname: bareIP(desc.IP)}
+	vms := map[string]string{a.Hostname: bareIP(a.IP), b.Hostname: bareIP(b.IP), child: bareIP(desc.IP)}
 	macs, ips := map[string]string{}, map[string]string{}
 	for host, ip := range vms {
 		out, _, code := execIn(t, c, host, &api.ExecRequest{Command: "cat /sys/class/net/eth0/address; ip -4 -o addr show dev eth0", Shell: "/bin/sh"}, nil)
@@ -85,22 +76,15 @@ func TestNetworkedClones(t *testing.T) {
 			t.Errorf("host cannot ping %s at %s: %v", host, ip, err)
 		}
 	}
-	if !pings(t, c, child.Hostname, bareIP(b.IP)) || !pings(t, c, b.Hostname, bareIP(desc.IP)) {
-		t.Errorf("the fork %s and the clone %s cannot ping each other", child.Hostname, b.Hostname)
+	if !pings(t, c, child, bareIP(b.IP)) || !pings(t, c, b.Hostname, bareIP(desc.IP)) {
+		t.Errorf("the fork %s and the clone %s cannot ping each other", child, b.Hostname)
 	}
 
 	// Isolated: a clone and its hot fork each in a namespace of their own,
 	// under the group's egress rules.
 	iso := createNet(t, c, "ni", nil)
-	isoCommit, err := c.CommitVMWithOptions(ctx, iso.Hostname, api.CommitVMRequest{Mode: api.CommitModeMemory})
-	if err != nil {
-		t.Fatal(err)
-	}
-	isoChild, err := c.ForkCommittedVM(ctx, isoCommit.CommitID, api.ForkVMRequest{}, client.ForkOptions{Wait: client.WaitAgent, Timeout: 3 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range []string{iso.Hostname, isoChild.Hostname} {
+	isoCommit, isoChild := memoryFork(t, c, iso.Hostname, nil)
+	for _, h := range []string{iso.Hostname, isoChild} {
 		if !reach(t, c, h, labInet+":8080") {
 			t.Errorf("%s cannot reach the service its group allows", h)
 		}
@@ -109,12 +93,12 @@ func TestNetworkedClones(t *testing.T) {
 		}
 	}
 
-	for _, vm := range [][2]string{{"nt", child.Hostname}, {"nt", a.Hostname}, {"nt", b.Hostname}, {"ni", isoChild.Hostname}, {"ni", iso.Hostname}} {
+	for _, vm := range [][2]string{{"nt", child}, {"nt", a.Hostname}, {"nt", b.Hostname}, {"ni", isoChild}, {"ni", iso.Hostname}} {
 		if _, err := c.DeleteNode(ctx, vm[0], vm[1]); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, id := range []string{commit.CommitID, isoCommit.CommitID} {
+	for _, id := range []string{commit, isoCommit} {
 		if _, err := c.DeleteCommit(ctx, id); err != nil {
 			t.Fatal(err)
 		}

@@ -167,3 +167,56 @@ func TestWarmPool(t *testing.T) {
 		t.Errorf("TAPs left after the stop: %v", taps)
 	}
 }
+
+// TestTwentyParallelCreatesFromPool: twenty creates at once in a group
+// that keeps four VMs warm all succeed, four of them taken from the pool
+// and the rest booted, with twenty distinct names, each guest named as its
+// node (the identity a taken pool VM is given), and nothing left once they
+// are deleted and the daemon stops.
+func TestTwentyParallelCreatesFromPool(t *testing.T) {
+	testenv.RequireE2E(t)
+	d := startDaemonYAML(t, `  - name: pp
+    count: 0
+    vcpu: 1
+    ram_mb: 256
+    storage_size: 512M
+    warm: 4
+`)
+	c, ctx := d.client, context.Background()
+	waitPoolReady(t, c, "pp", 4)
+	const n = 20
+	names := make(chan string, n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			node, err := c.CreateNode(ctx, "pp", api.CreateNodeRequest{}, client.CreateOptions{Wait: "agent", Timeout: 10 * time.Minute})
+			if err != nil {
+				errs <- err
+				return
+			}
+			names <- node.Hostname
+		}()
+	}
+	seen := map[string]bool{}
+	for range n {
+		select {
+		case err := <-errs:
+			t.Errorf("CreateNode: %v", err)
+		case name := <-names:
+			if seen[name] {
+				t.Errorf("name %s given twice", name)
+			}
+			seen[name] = true
+		}
+	}
+	for name := range seen {
+		if out, _, code := execIn(t, c, name, &api.ExecRequest{Command: "hostname"}, nil); code != 0 || strings.TrimSpace(out) != name {
+			t.Errorf("%s: the guest calls itself %q (exit %d)", name, strings.TrimSpace(out), code)
+		}
+		if _, err := c.DeleteNode(ctx, "pp", name); err != nil {
+			t.Errorf("DeleteNode(%s): %v", name, err)
+		}
+	}
+	d.stop()
+	d.assertNothingLeft(t)
+}

@@ -111,19 +111,24 @@ func (s *Server) applyFirstBoot(fb *agent.FirstBoot) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(s.paths.firstBootFile(), record, 0o600, nil); err != nil {
+	// Only userdata must not run twice. Without it, first boot is safe to
+	// apply again (the keys are merged, the marker rewritten), so after a
+	// crash that lost these files it is: they are written without the
+	// syncs that cost a few host fsyncs each under emulated storage.
+	durable := hasUserdata(fb.Userdata)
+	if err := writeFileAtomic(s.paths.firstBootFile(), record, 0o600, nil, durable); err != nil {
 		return fmt.Errorf("record first-boot data: %w", err)
 	}
 	if len(fb.SSHKeys) > 0 {
-		if err := s.installSSHKeys(user, fb.SSHKeys); err != nil {
+		if err := s.installSSHKeys(user, fb.SSHKeys, durable); err != nil {
 			return err
 		}
 	}
-	if !hasUserdata(fb.Userdata) {
+	if !durable {
 		s.log.Info("first boot: no userdata")
-		return s.writeMarker(0)
+		return s.writeMarker(0, false)
 	}
-	if err := writeFileSync(s.paths.userdataFile(), []byte(fb.Userdata), 0o700, nil); err != nil {
+	if err := writeFileAtomic(s.paths.userdataFile(), []byte(fb.Userdata), 0o700, nil, true); err != nil {
 		return fmt.Errorf("write userdata: %w", err)
 	}
 	s.fb.running = true
@@ -133,8 +138,9 @@ func (s *Server) applyFirstBoot(fb *agent.FirstBoot) error {
 }
 
 // installSSHKeys adds keys to user's ~/.ssh/authorized_keys, creating the
-// directory (0700) and file (0600) owned by the user.
-func (s *Server) installSSHKeys(user account, keys []string) error {
+// directory (0700) and file (0600) owned by the user; durably (synced)
+// when durable.
+func (s *Server) installSSHKeys(user account, keys []string, durable bool) error {
 	if user.Home == "" {
 		return fmt.Errorf("install ssh keys for %q: the account has no home directory", user.Name)
 	}
@@ -154,7 +160,7 @@ func (s *Server) installSSHKeys(user account, keys []string) error {
 		return fmt.Errorf("install ssh keys: %w", err)
 	}
 	merged, added := mergeAuthorizedKeys(existing, keys)
-	if err := writeFileSync(path, merged, 0o600, &user); err != nil {
+	if err := writeFileAtomic(path, merged, 0o600, &user, durable); err != nil {
 		return fmt.Errorf("install ssh keys: %w", err)
 	}
 	s.log.Info("first boot: ssh keys installed", "user", user.Name, "added", added)
@@ -165,7 +171,7 @@ func (s *Server) installSSHKeys(user account, keys []string) error {
 func (s *Server) runUserdata(script, targetUser string) {
 	defer s.fb.runs.Done()
 	code := s.execUserdata(script, targetUser)
-	if err := s.writeMarker(code); err != nil {
+	if err := s.writeMarker(code, true); err != nil {
 		s.log.Error("first boot: write userdata marker", "err", err)
 	}
 	s.fb.mu.Lock()
@@ -173,9 +179,10 @@ func (s *Server) runUserdata(script, targetUser string) {
 	s.fb.mu.Unlock()
 }
 
-// writeMarker records that userdata ran, with its exit code.
-func (s *Server) writeMarker(code int) error {
-	if err := writeFileSync(s.paths.marker(), formatMarker(code), 0o644, nil); err != nil {
+// writeMarker records that userdata ran, with its exit code (durably:
+// synced, when durable).
+func (s *Server) writeMarker(code int, durable bool) error {
+	if err := writeFileAtomic(s.paths.marker(), formatMarker(code), 0o644, nil, durable); err != nil {
 		return fmt.Errorf("write userdata marker: %w", err)
 	}
 	return nil
@@ -311,17 +318,18 @@ func (o *userdataOutput) Close() error {
 	return nil
 }
 
-// writeFileSync replaces path with data durably: a temporary file in the
-// same directory is written, given perm (and owner, when not nil), synced
-// and renamed over path, and the directory is synced.
-func writeFileSync(path string, data []byte, perm os.FileMode, owner *account) error {
+// writeFileAtomic replaces path with data in one step: a temporary file in
+// the same directory is written, given perm (and owner, when not nil) and
+// renamed over path. When durable, the file is synced before the rename
+// and the directory after it.
+func writeFileAtomic(path string, data []byte, perm os.FileMode, owner *account, durable bool) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
-	err = writeAndSync(f, data, perm, owner)
+	err = writeTemp(f, data, perm, owner, durable)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -332,10 +340,13 @@ func writeFileSync(path string, data []byte, perm os.FileMode, owner *account) e
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	if !durable {
+		return nil
+	}
 	return syncDir(dir)
 }
 
-func writeAndSync(f *os.File, data []byte, perm os.FileMode, owner *account) error {
+func writeTemp(f *os.File, data []byte, perm os.FileMode, owner *account, durable bool) error {
 	if err := f.Chmod(perm); err != nil {
 		return err
 	}
@@ -344,6 +355,9 @@ func writeAndSync(f *os.File, data []byte, perm os.FileMode, owner *account) err
 	}
 	if _, err := f.Write(data); err != nil {
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	return f.Sync()
 }
