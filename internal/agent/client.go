@@ -26,6 +26,9 @@ const (
 	// as soon as the agent opens its port, so a longer bound costs no
 	// latency; it only decides when a silent session is given up.
 	readyAttempt = 3 * time.Second
+	// pingTimeout bounds the wait for a yamux pong in dropIfSilent: a
+	// live guest answers one in milliseconds, even under load.
+	pingTimeout = 5 * time.Second
 	// retryDelay spaces attempts that fail at once (nothing to dial yet).
 	retryDelay = 50 * time.Millisecond
 	// maxErrorBody is the most of an error response that is read.
@@ -42,6 +45,7 @@ type Client struct {
 	log          *slog.Logger
 	http         *http.Client
 	readyAttempt time.Duration
+	pingTimeout  time.Duration
 
 	mu     sync.Mutex
 	sess   *session
@@ -59,7 +63,7 @@ type session struct {
 // NewClient returns a client that reaches the agent through dial, which
 // opens the VM's agent byte stream (hypervisor.Machine.DialAgent).
 func NewClient(dial func(ctx context.Context) (net.Conn, error), log *slog.Logger) *Client {
-	c := &Client{dial: dial, log: log, readyAttempt: readyAttempt}
+	c := &Client{dial: dial, log: log, readyAttempt: readyAttempt, pingTimeout: pingTimeout}
 	c.http = &http.Client{Transport: &http.Transport{
 		DialContext: c.openStream,
 		// One request per stream: streams are cheap, and an idle pooled
@@ -125,9 +129,10 @@ func (c *Client) ReadDir(ctx context.Context, dir string) ([]api.FSInfo, error) 
 }
 
 // WaitReady returns once the agent answers health, or with an error when
-// ctx ends first. Each probe is bounded; a probe that times out on a
-// session with nothing else running gives the session up, so that a guest
-// which reopened its side, or a channel that lost bytes, gets a fresh one.
+// ctx ends first. Each probe is bounded; a probe that times out gives the
+// session up when it is silent (dropIfSilent: nothing else open on it, or
+// no answer to a ping), so that a guest which reopened its side, or a
+// channel that lost bytes, gets a fresh one.
 func (c *Client) WaitReady(ctx context.Context) error {
 	// lastErr is the last failure that says something about the agent;
 	// the error of an attempt cut short by ctx itself says nothing.
@@ -150,7 +155,7 @@ func (c *Client) WaitReady(ctx context.Context) error {
 			return giveUp()
 		case timedOut:
 			c.log.Debug("agent health probe timed out", "err", err)
-			c.dropIfIdle()
+			c.dropIfSilent()
 			continue
 		}
 		c.log.Debug("agent not ready", "err", err)
@@ -319,18 +324,46 @@ func (c *Client) drop(s *session) {
 	s.mux.Close()
 }
 
-// dropIfIdle ends the current session if no stream is open on it.
-func (c *Client) dropIfIdle() {
+// dropIfSilent ends the current session, after a health probe on it timed
+// out, when no stream is open on it, or when it does not answer a yamux
+// ping within pingTimeout either: its guest end is gone (the guest reopened
+// its port, or the channel lost bytes), so nothing waiting on it can be
+// answered. A session that answers the ping is kept (its agent is busy).
+// Without the ping, two callers of WaitReady probing one dead session
+// each saw the other's probe open and neither gave the session up.
+func (c *Client) dropIfSilent() {
 	c.mu.Lock()
 	s := c.sess
-	if s == nil || s.active > 0 {
-		c.mu.Unlock()
+	idle := s != nil && s.active == 0
+	c.mu.Unlock()
+	if s == nil {
 		return
 	}
-	c.sess = nil
+	if !idle && answersPing(s.mux, c.pingTimeout) {
+		return
+	}
+	c.mu.Lock()
+	if c.sess == s {
+		c.sess = nil
+	}
 	c.mu.Unlock()
-	c.log.Debug("giving up a silent agent session")
+	c.log.Debug("giving up a silent agent session", "idle", idle)
 	s.mux.Close()
+}
+
+// answersPing reports whether the peer of mux answers a ping within d. A
+// ping left waiting ends when the session is closed.
+func answersPing(mux *yamux.Session, d time.Duration) bool {
+	pong := make(chan error, 1)
+	go func() { _, err := mux.Ping(); pong <- err }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-pong:
+		return err == nil
+	case <-t.C:
+		return false
+	}
 }
 
 // stream is a yamux stream that tells its session when it is closed.

@@ -245,6 +245,50 @@ func TestWaitReady(t *testing.T) {
 	}
 }
 
+// TestWaitReadySilentSessionInUse: a session whose guest end is gone is
+// given up even while a request without a deadline waits on it (as the
+// daemon's own deliveries do beside a create's wait): it does not answer a
+// ping. The waiting request then fails, and the next session answers.
+func TestWaitReadySilentSessionInUse(t *testing.T) {
+	h := newHarness(t)
+	h.client.readyAttempt, h.client.pingTimeout = 200*time.Millisecond, 200*time.Millisecond
+	h.serve = func(n int, guest net.Conn) {
+		if n == 1 {
+			<-h.ctx.Done() // reads nothing, answers nothing
+			guest.Close()
+			return
+		}
+		h.serveGuest(guest)
+	}
+	stuck := make(chan error, 1)
+	go func() { _, err := h.client.Health(context.Background()); stuck <- err }()
+	for {
+		h.client.mu.Lock()
+		inUse := h.client.sess != nil && h.client.sess.active > 0
+		h.client.mu.Unlock()
+		if inUse {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.client.WaitReady(ctx); err != nil {
+		t.Fatalf("WaitReady: %v", err)
+	}
+	if n := h.dials.Load(); n != 2 {
+		t.Errorf("dials = %d, want 2", n)
+	}
+	select {
+	case err := <-stuck:
+		if err == nil {
+			t.Error("the request left on the silent session was answered")
+		}
+	case <-ctx.Done():
+		t.Error("the request left on the silent session still waits after the session was given up")
+	}
+}
+
 func TestWaitReadyGivesUp(t *testing.T) {
 	var dials atomic.Int32
 	c := NewClient(func(context.Context) (net.Conn, error) {
