@@ -86,6 +86,25 @@ func (c *Client) Close() error {
 	return nil
 }
 
+// Detach closes the session of a host that leaves its guest running (a
+// daemon stopping without stopping the VM): it first asks the agent to
+// release its channel (Release, bounded by ctx), so that the agent waits
+// for its next host instead of learning of this one's departure only as
+// the next one connects, when the two notices can merge into none and the
+// agent keeps serving a session that is gone. The release is best effort:
+// without a live session none is sent, and the session is closed anyway.
+func (c *Client) Detach(ctx context.Context) error {
+	c.mu.Lock()
+	live := c.sess != nil && !c.sess.mux.IsClosed()
+	c.mu.Unlock()
+	if live {
+		if err := c.Release(ctx); err != nil {
+			c.log.Debug("release the agent before leaving it", "err", err)
+		}
+	}
+	return c.Close()
+}
+
 // Health asks the agent for its health.
 func (c *Client) Health(ctx context.Context) (*api.AgentHealthResponse, error) {
 	var h api.AgentHealthResponse

@@ -51,8 +51,10 @@ type harness struct {
 	log    *slog.Logger
 	client *Client
 	dials  atomic.Int32
-	ctx    context.Context
-	wg     sync.WaitGroup
+	// releases counts the POST /v1/release the stand-in guest answered.
+	releases atomic.Int32
+	ctx      context.Context
+	wg       sync.WaitGroup
 
 	// serve handles the guest end of dial number n (from 1); nil serves it.
 	serve func(n int, guest net.Conn)
@@ -100,6 +102,10 @@ func (h *harness) serveGuest(guest net.Conn) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, api.AgentHealthResponse{Hostname: "stand-in", AgentVersion: "test"})
+	})
+	mux.HandleFunc("POST "+PathRelease, func(w http.ResponseWriter, r *http.Request) {
+		h.releases.Add(1)
+		w.WriteHeader(http.StatusNoContent)
 	})
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: time.Minute}
 	_ = hs.Serve(sess)
@@ -286,6 +292,34 @@ func TestWaitReadySilentSessionInUse(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Error("the request left on the silent session still waits after the session was given up")
+	}
+}
+
+// TestDetach: a host leaving a running guest releases the agent on its
+// live session, then closes; without a session it dials nothing.
+func TestDetach(t *testing.T) {
+	h := newHarness(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := h.client.Health(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.client.Detach(ctx); err != nil {
+		t.Fatalf("Detach: %v", err)
+	}
+	if n := h.releases.Load(); n != 1 {
+		t.Errorf("releases = %d, want 1", n)
+	}
+	if _, err := h.client.Health(ctx); err == nil {
+		t.Error("the client still answers after Detach")
+	}
+
+	idle := newHarness(t)
+	if err := idle.client.Detach(ctx); err != nil {
+		t.Fatalf("Detach without a session: %v", err)
+	}
+	if n, r := idle.dials.Load(), idle.releases.Load(); n != 0 || r != 0 {
+		t.Errorf("Detach without a session dialled %d times and released %d", n, r)
 	}
 }
 

@@ -105,6 +105,7 @@ func (m *Manager) stopAtClose(ctx context.Context, in *instance, mode StopMode) 
 		return nil
 	case stopDetach:
 		in.mu.Lock()
+		running := in.stateLocked() == vmstate.Running
 		if err := in.applyLocked(vmstate.Detach); err != nil {
 			in.mu.Unlock()
 			return err
@@ -113,10 +114,15 @@ func (m *Manager) stopAtClose(ctx context.Context, in *instance, mode StopMode) 
 		if in.endLife != nil {
 			in.endLife()
 		}
-		if in.agent != nil {
-			in.agent.Close()
-		}
+		client := in.agent
 		in.mu.Unlock()
+		if client != nil && !running {
+			client.Close() // a paused guest could not answer a release
+		} else if client != nil {
+			dctx, cancel := context.WithTimeout(ctx, releaseTimeout)
+			client.Detach(dctx)
+			cancel()
+		}
 		log.Info("vm left running for the next daemon")
 		return nil
 	case stopRemove:

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openslicer/openslicer/api"
 	"github.com/openslicer/openslicer/internal/agent"
@@ -131,4 +132,10 @@ func (s session) PowerOff(ctx context.Context) error {
 	return err
 }
 
-func (s session) Close() error { return s.c.Close() }
+// Close leaves the guest running and ready for its next host
+// (agent.Client.Detach).
+func (s session) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.c.Detach(ctx)
+}
