@@ -12,6 +12,9 @@
 //	    without the daemon, the agent's channel probes), then copied into
 //	    and out of a daemon's VM with cp-v1, and through a port-forward
 //	    tunnel; see copy.go;
+//	(p) pairs of: a raw boot, a cold create, a template create, a pool
+//	    create and a hot fork, each until an exec answers, reported as
+//	    medians of the ratios within each pair; see paired.go;
 //
 // and prints the median and p95 of each, the ratio b/a (how much the
 // daemon adds on top of the floor), and copy throughput as a share of the
@@ -49,6 +52,7 @@ func main() {
 	agentBin := flag.String("agent", "bin/slicer-agent", "slicer-agent binary")
 	accel := flag.String("accel", "", "accelerator mode auto|kvm|tcg (default $SLICER_ACCEL, else auto)")
 	debianBoots := flag.Int("debian-boots", -1, "samples of (b') for the debian image (default: as -boots when it is built, 0 skips)")
+	pairs := flag.Int("pairs", 5, "pairs of (p): floor, cold, template, pool, hot fork (0 skips)")
 	flag.Parse()
 	if *debianBoots < 0 {
 		*debianBoots = 0
@@ -58,13 +62,13 @@ func main() {
 			fmt.Fprintln(os.Stderr, "debian image not built (slicer image build debian): (b') skipped")
 		}
 	}
-	if err := run(*boots, *execs, *copies, *debianBoots, *imageDir, *agentBin, *accel); err != nil {
+	if err := run(*boots, *execs, *copies, *debianBoots, *pairs, *imageDir, *agentBin, *accel); err != nil {
 		fmt.Fprintln(os.Stderr, "slicer-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(boots, execs, copies, debianBoots int, imageDir, agentBin, accelFlag string) error {
+func run(boots, execs, copies, debianBoots, pairs int, imageDir, agentBin, accelFlag string) error {
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tmp, err := os.MkdirTemp("", "slicer-bench-")
@@ -99,7 +103,9 @@ func run(boots, execs, copies, debianBoots int, imageDir, agentBin, accelFlag st
 			return fmt.Errorf("agent channel: %w", err)
 		}
 	}
-	creates, debCreates, execTimes, copied, err := measureDaemon(ctx, tmp, imageDir, agentBin, mode, log, boots, debianBoots, execs, copies)
+	d := daemonRun{tmp: tmp, imageDir: imageDir, agentBin: agentBin, accelMode: mode, log: log, img: img, accel: dec.Accel,
+		boots: boots, debianBoots: debianBoots, execs: execs, copies: copies, pairs: pairs}
+	creates, debCreates, execTimes, copied, pairedRes, err := d.measure(ctx)
 	if err != nil {
 		return err
 	}
@@ -128,6 +134,7 @@ func run(boots, execs, copies, debianBoots int, imageDir, agentBin, accelFlag st
 		fmt.Printf("cp in / channel in: %.2f; cp out / channel out: %.2f (medians)\n",
 			medianF(copied[0].samples)/medianF(channel[0].samples), medianF(copied[1].samples)/medianF(channel[1].samples))
 	}
+	pairedRes.print()
 	return nil
 }
 
@@ -212,9 +219,22 @@ func foreground(args []string) []string {
 	return out
 }
 
-// measureDaemon starts a daemon in this process and times creates and
-// execs through the public client over its unix socket.
-func measureDaemon(ctx context.Context, tmp, imageDir, agentBin, accelMode string, log *slog.Logger, boots, debianBoots, execs, copies int) (creates, debCreates, execTimes []time.Duration, copied []throughput, err error) {
+// daemonRun is what the daemon phases measure, and with what.
+type daemonRun struct {
+	tmp, imageDir, agentBin, accelMode string
+	log                                *slog.Logger
+	img                                *image.Image
+	accel                              qemu.Accel
+	boots, debianBoots, execs, copies  int
+	pairs                              int
+}
+
+// measure starts a daemon in this process and times creates and execs
+// through the public client over its unix socket, then runs the paired
+// phase (paired.go).
+func (d daemonRun) measure(ctx context.Context) (creates, debCreates, execTimes []time.Duration, copied []throughput, p paired, err error) {
+	tmp, imageDir, agentBin, accelMode, log := d.tmp, d.imageDir, d.agentBin, d.accelMode, d.log
+	boots, debianBoots, execs, copies := d.boots, d.debianBoots, d.execs, d.copies
 	data := filepath.Join(tmp, "data")
 	sock := filepath.Join(data, "api.sock")
 	cfg := filepath.Join(tmp, "bench.yaml")
@@ -223,9 +243,12 @@ func measureDaemon(ctx context.Context, tmp, imageDir, agentBin, accelMode strin
 	if debianBoots > 0 {
 		yaml += fmt.Sprintf(group, "benchdeb") + "    image: debian\n"
 	}
+	if d.pairs > 0 {
+		yaml += pairedGroups
+	}
 	yaml += fmt.Sprintf("  image: min\n  hypervisor: qemu\n  graceful_shutdown: false\n  api:\n    bind_address: %q\n", sock)
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, nil, p, err
 	}
 	dctx, stop := context.WithCancel(ctx)
 	ready := make(chan string, 1)
@@ -245,7 +268,7 @@ func measureDaemon(ctx context.Context, tmp, imageDir, agentBin, accelMode strin
 	select {
 	case <-ready:
 	case err := <-errc:
-		return nil, nil, nil, nil, fmt.Errorf("daemon: %w", err)
+		return nil, nil, nil, nil, p, fmt.Errorf("daemon: %w", err)
 	}
 	c := client.New(sock, "")
 
@@ -253,11 +276,11 @@ func measureDaemon(ctx context.Context, tmp, imageDir, agentBin, accelMode strin
 		start := time.Now()
 		node, err := c.CreateNode(ctx, "benchdeb", api.CreateNodeRequest{}, client.CreateOptions{Wait: "agent", Timeout: 5 * time.Minute})
 		if err != nil {
-			return nil, nil, nil, nil, fmt.Errorf("create debian: %w", err)
+			return nil, nil, nil, nil, p, fmt.Errorf("create debian: %w", err)
 		}
 		debCreates = append(debCreates, time.Since(start))
 		if _, err := c.DeleteNode(ctx, "benchdeb", node.Hostname); err != nil {
-			return nil, nil, nil, nil, err
+			return nil, nil, nil, nil, p, err
 		}
 	}
 	var host string
@@ -265,7 +288,7 @@ func measureDaemon(ctx context.Context, tmp, imageDir, agentBin, accelMode strin
 		start := time.Now()
 		node, err := c.CreateNode(ctx, "bench", api.CreateNodeRequest{}, client.CreateOptions{Wait: "agent", Timeout: 2 * time.Minute})
 		if err != nil {
-			return nil, nil, nil, nil, fmt.Errorf("create: %w", err)
+			return nil, nil, nil, nil, p, fmt.Errorf("create: %w", err)
 		}
 		creates = append(creates, time.Since(start))
 		if i == boots-1 {
@@ -273,24 +296,31 @@ func measureDaemon(ctx context.Context, tmp, imageDir, agentBin, accelMode strin
 			break
 		}
 		if _, err := c.DeleteNode(ctx, "bench", node.Hostname); err != nil {
-			return nil, nil, nil, nil, err
+			return nil, nil, nil, nil, p, err
 		}
 	}
 	for range execs {
 		start := time.Now()
 		res, err := c.ExecBuffered(ctx, host, &api.ExecRequest{Command: "true", UID: new(uint32)})
 		if err != nil || res.ExitCode != 0 {
-			return nil, nil, nil, nil, fmt.Errorf("exec true: %+v %v", res, err)
+			return nil, nil, nil, nil, p, fmt.Errorf("exec true: %+v %v", res, err)
 		}
 		execTimes = append(execTimes, time.Since(start))
 	}
 	if copies > 0 {
 		if copied, err = measureCopy(ctx, c, host, tmp, copies); err != nil {
-			return nil, nil, nil, nil, err
+			return nil, nil, nil, nil, p, err
 		}
 	}
-	_, err = c.DeleteNode(ctx, "bench", host)
-	return creates, debCreates, execTimes, copied, err
+	if _, err := c.DeleteNode(ctx, "bench", host); err != nil {
+		return nil, nil, nil, nil, p, err
+	}
+	if d.pairs > 0 {
+		if p, err = measurePaired(ctx, c, d.img, filepath.Join(tmp, "paired"), d.accel, d.pairs); err != nil {
+			return nil, nil, nil, nil, p, fmt.Errorf("paired phase: %w", err)
+		}
+	}
+	return creates, debCreates, execTimes, copied, p, nil
 }
 
 func medianF(v []float64) float64 {
