@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -11,25 +12,11 @@ import (
 	"github.com/openslicer/openslicer/internal/testenv"
 )
 
-// netCloneYAML is a bridge group whose VMs are snapshot template clones.
-const netCloneYAML = `  - name: nt
-    count: 0
-    vcpu: 1
-    ram_mb: 256
-    storage: image
-    storage_size: 1G
-    snapshot: true
-    dns_servers: ["203.0.113.53"]
-    network:
-` + bridgeNet + `  - name: ni
-    count: 0
-    vcpu: 1
-    ram_mb: 256
-    storage: image
-    storage_size: 1G
-    snapshot: true
-    network:
-` + isolatedNet
+// snapshotNetGroup is netGroupYAML's group name with network net, its
+// VMs snapshot template clones.
+func snapshotNetGroup(name, net string) string {
+	return strings.Replace(fmt.Sprintf(netGroupYAML, name, net), "    network:\n", "    snapshot: true\n    network:\n", 1)
+}
 
 // TestNetworkedClones: in a bridge group, template clones and a hot fork
 // of one of them each wake with the captured machine's MAC and no address
@@ -42,7 +29,7 @@ func TestNetworkedClones(t *testing.T) {
 	testenv.RequireRoot(t)
 	lab := newNetLab(t)
 	before := lab.state()
-	d := startDaemonIn(t, lab.host, netCloneYAML)
+	d := startDaemonIn(t, lab.host, snapshotNetGroup("nt", bridgeNet)+snapshotNetGroup("ni", isolatedNet))
 	c, ctx := d.client, context.Background()
 
 	a, b := createNet(t, c, "nt", nil), createNet(t, c, "nt", nil)

@@ -143,22 +143,27 @@ func run(boots, execs, copies, debianBoots, pairs int, imageDir, agentBin, accel
 func measureRawBoot(ctx context.Context, img *image.Image, dir string, n int, accel qemu.Accel) ([]time.Duration, error) {
 	var out []time.Duration
 	for i := range n {
-		run := filepath.Join(dir, fmt.Sprint(i))
-		if err := os.MkdirAll(run, 0o700); err != nil {
-			return nil, err
-		}
-		spec, err := rawSpec(ctx, img, run)
-		if err != nil {
-			return nil, err
-		}
-		d, err := bootOnce(ctx, spec, accel)
-		os.RemoveAll(run)
+		d, err := rawBoot(ctx, img, filepath.Join(dir, fmt.Sprint(i)), accel)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// rawBoot times one raw boot (bootOnce) of the machine rawSpec makes in
+// the run directory run, removed after.
+func rawBoot(ctx context.Context, img *image.Image, run string, accel qemu.Accel) (time.Duration, error) {
+	if err := os.MkdirAll(run, 0o700); err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(run)
+	spec, err := rawSpec(ctx, img, run)
+	if err != nil {
+		return 0, err
+	}
+	return bootOnce(ctx, spec, accel)
 }
 
 // rawSpec is the machine the daemon would start for a 1-vCPU 256 MiB

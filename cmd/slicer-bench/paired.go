@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -58,16 +57,7 @@ func measurePaired(ctx context.Context, c *client.Client, img *image.Image, dir 
 		return p, fmt.Errorf("build the template: %w", err)
 	}
 	for i := range pairs {
-		run := filepath.Join(dir, fmt.Sprint(i))
-		if err := os.MkdirAll(run, 0o700); err != nil {
-			return p, err
-		}
-		spec, err := rawSpec(ctx, img, run)
-		if err != nil {
-			return p, err
-		}
-		floor, err := bootOnce(ctx, spec, accel)
-		os.RemoveAll(run)
+		floor, err := rawBoot(ctx, img, filepath.Join(dir, fmt.Sprint(i)), accel)
 		if err != nil {
 			return p, fmt.Errorf("raw boot: %w", err)
 		}
@@ -100,31 +90,35 @@ func measurePaired(ctx context.Context, c *client.Client, img *image.Image, dir 
 // of true: it returns how long both took. The VM is deleted after.
 func createExec(ctx context.Context, c *client.Client, group string) (time.Duration, error) {
 	start := time.Now()
-	node, err := c.CreateNode(ctx, group, api.CreateNodeRequest{}, client.CreateOptions{Wait: "agent", Timeout: 3 * time.Minute})
+	host, err := createAnswering(ctx, c, group)
 	if err != nil {
-		return 0, fmt.Errorf("create in %s: %w", group, err)
-	}
-	if err := execTrue(ctx, c, node.Hostname); err != nil {
 		return 0, err
 	}
 	took := time.Since(start)
-	_, err = c.DeleteNode(ctx, group, node.Hostname)
+	_, err = c.DeleteNode(ctx, group, host)
 	return took, err
+}
+
+// createAnswering creates a VM of group (wait=agent) and has it answer an
+// exec of true; it returns the VM's name.
+func createAnswering(ctx context.Context, c *client.Client, group string) (string, error) {
+	node, err := c.CreateNode(ctx, group, api.CreateNodeRequest{}, client.CreateOptions{Wait: "agent", Timeout: 3 * time.Minute})
+	if err != nil {
+		return "", fmt.Errorf("create in %s: %w", group, err)
+	}
+	return node.Hostname, execTrue(ctx, c, node.Hostname)
 }
 
 // hotFork creates a running VM of group (not timed), then times a memory
 // commit of it, a fork of the commit (wait=agent) and the child's exec of
 // true. The child, the source and the commit are deleted after.
 func hotFork(ctx context.Context, c *client.Client, group string) (time.Duration, error) {
-	src, err := c.CreateNode(ctx, group, api.CreateNodeRequest{}, client.CreateOptions{Wait: "agent", Timeout: 3 * time.Minute})
+	src, err := createAnswering(ctx, c, group)
 	if err != nil {
-		return 0, fmt.Errorf("create in %s: %w", group, err)
-	}
-	if err := execTrue(ctx, c, src.Hostname); err != nil {
 		return 0, err
 	}
 	start := time.Now()
-	commit, err := c.CommitVMWithOptions(ctx, src.Hostname, api.CommitVMRequest{Mode: api.CommitModeMemory})
+	commit, err := c.CommitVMWithOptions(ctx, src, api.CommitVMRequest{Mode: api.CommitModeMemory})
 	if err != nil {
 		return 0, fmt.Errorf("memory commit: %w", err)
 	}
@@ -136,7 +130,7 @@ func hotFork(ctx context.Context, c *client.Client, group string) (time.Duration
 		return 0, err
 	}
 	took := time.Since(start)
-	for _, h := range []string{child.Hostname, src.Hostname} {
+	for _, h := range []string{child.Hostname, src} {
 		if _, err := c.DeleteNode(ctx, group, h); err != nil {
 			return 0, err
 		}

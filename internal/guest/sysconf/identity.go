@@ -1,8 +1,10 @@
 package sysconf
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"path"
 	"slices"
@@ -94,20 +96,10 @@ func (n Network) check() error {
 			errs = append(errs, errors.New("network dns: an empty address"))
 		}
 	}
-	if n.MAC != nil && (len(n.MAC) != 6 || n.MAC[0]&1 != 0 || isZero(n.MAC)) {
+	if n.MAC != nil && (len(n.MAC) != 6 || n.MAC[0]&1 != 0 || bytes.Equal(n.MAC, make(net.HardwareAddr, 6))) {
 		errs = append(errs, fmt.Errorf("network mac %s: want a unicast Ethernet address, e.g. 02:00:00:00:00:01", n.MAC))
 	}
 	return errors.Join(errs...)
-}
-
-// isZero reports whether every byte of b is zero.
-func isZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // device is the NIC n configures, eth0 when it names none.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -42,7 +41,7 @@ func (m *machine) capture(ctx context.Context, stateDir string, opt hypervisor.C
 	if m.exited() {
 		return errExited
 	}
-	memFile, memfd := sharedMemoryFromArgs(m.args), memfdFromArgs(m.args)
+	memFile, memfd := sharedRAMFromArgs(m.args)
 	if memFile != "" && opt.Resume {
 		return fmt.Errorf("%w: the machine's RAM is the shared file %s, which becomes the captured memory: it cannot run again after the capture", api.ErrInvalid, memFile)
 	}
@@ -155,15 +154,7 @@ func linkOrCopy(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return copySparseTo(dst, in)
 }
 
 // layerDisks moves the writes of each disk i with overlays[i] set to a

@@ -26,13 +26,21 @@ func (m *machine) copyMemfd(dst string) error {
 		return err
 	}
 	defer src.Close()
+	if err := copySparseTo(dst, src); err != nil {
+		return fmt.Errorf("copy guest memory: %w", err)
+	}
+	return nil
+}
+
+// copySparseTo copies src into a new file at dst (copySparse).
+func copySparseTo(dst string, src *os.File) error {
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
 	if err := copySparse(out, src); err != nil {
 		out.Close()
-		return fmt.Errorf("copy guest memory: %w", err)
+		return err
 	}
 	return out.Close()
 }

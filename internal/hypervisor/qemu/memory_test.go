@@ -46,8 +46,8 @@ func TestArgsMemoryFile(t *testing.T) {
 			if hasBackend := strings.Contains(machine, "memory-backend=microvm.ram"); hasBackend != (tt.wantObject != "") {
 				t.Errorf("-M %q: names the memory backend %v, want %v", machine, hasBackend, tt.wantObject != "")
 			}
-			if got := sharedMemoryFromArgs(a); got != tt.wantShared {
-				t.Errorf("sharedMemoryFromArgs = %q, want %q", got, tt.wantShared)
+			if got, memfd := sharedRAMFromArgs(a); got != tt.wantShared || memfd {
+				t.Errorf("sharedRAMFromArgs = %q, %t; want %q and no memfd", got, memfd, tt.wantShared)
 			}
 		})
 	}
@@ -96,15 +96,18 @@ func TestArgsSharedMemory(t *testing.T) {
 	if m := argAfter(a, "-M", ""); !strings.Contains(m, "memory-backend=microvm.ram") {
 		t.Errorf("-M %q does not name the memory backend", m)
 	}
-	if !memfdFromArgs(a) || sharedMemoryFromArgs(a) != "" {
-		t.Errorf("memfdFromArgs %t, sharedMemoryFromArgs %q: want the memfd and no file", memfdFromArgs(a), sharedMemoryFromArgs(a))
+	if file, memfd := sharedRAMFromArgs(a); !memfd || file != "" {
+		t.Errorf("sharedRAMFromArgs = %q, %t: want the memfd and no file", file, memfd)
 	}
 	clone, err := args(spec, Accel{}, load{stream: "/c/vm.migration", memory: "/c/memory"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := argAfter(clone, "-object", "memory-backend"); got != "memory-backend-file,id=microvm.ram,size=512M,mem-path=/c/memory,share=off" || memfdFromArgs(clone) {
+	if got := argAfter(clone, "-object", "memory-backend"); got != "memory-backend-file,id=microvm.ram,size=512M,mem-path=/c/memory,share=off" {
 		t.Errorf("clone -object %q: want the captured file mapped privately", got)
+	}
+	if file, memfd := sharedRAMFromArgs(clone); file != "" || memfd {
+		t.Errorf("clone: sharedRAMFromArgs = %q, %t: want neither (its RAM is private)", file, memfd)
 	}
 	spec.MemoryFile = "/t/mem"
 	if _, err := args(spec, Accel{}, load{}); err == nil {

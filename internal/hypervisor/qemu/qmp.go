@@ -29,7 +29,7 @@ type QMP struct {
 	lastID uint64
 	broken error
 	// events holds the events read while waiting for replies, oldest
-	// first, for TakeEvent and WaitEvent (at most maxQueuedEvents).
+	// first, for TakeEvent (at most maxQueuedEvents).
 	events []message
 }
 
@@ -103,32 +103,6 @@ type message struct {
 	ID     json.RawMessage `json:"id"`
 }
 
-// WaitEvent returns the data of an event called name whose data match
-// accepts (nil accepts any): the oldest such event that arrived while a
-// command ran (see TakeEvent), or else the next one QEMU sends. A
-// cancelled wait breaks the session, as any cancelled I/O does.
-func (q *QMP) WaitEvent(ctx context.Context, name string, match func(data json.RawMessage) bool) (json.RawMessage, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if data, ok := q.takeEvent(name, match); ok {
-		return data, nil
-	}
-	if q.broken != nil {
-		return nil, fmt.Errorf("qmp wait for %s: session broken by an earlier error: %w", name, q.broken)
-	}
-	release := q.bound(ctx)
-	defer release()
-	for {
-		var msg message
-		if err := q.dec.Decode(&msg); err != nil {
-			return nil, fmt.Errorf("qmp wait for %s: %w", name, q.ioError(ctx, err))
-		}
-		if msg.Event == name && (match == nil || match(msg.Data)) {
-			return msg.Data, nil
-		}
-	}
-}
-
 // TakeEvent returns the data of the oldest event called name (and
 // matching match, when not nil) that QEMU sent while this session waited
 // for a command's reply, and forgets it; false when there is none. It
@@ -181,7 +155,7 @@ func (q *QMP) execute(ctx context.Context, cmd string, args any, oob []byte) (js
 			if len(q.events) == maxQueuedEvents {
 				q.events = q.events[1:]
 			}
-			q.events = append(q.events, msg) // for TakeEvent and WaitEvent
+			q.events = append(q.events, msg) // for TakeEvent
 			continue
 		case msg.ID != nil && string(msg.ID) != id:
 			continue // not ours

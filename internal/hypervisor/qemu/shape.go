@@ -64,34 +64,27 @@ func shapeFromArgs(args []string) (hypervisor.Shape, error) {
 	return s, nil
 }
 
-// memfdFromArgs reports whether a command line Args built keeps the
-// guest's RAM in a shared memfd (Spec.SharedMemory).
-func memfdFromArgs(args []string) bool {
+// sharedRAMFromArgs reads, from a command line Args built, how the guest's
+// RAM is shared with the host, if it is: the file it maps shared
+// (Spec.MemoryFile), or a shared memfd (Spec.SharedMemory). Anonymous
+// memory, and a clone's privately mapped file, are neither.
+func sharedRAMFromArgs(args []string) (file string, memfd bool) {
 	for i := 0; i+1 < len(args); i++ {
 		if args[i] != "-object" {
 			continue
 		}
 		opts := splitOpts(args[i+1])
-		if len(opts) > 0 && opts[0] == "memory-backend-memfd" && optNamed(opts, "share") == "on" {
-			return true
-		}
-	}
-	return false
-}
-
-// sharedMemoryFromArgs returns the file a command line Args built maps
-// shared as the guest's RAM (Spec.MemoryFile), or "".
-func sharedMemoryFromArgs(args []string) string {
-	for i := 0; i+1 < len(args); i++ {
-		if args[i] != "-object" {
+		if len(opts) == 0 || optNamed(opts, "share") != "on" {
 			continue
 		}
-		opts := splitOpts(args[i+1])
-		if len(opts) > 0 && opts[0] == "memory-backend-file" && optNamed(opts, "share") == "on" {
-			return optNamed(opts, "mem-path")
+		switch opts[0] {
+		case "memory-backend-file":
+			return optNamed(opts, "mem-path"), false
+		case "memory-backend-memfd":
+			return "", true
 		}
 	}
-	return ""
+	return "", false
 }
 
 // switches are the options of Args that take no value.
